@@ -1,0 +1,42 @@
+# stream_state — PGXS build
+#
+#   make && make install          build and install into the server found by pg_config
+#   make installcheck             pg_regress + isolation suites on a throwaway instance
+#   make prove_installcheck       TAP tests (restarts, crashes) with PostgreSQL::Test::Cluster
+#   bash scripts/test.sh          everything, including set-up (what CI runs)
+
+EXTENSION = stream_state
+MODULE_big = stream_state
+OBJS = \
+	src/stream_state.o \
+	src/guc.o \
+	src/shmem.o \
+	src/window.o \
+	src/delta.o \
+	src/capture.o \
+	src/query.o \
+	src/store_memory.o \
+	src/wal_reader.o \
+	src/worker.o \
+	src/sql_api.o
+
+DATA = sql/stream_state--0.1.0.sql
+PGFILEDESC = "stream_state - keyed streaming state"
+
+REGRESS = setup errors exactness transactions keys windows privileges
+REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
+	--load-extension=stream_state
+
+ISOLATION = concurrent_writers
+ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \
+	--inputdir=test/isolation --outputdir=test/isolation/output_iso --load-extension=stream_state
+
+TAP_TESTS = 1
+PROVE_TESTS = test/t/*.pl
+
+PG_CPPFLAGS += -I$(srcdir)/src
+SHLIB_LINK += -lrocksdb
+
+PG_CONFIG ?= pg_config
+PGXS := $(shell $(PG_CONFIG) --pgxs)
+include $(PGXS)

@@ -1,0 +1,627 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.c
+ *	  The statement trigger: rows -> backend-local delta; publishing the delta
+ *	  as transactional WAL messages at pre-commit.
+ *
+ * The trigger folds each row of the transition table into a delta keyed by
+ * (query, key image, pane).  Nothing shared is touched while a transaction
+ * runs.  At XACT_EVENT_PRE_COMMIT / PRE_PREPARE the delta is written with
+ * LogLogicalMessage(transactional), so it is in the WAL atomically with the
+ * transaction: an aborted transaction contributes nothing.
+ *
+ * Sub-transactions: the delta is a stack of levels, one per sub-transaction
+ * nesting level that captured rows.  A sub-commit merges its level into the
+ * parent's; a sub-abort throws its level away.  A level that grows past
+ * stream_state.max_delta_entries is written early, under the current
+ * (sub)transaction id: the worker then applies or discards those messages
+ * with the sub-transaction, as the commit or abort record says.
+ *
+ * Nothing here runs after the commit record except what cannot fail: noting
+ * the commit LSN, bumping a shared counter and setting the worker's latch.
+ *
+ * IDENTIFICATION
+ *	  src/capture.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/genam.h"
+#include "access/htup_details.h"
+#include "access/table.h"
+#include "access/xact.h"
+#include "access/xlog.h"
+#include "catalog/indexing.h"
+#include "catalog/namespace.h"
+#include "catalog/objectaccess.h"
+#include "catalog/pg_extension.h"
+#include "catalog/pg_trigger.h"
+#include "commands/extension.h"
+#include "commands/trigger.h"
+#include "common/hashfn.h"
+#include "executor/tuptable.h"
+#include "miscadmin.h"
+#include "replication/message.h"
+#include "storage/latch.h"
+#include "utils/builtins.h"
+#include "utils/fmgroids.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/rel.h"
+#include "utils/tuplestore.h"
+
+#include "capture.h"
+#include "delta.h"
+#include "query.h"
+#include "window.h"
+
+typedef struct DeltaKey
+{
+	int64		pane;
+	uint32		hash;
+	uint32		len;
+	const char *data;
+} DeltaKey;
+
+typedef struct DeltaEntry
+{
+	DeltaKey	key;
+	int64		count;
+} DeltaEntry;
+
+typedef struct DeltaQuery
+{
+	int32		qid;
+	bool		processing_time;
+	MemoryContext cxt;			/* entries and their keys; reset on flush */
+	HTAB	   *entries;
+	uint64		skipped;
+	int64		max_event_us;
+	struct DeltaQuery *next;
+} DeltaQuery;
+
+typedef struct DeltaLevel
+{
+	int			nest_level;
+	MemoryContext cxt;
+	DeltaQuery *queries;
+	long		nentries;
+	struct DeltaLevel *parent;
+} DeltaLevel;
+
+static DeltaLevel *cur_level = NULL;
+static bool xact_logged = false;	/* this transaction wrote messages */
+static bool xact_ddl = false;	/* ... changed definitions */
+static XLogRecPtr last_commit_lsn = InvalidXLogRecPtr;
+static object_access_hook_type prev_object_access_hook = NULL;
+
+static void capture_xact_callback(XactEvent event, void *arg);
+static void capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+									 SubTransactionId parentSubid, void *arg);
+static void capture_object_access(ObjectAccessType access, Oid classId,
+								  Oid objectId, int subId, void *arg);
+static DeltaLevel *current_level(void);
+static DeltaQuery *level_query(DeltaLevel *level, int32 qid, bool processing_time);
+static void delta_query_reset(DeltaQuery *dq);
+static void delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img,
+					  uint32 len, int64 pane, int64 count);
+static void level_flush(DeltaLevel *level);
+static void reset_xact_state(void);
+static void log_message(const char *data, Size len);
+
+static uint32
+delta_hash(const void *key, Size keysize)
+{
+	return ((const DeltaKey *) key)->hash;
+}
+
+static int
+delta_match(const void *a, const void *b, Size keysize)
+{
+	const DeltaKey *ka = a;
+	const DeltaKey *kb = b;
+
+	if (ka->pane != kb->pane || ka->len != kb->len)
+		return 1;
+	return memcmp(ka->data, kb->data, ka->len);
+}
+
+void
+sstate_capture_init(void)
+{
+	RegisterXactCallback(capture_xact_callback, NULL);
+	RegisterSubXactCallback(capture_subxact_callback, NULL);
+	prev_object_access_hook = object_access_hook;
+	object_access_hook = capture_object_access;
+}
+
+/*
+ * End LSN of this session's last commit that carried stream_state messages.
+ */
+XLogRecPtr
+sstate_capture_last_commit(void)
+{
+	return last_commit_lsn;
+}
+
+/*
+ * Write a definition message (CREATE, DROP, ...) now, in this transaction.
+ */
+void
+sstate_capture_log_ddl(const char *data, Size len)
+{
+	log_message(data, len);
+	xact_ddl = true;
+}
+
+/* A transaction changed definitions without a message (grants). */
+void
+sstate_capture_note_ddl(void)
+{
+	xact_ddl = true;
+}
+
+static void
+log_message(const char *data, Size len)
+{
+	LogLogicalMessage(STREAM_STATE_MSG_PREFIX, data, len, true);
+	xact_logged = true;
+}
+
+static DeltaLevel *
+current_level(void)
+{
+	int			nest = GetCurrentTransactionNestLevel();
+	DeltaLevel *level;
+
+	if (cur_level != NULL && cur_level->nest_level == nest)
+		return cur_level;
+
+	level = MemoryContextAllocZero(TopTransactionContext, sizeof(DeltaLevel));
+	level->nest_level = nest;
+	level->cxt = AllocSetContextCreate(TopTransactionContext,
+									   "stream_state delta",
+									   ALLOCSET_DEFAULT_SIZES);
+	level->parent = cur_level;
+	cur_level = level;
+	return level;
+}
+
+static void
+delta_query_reset(DeltaQuery *dq)
+{
+	HASHCTL		ctl;
+
+	MemoryContextReset(dq->cxt);
+	ctl.keysize = sizeof(DeltaKey);
+	ctl.entrysize = sizeof(DeltaEntry);
+	ctl.hash = delta_hash;
+	ctl.match = delta_match;
+	ctl.hcxt = dq->cxt;
+	dq->entries = hash_create("stream_state delta entries", 1024, &ctl,
+							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	dq->skipped = 0;
+	dq->max_event_us = SSTATE_NO_TIME;
+}
+
+static DeltaQuery *
+level_query(DeltaLevel *level, int32 qid, bool processing_time)
+{
+	DeltaQuery *dq;
+
+	for (dq = level->queries; dq != NULL; dq = dq->next)
+		if (dq->qid == qid)
+			return dq;
+
+	dq = MemoryContextAllocZero(level->cxt, sizeof(DeltaQuery));
+	dq->qid = qid;
+	dq->processing_time = processing_time;
+	dq->cxt = AllocSetContextCreate(level->cxt, "stream_state delta query",
+									ALLOCSET_DEFAULT_SIZES);
+	delta_query_reset(dq);
+	dq->next = level->queries;
+	level->queries = dq;
+	return dq;
+}
+
+static inline void
+delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img, uint32 len,
+		  int64 pane, int64 count)
+{
+	DeltaKey	key;
+	DeltaEntry *entry;
+	bool		found;
+
+	key.pane = pane;
+	key.len = len;
+	key.data = img;
+	key.hash = hash_bytes((const unsigned char *) img, (int) len) ^
+		murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
+
+	entry = hash_search_with_hash_value(dq->entries, &key, key.hash,
+										HASH_ENTER, &found);
+	if (found)
+	{
+		entry->count += count;
+		return;
+	}
+	entry->key.data = MemoryContextAlloc(dq->cxt, Max(len, 1));
+	memcpy((char *) entry->key.data, img, len);
+	entry->count = count;
+	level->nentries++;
+}
+
+/*
+ * Fold one row into the current delta.  Used by the trigger and by the
+ * backfill of create_query.
+ */
+void
+sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
+				   Datum time, bool time_null)
+{
+	const StreamStateQueryInfo *info = cap->info;
+	DeltaQuery *dq = cap->dq;
+	char		buf[SSTATE_KEYBUF];
+	const char *img;
+	uint32		len;
+	int64		pane = 0;
+
+	if (key_null)
+	{
+		dq->skipped++;
+		return;
+	}
+	if (!info->def.processing_time)
+	{
+		int64		us;
+
+		if (time_null || !sstate_time_to_unix_us(time, info->time_type, &us))
+		{
+			dq->skipped++;
+			return;
+		}
+		pane = sstate_floor_div(us, info->def.pane_us);
+		if (us > dq->max_event_us)
+			dq->max_event_us = us;
+	}
+	sstate_key_image(info, key, buf, &img, &len);
+	delta_add(cap->level, dq, img, len, pane, 1);
+
+	if (cap->level->nentries >= sstate_max_delta_entries)
+		level_flush(cap->level);
+}
+
+void
+sstate_capture_begin(StreamStateCapture *cap, const StreamStateQueryInfo *info)
+{
+	cap->info = info;
+	cap->level = current_level();
+	cap->dq = level_query(cap->level, info->id, info->def.processing_time);
+}
+
+/*
+ * Write every query section of a level as one DATA message and empty it.
+ */
+static void
+level_flush(DeltaLevel *level)
+{
+	StringInfoData buf;
+	DeltaQuery *dq;
+	bool		any = false;
+
+	initStringInfo(&buf);
+	sstate_delta_begin(&buf, SSM_DATA);
+	for (dq = level->queries; dq != NULL; dq = dq->next)
+	{
+		StreamStateDeltaQuery hdr;
+		HASH_SEQ_STATUS seq;
+		DeltaEntry *e;
+
+		hdr.nentries = hash_get_num_entries(dq->entries);
+		if (hdr.nentries == 0 && dq->skipped == 0)
+			continue;
+		hdr.qid = dq->qid;
+		hdr.flags = 0;
+		if (dq->processing_time)
+			hdr.flags |= SSM_FLAG_NO_PANE;
+		if (dq->max_event_us != SSTATE_NO_TIME)
+			hdr.flags |= SSM_FLAG_HAS_MAX;
+		hdr.skipped = dq->skipped;
+		hdr.max_event_us = dq->max_event_us;
+		sstate_delta_put_query(&buf, &hdr);
+
+		hash_seq_init(&seq, dq->entries);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			sstate_delta_put_entry(&buf, hdr.flags, e->key.data, e->key.len,
+								   e->key.pane, e->count);
+		delta_query_reset(dq);
+		any = true;
+	}
+	level->nentries = 0;
+	if (any)
+		log_message(buf.data, buf.len);
+	pfree(buf.data);
+}
+
+/*
+ * Merge a committed sub-transaction's level into its parent.
+ */
+static void
+level_merge_into_parent(DeltaLevel *child)
+{
+	DeltaLevel *parent = child->parent;
+	DeltaQuery *dq;
+
+	if (parent == NULL || parent->nest_level < child->nest_level - 1)
+	{
+		/* no parent level yet: the child becomes it */
+		child->nest_level--;
+		return;
+	}
+
+	for (dq = child->queries; dq != NULL; dq = dq->next)
+	{
+		DeltaQuery *pq = level_query(parent, dq->qid, dq->processing_time);
+		HASH_SEQ_STATUS seq;
+		DeltaEntry *e;
+
+		pq->skipped += dq->skipped;
+		if (dq->max_event_us > pq->max_event_us)
+			pq->max_event_us = dq->max_event_us;
+		hash_seq_init(&seq, dq->entries);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			delta_add(parent, pq, e->key.data, e->key.len, e->key.pane, e->count);
+	}
+	cur_level = parent;
+	MemoryContextDelete(child->cxt);
+	pfree(child);
+}
+
+static void
+reset_xact_state(void)
+{
+	/* the levels live in TopTransactionContext, which goes away with it */
+	cur_level = NULL;
+	xact_logged = false;
+	xact_ddl = false;
+}
+
+static void
+capture_xact_callback(XactEvent event, void *arg)
+{
+	switch (event)
+	{
+		case XACT_EVENT_PRE_COMMIT:
+		case XACT_EVENT_PRE_PREPARE:
+			/* every sub-transaction has ended: one level at most remains */
+			while (cur_level != NULL)
+			{
+				DeltaLevel *level = cur_level;
+
+				level_flush(level);
+				cur_level = level->parent;
+			}
+			break;
+
+		case XACT_EVENT_COMMIT:
+			if (xact_logged)
+			{
+				last_commit_lsn = XactLastCommitEnd;
+				if (sstate_shared != NULL)
+				{
+					int			i;
+
+					for (i = 0; i < sstate_shared->max_databases; i++)
+					{
+						StreamStateDb *db = &sstate_shared->dbs[i];
+						Latch	   *latch = db->worker_latch;
+
+						if (db->dboid == MyDatabaseId && latch != NULL)
+							SetLatch(latch);
+					}
+				}
+			}
+			if (xact_ddl && sstate_shared != NULL)
+				pg_atomic_fetch_add_u64(&sstate_shared->def_generation, 1);
+			reset_xact_state();
+			break;
+
+		case XACT_EVENT_ABORT:
+		case XACT_EVENT_PARALLEL_ABORT:
+			if (xact_ddl && sstate_shared != NULL)
+				pg_atomic_fetch_add_u64(&sstate_shared->def_generation, 1);
+			reset_xact_state();
+			break;
+
+		case XACT_EVENT_PREPARE:
+			reset_xact_state();
+			break;
+
+		default:
+			break;
+	}
+}
+
+static void
+capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
+						 SubTransactionId parentSubid, void *arg)
+{
+	int			nest;
+
+	if (cur_level == NULL)
+		return;
+	nest = GetCurrentTransactionNestLevel();
+	if (cur_level->nest_level != nest)
+		return;
+
+	switch (event)
+	{
+		case SUBXACT_EVENT_COMMIT_SUB:
+			level_merge_into_parent(cur_level);
+			break;
+		case SUBXACT_EVENT_ABORT_SUB:
+			{
+				DeltaLevel *level = cur_level;
+
+				cur_level = level->parent;
+				MemoryContextDelete(level->cxt);
+				pfree(level);
+				break;
+			}
+		default:
+			break;
+	}
+}
+
+/*
+ * Dropping one of our triggers (drop_query, DROP TABLE, DROP EXTENSION)
+ * drops its query: say so in the WAL, in this transaction.  Dropping the
+ * extension says so too.
+ */
+static void
+capture_object_access(ObjectAccessType access, Oid classId, Oid objectId,
+					  int subId, void *arg)
+{
+	if (prev_object_access_hook)
+		prev_object_access_hook(access, classId, objectId, subId, arg);
+
+	if (access != OAT_DROP || sstate_shared == NULL)
+		return;
+
+	if (classId == ExtensionRelationId)
+	{
+		if (objectId == get_extension_oid("stream_state", true))
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			sstate_delta_begin(&buf, SSM_DROP_EXTENSION);
+			sstate_capture_log_ddl(buf.data, buf.len);
+			pfree(buf.data);
+		}
+	}
+	else if (classId == TriggerRelationId)
+	{
+		Relation	rel;
+		ScanKeyData skey;
+		SysScanDesc scan;
+		HeapTuple	tup;
+		int32		qid = 0;
+
+		rel = table_open(TriggerRelationId, AccessShareLock);
+		ScanKeyInit(&skey, Anum_pg_trigger_oid, BTEqualStrategyNumber,
+					F_OIDEQ, ObjectIdGetDatum(objectId));
+		scan = systable_beginscan(rel, TriggerOidIndexId, true, NULL, 1, &skey);
+		tup = systable_getnext(scan);
+		if (HeapTupleIsValid(tup))
+		{
+			Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
+			const char *name = NameStr(trig->tgname);
+
+			if (strncmp(name, "stream_state_q", 14) == 0 &&
+				strcmp(get_func_name(trig->tgfoid), "_capture") == 0 &&
+				get_func_namespace(trig->tgfoid) == get_namespace_oid("stream_state", true))
+				qid = pg_strtoint32(name + 14);
+		}
+		systable_endscan(scan);
+		table_close(rel, AccessShareLock);
+
+		if (qid > 0)
+		{
+			StringInfoData buf;
+
+			initStringInfo(&buf);
+			sstate_delta_begin(&buf, SSM_DROP);
+			sstate_delta_put_qid(&buf, qid);
+			sstate_capture_log_ddl(buf.data, buf.len);
+			pfree(buf.data);
+		}
+	}
+}
+
+/*
+ * The statement trigger: AFTER INSERT ... REFERENCING NEW TABLE ... FOR EACH
+ * STATEMENT EXECUTE FUNCTION stream_state._capture('<query id>').
+ */
+PG_FUNCTION_INFO_V1(stream_state_capture);
+
+Datum
+stream_state_capture(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	Trigger    *trigger;
+	Tuplestorestate *store;
+	StreamStateQueryInfo *info;
+	StreamStateCapture cap;
+	TupleDesc	desc;
+	TupleTableSlot *slot;
+	MemoryContext rowcxt;
+	MemoryContext oldcxt;
+	int32		qid;
+	long		n = 0;
+
+	if (!CALLED_AS_TRIGGER(fcinfo))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stream_state._capture() must be called as a trigger")));
+	if (!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_INSERT(trigdata->tg_event) ||
+		trigdata->tg_newtable == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stream_state._capture() must be fired AFTER INSERT FOR EACH STATEMENT with a NEW TABLE")));
+
+	trigger = trigdata->tg_trigger;
+	if (trigger->tgnargs != 1)
+		elog(ERROR, "stream_state._capture() needs one argument, the query id");
+	qid = pg_strtoint32(trigger->tgargs[0]);
+
+	info = sstate_query_by_id(qid);
+	if (info == NULL)
+		return PointerGetDatum(NULL);	/* dropped in this transaction */
+
+	desc = RelationGetDescr(trigdata->tg_relation);
+	if (RelationGetRelid(trigdata->tg_relation) != info->source ||
+		info->key_attnum > desc->natts ||
+		TupleDescAttr(desc, info->key_attnum - 1)->atttypid != info->key_type ||
+		(info->time_attnum > 0 &&
+		 (info->time_attnum > desc->natts ||
+		  TupleDescAttr(desc, info->time_attnum - 1)->atttypid != info->time_type)))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("source table of continuous query \"%s\" no longer matches its definition",
+						info->name),
+				 errhint("Drop the query and create it again.")));
+
+	sstate_capture_begin(&cap, info);
+	store = trigdata->tg_newtable;
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state rows",
+								   ALLOCSET_DEFAULT_SIZES);
+	oldcxt = MemoryContextSwitchTo(rowcxt);
+
+	tuplestore_rescan(store);
+	while (tuplestore_gettupleslot(store, true, false, slot))
+	{
+		Datum		key;
+		Datum		time = (Datum) 0;
+		bool		key_null;
+		bool		time_null = false;
+
+		key = slot_getattr(slot, info->key_attnum, &key_null);
+		if (info->time_attnum > 0)
+			time = slot_getattr(slot, info->time_attnum, &time_null);
+		sstate_capture_row(&cap, key, key_null, time, time_null);
+
+		/* detoasted keys are the only per-row allocations */
+		if (++n % 1024 == 0)
+			MemoryContextReset(rowcxt);
+	}
+
+	MemoryContextSwitchTo(oldcxt);
+	MemoryContextDelete(rowcxt);
+	ExecDropSingleTupleTableSlot(slot);
+	return PointerGetDatum(NULL);
+}

@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * capture.h
+ *	  Folding rows into the backend-local delta (trigger and backfill).
+ *
+ * IDENTIFICATION
+ *	  src/capture.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_CAPTURE_H
+#define STREAM_STATE_CAPTURE_H
+
+#include "query.h"
+
+struct DeltaLevel;
+struct DeltaQuery;
+
+typedef struct StreamStateCapture
+{
+	const StreamStateQueryInfo *info;
+	struct DeltaLevel *level;
+	struct DeltaQuery *dq;
+} StreamStateCapture;
+
+extern void sstate_capture_begin(StreamStateCapture *cap,
+								 const StreamStateQueryInfo *info);
+extern void sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
+							   Datum time, bool time_null);
+
+#endif							/* STREAM_STATE_CAPTURE_H */

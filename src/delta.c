@@ -1,0 +1,256 @@
+/*-------------------------------------------------------------------------
+ *
+ * delta.c
+ *	  Encode and decode stream_state's transactional WAL messages.
+ *
+ * Every message is written with LogLogicalMessage(prefix "stream_state",
+ * transactional) and starts with two bytes: format version, then kind.
+ * Integers are LEB128 varints, signed ones zigzag-encoded first.
+ *
+ *   DATA            { qid, flags:byte, skipped, [max_event_us],
+ *                     nentries, nentries * entry }...   until the end
+ *       entry       keylen, key bytes, [pane], count
+ *                   (pane absent with SSM_FLAG_NO_PANE: processing time;
+ *                    max_event_us present with SSM_FLAG_HAS_MAX)
+ *   CREATE          qid, flags:byte (bit 0: processing time), pane_us,
+ *                   window_us, slide_us, lateness_us, name length, name
+ *   DROP            qid
+ *   DROP_EXTENSION  (nothing)
+ *
+ * Compatibility rule: a reader of version N reads versions N-1 and N; a
+ * message of an unknown version is reported and skipped, never applied
+ * half-understood.  The decoder never raises an ERROR: it returns false,
+ * since the worker must be able to skip a message it cannot read.
+ *
+ * IDENTIFICATION
+ *	  src/delta.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "delta.h"
+
+static inline void
+put_uvarint(StringInfo buf, uint64 v)
+{
+	char		tmp[10];
+	int			n = 0;
+
+	do
+	{
+		uint8		b = v & 0x7f;
+
+		v >>= 7;
+		if (v)
+			b |= 0x80;
+		tmp[n++] = (char) b;
+	} while (v);
+	appendBinaryStringInfoNT(buf, tmp, n);
+}
+
+static inline void
+put_svarint(StringInfo buf, int64 v)
+{
+	put_uvarint(buf, ((uint64) v << 1) ^ (uint64) (v >> 63));
+}
+
+static inline bool
+get_uvarint(StreamStateDeltaReader *r, uint64 *v)
+{
+	uint64		result = 0;
+	int			shift = 0;
+
+	while (r->p < r->end && shift < 64)
+	{
+		uint8		b = (uint8) *r->p++;
+
+		result |= (uint64) (b & 0x7f) << shift;
+		if ((b & 0x80) == 0)
+		{
+			*v = result;
+			return true;
+		}
+		shift += 7;
+	}
+	return false;
+}
+
+static inline bool
+get_svarint(StreamStateDeltaReader *r, int64 *v)
+{
+	uint64		u;
+
+	if (!get_uvarint(r, &u))
+		return false;
+	*v = (int64) (u >> 1) ^ -((int64) (u & 1));
+	return true;
+}
+
+static inline bool
+get_byte(StreamStateDeltaReader *r, uint8 *v)
+{
+	if (r->p >= r->end)
+		return false;
+	*v = (uint8) *r->p++;
+	return true;
+}
+
+void
+sstate_delta_begin(StringInfo buf, StreamStateMsgKind kind)
+{
+	appendStringInfoChar(buf, (char) STREAM_STATE_DELTA_VERSION);
+	appendStringInfoChar(buf, (char) kind);
+}
+
+void
+sstate_delta_put_query(StringInfo buf, const StreamStateDeltaQuery *q)
+{
+	put_uvarint(buf, (uint64) q->qid);
+	appendStringInfoChar(buf, (char) q->flags);
+	put_uvarint(buf, q->skipped);
+	if (q->flags & SSM_FLAG_HAS_MAX)
+		put_svarint(buf, q->max_event_us);
+	put_uvarint(buf, q->nentries);
+}
+
+void
+sstate_delta_put_entry(StringInfo buf, uint8 flags, const char *key,
+					   uint32 keylen, int64 pane, int64 count)
+{
+	put_uvarint(buf, keylen);
+	appendBinaryStringInfoNT(buf, key, keylen);
+	if (!(flags & SSM_FLAG_NO_PANE))
+		put_svarint(buf, pane);
+	put_uvarint(buf, (uint64) count);
+}
+
+void
+sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
+{
+	size_t		namelen = strlen(def->name);
+
+	put_uvarint(buf, (uint64) def->id);
+	appendStringInfoChar(buf, def->processing_time ? 1 : 0);
+	put_svarint(buf, def->pane_us);
+	put_svarint(buf, def->window_us);
+	put_svarint(buf, def->slide_us);
+	put_svarint(buf, def->lateness_us);
+	put_uvarint(buf, namelen);
+	appendBinaryStringInfoNT(buf, def->name, namelen);
+}
+
+void
+sstate_delta_put_qid(StringInfo buf, int32 qid)
+{
+	put_uvarint(buf, (uint64) qid);
+}
+
+bool
+sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
+{
+	r->p = data;
+	r->end = data + len;
+	r->entries_left = 0;
+	r->flags = 0;
+	if (!get_byte(r, &r->version) || !get_byte(r, &r->kind))
+		return false;
+	if (r->version != STREAM_STATE_DELTA_VERSION)
+		return false;
+	return r->kind >= SSM_DATA && r->kind <= SSM_DROP_EXTENSION;
+}
+
+/*
+ * Read the next query section header of a DATA message.  *done is set when
+ * the message has no more sections.  Entries of the previous section must
+ * have been read.
+ */
+bool
+sstate_delta_next_query(StreamStateDeltaReader *r, StreamStateDeltaQuery *q,
+						bool *done)
+{
+	uint64		qid;
+
+	*done = false;
+	if (r->entries_left != 0)
+		return false;
+	if (r->p == r->end)
+	{
+		*done = true;
+		return true;
+	}
+	if (!get_uvarint(r, &qid) || qid > PG_INT32_MAX ||
+		!get_byte(r, &q->flags) ||
+		!get_uvarint(r, &q->skipped))
+		return false;
+	q->qid = (int32) qid;
+	q->max_event_us = PG_INT64_MIN;
+	if ((q->flags & SSM_FLAG_HAS_MAX) && !get_svarint(r, &q->max_event_us))
+		return false;
+	if (!get_uvarint(r, &q->nentries))
+		return false;
+	r->entries_left = q->nentries;
+	r->flags = q->flags;
+	return true;
+}
+
+bool
+sstate_delta_next_entry(StreamStateDeltaReader *r, StreamStateDeltaEntry *e)
+{
+	uint64		keylen;
+	uint64		count;
+
+	if (r->entries_left == 0)
+		return false;
+	if (!get_uvarint(r, &keylen) || keylen > (uint64) (r->end - r->p))
+		return false;
+	e->key = r->p;
+	e->keylen = (uint32) keylen;
+	r->p += keylen;
+	e->pane = 0;
+	if (!(r->flags & SSM_FLAG_NO_PANE) && !get_svarint(r, &e->pane))
+		return false;
+	if (!get_uvarint(r, &count) || count > PG_INT64_MAX)
+		return false;
+	e->count = (int64) count;
+	r->entries_left--;
+	return true;
+}
+
+bool
+sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
+{
+	uint64		qid;
+	uint64		namelen;
+	uint8		flags;
+
+	memset(def, 0, sizeof(*def));
+	if (!get_uvarint(r, &qid) || qid > PG_INT32_MAX ||
+		!get_byte(r, &flags) ||
+		!get_svarint(r, &def->pane_us) ||
+		!get_svarint(r, &def->window_us) ||
+		!get_svarint(r, &def->slide_us) ||
+		!get_svarint(r, &def->lateness_us) ||
+		!get_uvarint(r, &namelen) ||
+		namelen >= NAMEDATALEN || namelen > (uint64) (r->end - r->p))
+		return false;
+	if (def->pane_us <= 0 || def->window_us <= 0 || def->slide_us <= 0 ||
+		def->lateness_us < 0)
+		return false;
+	def->id = (int32) qid;
+	def->processing_time = (flags & 1) != 0;
+	memcpy(def->name, r->p, namelen);
+	def->name[namelen] = '\0';
+	r->p += namelen;
+	return true;
+}
+
+bool
+sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid)
+{
+	uint64		v;
+
+	if (!get_uvarint(r, &v) || v > PG_INT32_MAX)
+		return false;
+	*qid = (int32) v;
+	return true;
+}

@@ -1,0 +1,75 @@
+/*-------------------------------------------------------------------------
+ *
+ * delta.h
+ *	  The stream_state message format: encode and decode.
+ *
+ * IDENTIFICATION
+ *	  src/delta.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_DELTA_H
+#define STREAM_STATE_DELTA_H
+
+#include "lib/stringinfo.h"
+
+#include "stream_state.h"
+
+#define STREAM_STATE_DELTA_VERSION	1
+
+typedef enum StreamStateMsgKind
+{
+	SSM_DATA = 1,
+	SSM_CREATE = 2,
+	SSM_DROP = 3,
+	SSM_DROP_EXTENSION = 4
+} StreamStateMsgKind;
+
+#define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */
+#define SSM_FLAG_HAS_MAX	0x02	/* max_event_us present */
+
+typedef struct StreamStateDeltaQuery
+{
+	int32		qid;
+	uint8		flags;
+	uint64		skipped;
+	int64		max_event_us;
+	uint64		nentries;
+} StreamStateDeltaQuery;
+
+typedef struct StreamStateDeltaEntry
+{
+	const char *key;
+	uint32		keylen;
+	int64		pane;
+	int64		count;
+} StreamStateDeltaEntry;
+
+typedef struct StreamStateDeltaReader
+{
+	const char *p;
+	const char *end;
+	uint8		version;
+	uint8		kind;
+	uint64		entries_left;
+	uint8		flags;
+} StreamStateDeltaReader;
+
+/* encoding */
+extern void sstate_delta_begin(StringInfo buf, StreamStateMsgKind kind);
+extern void sstate_delta_put_query(StringInfo buf, const StreamStateDeltaQuery *q);
+extern void sstate_delta_put_entry(StringInfo buf, uint8 flags,
+								   const char *key, uint32 keylen,
+								   int64 pane, int64 count);
+extern void sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def);
+extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
+
+/* decoding: each returns false on a malformed message */
+extern bool sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len);
+extern bool sstate_delta_next_query(StreamStateDeltaReader *r,
+									StreamStateDeltaQuery *q, bool *done);
+extern bool sstate_delta_next_entry(StreamStateDeltaReader *r,
+									StreamStateDeltaEntry *e);
+extern bool sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def);
+extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
+
+#endif							/* STREAM_STATE_DELTA_H */

@@ -1,0 +1,96 @@
+/*-------------------------------------------------------------------------
+ *
+ * guc.c
+ *	  Every configuration parameter of stream_state.
+ *
+ * PGC_POSTMASTER for what sizes shared memory, PGC_SIGHUP for what the
+ * worker re-reads, PGC_USERSET for what a session chooses.
+ *
+ * IDENTIFICATION
+ *	  src/guc.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "miscadmin.h"
+#include "utils/guc.h"
+
+#include "stream_state.h"
+
+int			sstate_memory_limit_kb = 128 * 1024;
+int			sstate_max_databases = 8;
+int			sstate_max_queries = 64;
+int			sstate_read_consistency = SSTATE_READ_SESSION;
+int			sstate_read_timeout_ms = 10000;
+int			sstate_max_delta_entries = 100000;
+int			sstate_worker_naptime_ms = 1000;
+
+static const struct config_enum_entry read_consistency_options[] = {
+	{"none", SSTATE_READ_NONE, false},
+	{"session", SSTATE_READ_SESSION, false},
+	{"committed", SSTATE_READ_COMMITTED, false},
+	{NULL, 0, false}
+};
+
+void
+sstate_guc_define(void)
+{
+	DefineCustomIntVariable("stream_state.memory_limit",
+							"Shared memory for the state of memory-backend queries, all databases together.",
+							"When it is full, the worker pauses the query that needs more and keeps its WAL.",
+							&sstate_memory_limit_kb,
+							128 * 1024, 1024, INT_MAX / 2,
+							PGC_POSTMASTER, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.max_databases",
+							"Maximum number of databases that can use stream_state at once.",
+							NULL,
+							&sstate_max_databases,
+							8, 1, 1024,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.max_queries",
+							"Maximum number of continuous queries per database.",
+							NULL,
+							&sstate_max_queries,
+							64, 1, 10000,
+							PGC_POSTMASTER, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("stream_state.read_consistency",
+							 "What a read of state waits for: none, this session's commits, or every commit before the read.",
+							 NULL,
+							 &sstate_read_consistency,
+							 SSTATE_READ_SESSION,
+							 read_consistency_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.read_timeout",
+							"How long a read waits for the worker before it fails.",
+							NULL,
+							&sstate_read_timeout_ms,
+							10000, 1, INT_MAX,
+							PGC_USERSET, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.max_delta_entries",
+							"Number of (query, key, pane) entries a transaction collects before it writes them to WAL early.",
+							NULL,
+							&sstate_max_delta_entries,
+							100000, 100, INT_MAX,
+							PGC_USERSET, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.worker_naptime",
+							"How long an idle worker sleeps before it looks for new WAL without being woken.",
+							NULL,
+							&sstate_worker_naptime_ms,
+							1000, 10, 60000,
+							PGC_SIGHUP, GUC_UNIT_MS,
+							NULL, NULL, NULL);
+
+	MarkGUCPrefixReserved("stream_state");
+}

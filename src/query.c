@@ -1,0 +1,314 @@
+/*-------------------------------------------------------------------------
+ *
+ * query.c
+ *	  Query definitions as backends see them: the stream_state.query_def
+ *	  catalog, a per-backend cache of it, privileges and key images.
+ *
+ * The cache is keyed by query name and thrown away whenever the shared
+ * definition generation changes; that counter is bumped at the commit of
+ * every transaction that created, dropped or re-granted a query
+ * (capture.c).  Definitions never change after creation except for their
+ * readers, so a stale entry can at worst name a query that was just dropped;
+ * the store then has no state for it.
+ *
+ * IDENTIFICATION
+ *	  src/query.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_namespace.h"
+#include "catalog/pg_type.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "utils/array.h"
+#include "utils/builtins.h"
+#include "utils/hsearch.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/syscache.h"
+
+#include "query.h"
+#include "window.h"
+
+static HTAB *query_cache = NULL;
+static MemoryContext query_cache_cxt = NULL;
+static uint64 query_cache_generation = 0;
+
+static void cache_validate(void);
+static StreamStateQueryInfo *load_query(const char *where, Datum arg, Oid argtype);
+
+static void
+cache_validate(void)
+{
+	uint64		gen = pg_atomic_read_u64(&sstate_shared->def_generation);
+
+	if (query_cache != NULL && gen == query_cache_generation)
+		return;
+	if (query_cache_cxt == NULL)
+		query_cache_cxt = AllocSetContextCreate(CacheMemoryContext,
+												"stream_state query cache",
+												ALLOCSET_SMALL_SIZES);
+	else
+		MemoryContextReset(query_cache_cxt);
+	{
+		HASHCTL		ctl;
+
+		ctl.keysize = NAMEDATALEN;
+		ctl.entrysize = sizeof(StreamStateQueryInfo);
+		ctl.hcxt = query_cache_cxt;
+		query_cache = hash_create("stream_state queries", 64, &ctl,
+								  HASH_ELEM | HASH_STRINGS | HASH_CONTEXT);
+	}
+	query_cache_generation = gen;
+}
+
+/*
+ * Fill the derived fields of a definition: type facts, the worker's view.
+ */
+void
+sstate_query_fill(StreamStateQueryInfo *info)
+{
+	Oid			outfn;
+	bool		isvarlena;
+
+	get_typlenbyval(info->key_type, &info->key_typlen, &info->key_typbyval);
+	getTypeOutputInfo(info->key_type, &outfn, &isvarlena);
+	fmgr_info_cxt(outfn, &info->key_out,
+				  query_cache_cxt ? query_cache_cxt : CurrentMemoryContext);
+	info->def.id = info->id;
+	info->def.processing_time = (info->time_attnum == 0);
+	strlcpy(info->def.name, info->name, NAMEDATALEN);
+}
+
+/*
+ * Read one definition from the catalog into the cache.  Returns NULL if
+ * there is no such row.
+ */
+static StreamStateQueryInfo *
+load_query(const char *where, Datum arg, Oid argtype)
+{
+	StreamStateQueryInfo *result = NULL;
+	StringInfoData sql;
+	int			ret;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT id, name, source, key_attnum, key_type, "
+					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
+					 "window_size, slide, lateness, owner, readers "
+					 "FROM stream_state.query_def WHERE %s = $1", where);
+
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute_with_args(sql.data, 1, &argtype, &arg, NULL, true, 1);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "could not read stream_state.query_def: %s",
+			 SPI_result_code_string(ret));
+	if (SPI_processed == 1)
+	{
+		HeapTuple	tup = SPI_tuptable->vals[0];
+		TupleDesc	desc = SPI_tuptable->tupdesc;
+		bool		isnull;
+		char	   *name = TextDatumGetCString(SPI_getbinval(tup, desc, 2, &isnull));
+		bool		found;
+		StreamStateQueryInfo *info;
+		int64		window_us,
+					slide_us;
+		ArrayType  *readers;
+
+		info = hash_search(query_cache, name, HASH_ENTER, &found);
+		info->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
+		info->source = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
+		info->key_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+		info->key_type = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));
+		info->time_type = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
+		window_us = sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 8, &isnull)),
+									   "window_size", false);
+		slide_us = sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 9, &isnull)),
+									  "slide", false);
+		info->def.window_us = window_us;
+		info->def.slide_us = slide_us;
+		info->def.pane_us = sstate_gcd(window_us, slide_us);
+		info->def.lateness_us = sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 10, &isnull)),
+												   "lateness", true);
+		info->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 11, &isnull));
+		readers = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 12, &isnull));
+		{
+			Datum	   *elems;
+			int			n;
+			int			i;
+
+			deconstruct_array(readers, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+							  &elems, NULL, &n);
+			info->nreaders = n;
+			info->readers = MemoryContextAlloc(query_cache_cxt,
+											   sizeof(Oid) * Max(n, 1));
+			for (i = 0; i < n; i++)
+				info->readers[i] = DatumGetObjectId(elems[i]);
+		}
+		sstate_query_fill(info);
+		result = info;
+	}
+	SPI_finish();
+	return result;
+}
+
+StreamStateQueryInfo *
+sstate_query_by_name(const char *name, bool missing_ok)
+{
+	StreamStateQueryInfo *info;
+
+	sstate_shmem_check();
+	cache_validate();
+	if (strlen(name) < NAMEDATALEN)
+	{
+		info = hash_search(query_cache, name, HASH_FIND, NULL);
+		if (info == NULL)
+			info = load_query("name", CStringGetTextDatum(name), TEXTOID);
+		if (info != NULL)
+			return info;
+	}
+	if (!missing_ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("continuous query \"%s\" does not exist", name),
+				 errhint("See stream_state.queries for the defined queries.")));
+	return NULL;
+}
+
+StreamStateQueryInfo *
+sstate_query_by_id(int32 id)
+{
+	HASH_SEQ_STATUS seq;
+	StreamStateQueryInfo *info;
+
+	sstate_shmem_check();
+	cache_validate();
+	hash_seq_init(&seq, query_cache);
+	while ((info = hash_seq_search(&seq)) != NULL)
+	{
+		if (info->id == id)
+		{
+			hash_seq_term(&seq);
+			return info;
+		}
+	}
+	return load_query("id", Int32GetDatum(id), INT4OID);
+}
+
+bool
+sstate_query_can_read(const StreamStateQueryInfo *info)
+{
+	Oid			me = GetUserId();
+	int			i;
+
+	if (has_privs_of_role(me, info->owner))
+		return true;
+	for (i = 0; i < info->nreaders; i++)
+		if (has_privs_of_role(me, info->readers[i]))
+			return true;
+	return false;
+}
+
+void
+sstate_query_check_read(const StreamStateQueryInfo *info)
+{
+	if (!sstate_query_can_read(info))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for continuous query \"%s\"", info->name),
+				 errhint("The owner of the query can allow reads with stream_state.grant_read().")));
+}
+
+void
+sstate_query_check_owner(const StreamStateQueryInfo *info)
+{
+	if (!has_privs_of_role(GetUserId(), info->owner))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("must be owner of continuous query \"%s\"", info->name)));
+}
+
+/*
+ * The role that owns the extension's schema: catalog writes and trigger
+ * creation run as it.
+ */
+Oid
+sstate_extension_owner(void)
+{
+	Oid			nsp = get_namespace_oid("stream_state", false);
+	HeapTuple	tup;
+	Oid			owner;
+
+	tup = SearchSysCache1(NAMESPACEOID, ObjectIdGetDatum(nsp));
+	if (!HeapTupleIsValid(tup))
+		elog(ERROR, "cache lookup failed for namespace %u", nsp);
+	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
+	ReleaseSysCache(tup);
+	return owner;
+}
+
+/*
+ * Rebuild a datum of the key type from its image (in the current memory
+ * context).
+ */
+Datum
+sstate_key_datum(const StreamStateQueryInfo *info, const char *img, uint32 len)
+{
+	if (info->key_typbyval)
+	{
+		switch (info->key_typlen)
+		{
+			case 1:
+				return CharGetDatum(*img);
+			case 2:
+				{
+					int16		v;
+
+					memcpy(&v, img, sizeof(v));
+					return Int16GetDatum(v);
+				}
+			case 4:
+				{
+					int32		v;
+
+					memcpy(&v, img, sizeof(v));
+					return Int32GetDatum(v);
+				}
+			default:
+				{
+					int64		v;
+
+					memcpy(&v, img, sizeof(v));
+					return Int64GetDatum(v);
+				}
+		}
+	}
+	if (info->key_typlen > 0)
+	{
+		char	   *p = palloc(len);
+
+		memcpy(p, img, len);
+		return PointerGetDatum(p);
+	}
+	if (info->key_typlen == -1)
+	{
+		struct varlena *v = palloc(VARHDRSZ + len);
+
+		SET_VARSIZE(v, VARHDRSZ + len);
+		memcpy(VARDATA(v), img, len);
+		return PointerGetDatum(v);
+	}
+	return CStringGetDatum(pnstrdup(img, len));
+}
+
+char *
+sstate_key_text(const StreamStateQueryInfo *info, const char *img, uint32 len)
+{
+	return OutputFunctionCall((FmgrInfo *) &info->key_out,
+							  sstate_key_datum(info, img, len));
+}

@@ -1,0 +1,84 @@
+/*-------------------------------------------------------------------------
+ *
+ * query.h
+ *	  Query definitions as backends see them: catalog lookups, a cache, and
+ *	  key images.
+ *
+ * IDENTIFICATION
+ *	  src/query.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_QUERY_H
+#define STREAM_STATE_QUERY_H
+
+#include "fmgr.h"
+
+#include "stream_state.h"
+
+typedef struct StreamStateQueryInfo
+{
+	char		name[NAMEDATALEN];	/* hash key */
+	int32		id;
+	Oid			source;
+	AttrNumber	key_attnum;
+	Oid			key_type;
+	int16		key_typlen;
+	bool		key_typbyval;
+	AttrNumber	time_attnum;	/* 0: processing time */
+	Oid			time_type;
+	Oid			owner;
+	int			nreaders;
+	Oid		   *readers;
+	StreamStateQueryDef def;
+	FmgrInfo	key_out;
+} StreamStateQueryInfo;
+
+/* Largest key image kept in a stack buffer by callers */
+#define SSTATE_KEYBUF	16
+
+extern StreamStateQueryInfo *sstate_query_by_name(const char *name, bool missing_ok);
+extern StreamStateQueryInfo *sstate_query_by_id(int32 id);
+extern void sstate_query_fill(StreamStateQueryInfo *info);
+extern void sstate_query_check_read(const StreamStateQueryInfo *info);
+extern bool sstate_query_can_read(const StreamStateQueryInfo *info);
+extern void sstate_query_check_owner(const StreamStateQueryInfo *info);
+extern Oid	sstate_extension_owner(void);
+
+/*
+ * The binary image of a key: what the state is keyed by.  Only types whose
+ * equality is image equality are accepted as keys (create_query checks the
+ * btree "equalimage" support function), so equal keys have equal images.
+ */
+static inline void
+sstate_key_image(const StreamStateQueryInfo *info, Datum d, char *buf,
+				 const char **img, uint32 *len)
+{
+	if (info->key_typbyval)
+	{
+		store_att_byval(buf, d, info->key_typlen);
+		*img = buf;
+		*len = info->key_typlen;
+	}
+	else if (info->key_typlen > 0)
+	{
+		*img = DatumGetPointer(d);
+		*len = info->key_typlen;
+	}
+	else if (info->key_typlen == -1)
+	{
+		struct varlena *v = (struct varlena *) PG_DETOAST_DATUM_PACKED(d);
+
+		*img = VARDATA_ANY(v);
+		*len = VARSIZE_ANY_EXHDR(v);
+	}
+	else
+	{
+		*img = DatumGetCString(d);
+		*len = strlen(*img);
+	}
+}
+
+extern Datum sstate_key_datum(const StreamStateQueryInfo *info, const char *img, uint32 len);
+extern char *sstate_key_text(const StreamStateQueryInfo *info, const char *img, uint32 len);
+
+#endif							/* STREAM_STATE_QUERY_H */

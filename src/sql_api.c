@@ -1,0 +1,959 @@
+/*-------------------------------------------------------------------------
+ *
+ * sql_api.c
+ *	  SQL-callable functions of stream_state.
+ *
+ * Definitions: create_query validates its arguments and the caller's
+ * privileges, then writes the catalog row and the trigger as the extension
+ * owner (the catalog is not writable by others), logs the CREATE message and
+ * counts the rows already in the table into the same transaction's delta.
+ * It holds SHARE ROW EXCLUSIVE on the table from validation to commit, so no
+ * insert falls between the backfill's snapshot and the trigger.
+ *
+ * Reads: every read first waits as stream_state.read_consistency says, then
+ * looks at the shared state table under db->lock (shared).
+ *
+ * IDENTIFICATION
+ *	  src/sql_api.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "access/table.h"
+#include "access/xlog.h"
+#include "catalog/dependency.h"
+#include "catalog/namespace.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_opclass.h"
+#include "catalog/pg_proc.h"
+#include "catalog/pg_trigger.h"
+#include "catalog/pg_type.h"
+#include "commands/defrem.h"
+#include "commands/trigger.h"
+#include "executor/spi.h"
+#include "funcapi.h"
+#include "miscadmin.h"
+#include "parser/parse_func.h"
+#include "pgstat.h"
+#include "storage/condition_variable.h"
+#include "utils/acl.h"
+#include "utils/builtins.h"
+#include "utils/lsyscache.h"
+#include "utils/pg_lsn.h"
+#include "utils/rel.h"
+#include "utils/timestamp.h"
+#include "utils/wait_event.h"
+
+#include "capture.h"
+#include "delta.h"
+#include "query.h"
+#include "store.h"
+#include "window.h"
+
+PG_FUNCTION_INFO_V1(stream_state_create_query);
+PG_FUNCTION_INFO_V1(stream_state_drop_query);
+PG_FUNCTION_INFO_V1(stream_state_grant_read);
+PG_FUNCTION_INFO_V1(stream_state_revoke_read);
+PG_FUNCTION_INFO_V1(stream_state_window_count);
+PG_FUNCTION_INFO_V1(stream_state_window_counts);
+PG_FUNCTION_INFO_V1(stream_state_wait_applied);
+PG_FUNCTION_INFO_V1(stream_state_query_stats);
+PG_FUNCTION_INFO_V1(stream_state_state);
+
+/* This backend's mapping of its database's state table */
+static dshash_table *read_table = NULL;
+static uint32 read_generation = 0;
+static StreamStateDb *read_db_slot = NULL;
+
+static StreamStateDb *read_begin(bool wait, const char *what);
+static void read_end(StreamStateDb *db);
+static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
+static void check_key_type(Oid keytype, bool *byimage, Oid collation,
+						   const char *column);
+
+/* ---------------------------------------------------------------------
+ * Waiting for the worker
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * Wait until this database's worker has applied WAL up to lsn and finished
+ * restoring.  Returns false on timeout, or raises the error if asked.
+ */
+static bool
+wait_applied_internal(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
+{
+	TimestampTz deadline;
+	StreamStateDb *db = NULL;
+	bool		result = false;
+
+	if (!RecoveryInProgress() && lsn > GetFlushRecPtr(NULL))
+		XLogFlush(lsn);
+
+	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
+	for (;;)
+	{
+		long		remaining;
+
+		if (db == NULL || db->dboid != MyDatabaseId)
+			db = sstate_db_find(MyDatabaseId);
+		if (db != NULL)
+		{
+			Latch	   *latch = db->worker_latch;
+
+			if (db->worker_state == SSW_RUNNING &&
+				pg_atomic_read_u64(&db->applied_lsn) >= lsn)
+			{
+				result = true;
+				break;
+			}
+			if (latch != NULL)
+				SetLatch(latch);
+		}
+
+		remaining = TimestampDifferenceMilliseconds(GetCurrentTimestamp(), deadline);
+		if (remaining <= 0)
+			break;
+		if (db != NULL)
+			(void) ConditionVariableTimedSleep(&db->applied_cv, Min(remaining, 100),
+											   PG_WAIT_EXTENSION);
+		else
+		{
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 Min(remaining, 100), PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+		}
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+
+	if (!result && error_on_timeout)
+	{
+		const char *why;
+
+		if (db == NULL || db->worker_state == SSW_NONE)
+			why = "The stream_state worker of this database is not running.";
+		else if (db->worker_state != SSW_RUNNING)
+			why = "The stream_state worker of this database is still restoring its state from WAL.";
+		else if (db->paused_query != 0)
+			why = "A continuous query of this database is paused because stream_state.memory_limit is reached; see stream_state.queries.";
+		else
+			why = "The stream_state worker of this database has not caught up yet.";
+		ereport(ERROR,
+				(errcode(ERRCODE_QUERY_CANCELED),
+				 errmsg("timed out waiting for stream_state to apply WAL up to %X/%X",
+						LSN_FORMAT_ARGS(lsn)),
+				 errdetail("%s", why),
+				 errhint("Raise stream_state.read_timeout, or set stream_state.read_consistency to \"none\" to read without waiting.")));
+	}
+	return result;
+}
+
+void
+sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
+{
+	(void) wait_applied_internal(lsn, timeout_ms, error_on_timeout);
+}
+
+/*
+ * Wait as read_consistency says, then return this database's slot with its
+ * lock held shared and read_table attached, or NULL if the database has no
+ * state yet.
+ */
+static StreamStateDb *
+read_begin(bool wait, const char *what)
+{
+	StreamStateDb *db;
+
+	db = sstate_db_find(MyDatabaseId);
+	if (wait && sstate_read_consistency != SSTATE_READ_NONE)
+	{
+		XLogRecPtr	target = InvalidXLogRecPtr;
+
+		if (sstate_read_consistency == SSTATE_READ_SESSION)
+			target = sstate_capture_last_commit();
+		else
+			target = GetXLogInsertRecPtr();
+
+		/* nothing was ever defined here and we wrote nothing: no wait */
+		if (db != NULL || !XLogRecPtrIsInvalid(target))
+		{
+			wait_applied_internal(target, sstate_read_timeout_ms, true);
+			db = sstate_db_find(MyDatabaseId);
+		}
+	}
+	if (db == NULL)
+		return NULL;
+	LWLockAcquire(&db->lock, LW_SHARED);
+	if (!DsaPointerIsValid(db->table))
+	{
+		LWLockRelease(&db->lock);
+		return NULL;
+	}
+	if (read_table == NULL || read_db_slot != db || read_generation != db->generation)
+	{
+		if (read_table != NULL)
+			sstate_store_detach(read_table);
+		read_table = NULL;
+		read_table = sstate_store_attach(sstate_area(), db->table);
+		read_generation = db->generation;
+		read_db_slot = db;
+	}
+	return db;
+}
+
+static void
+read_end(StreamStateDb *db)
+{
+	if (db != NULL)
+		LWLockRelease(&db->lock);
+}
+
+static StreamStateQuery *
+db_query(StreamStateDb *db, int32 qid)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	int			i;
+
+	for (i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
+			return &qs[i];
+	return NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * Definitions
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A key type needs a default hash operator class, and equal values must
+ * have equal binary images (btree "equalimage"), since state is keyed by
+ * the image.
+ */
+static void
+check_key_type(Oid keytype, bool *byimage, Oid collation, const char *column)
+{
+	Oid			opclass;
+	Oid			opfamily;
+	Oid			proc;
+
+	opclass = GetDefaultOpClass(keytype, HASH_AM_OID);
+	if (!OidIsValid(opclass))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("key column \"%s\" of type %s has no default hash operator class",
+						column, format_type_be(keytype)),
+				 errhint("Use a key column of a type that can be grouped by hashing, such as bigint, text or uuid.")));
+
+	*byimage = false;
+	opclass = GetDefaultOpClass(keytype, BTREE_AM_OID);
+	if (OidIsValid(opclass))
+	{
+		opfamily = get_opclass_family(opclass);
+		proc = get_opfamily_proc(opfamily, get_opclass_input_type(opclass),
+								 get_opclass_input_type(opclass), BTEQUALIMAGE_PROC);
+		if (OidIsValid(proc))
+			*byimage = DatumGetBool(OidFunctionCall1Coll(proc, collation,
+														 ObjectIdGetDatum(keytype)));
+	}
+	if (!*byimage)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("key column \"%s\" of type %s cannot be used as a key",
+						column, format_type_be(keytype)),
+				 errdetail("Equal values of this type (or collation) can have different binary representations, and stream_state keys state by the binary representation."),
+				 errhint("Use a key column of type bigint, integer, text with a deterministic collation, uuid or similar.")));
+}
+
+static AttrNumber
+lookup_column(Relation rel, const char *column, Oid *type, Oid *collation)
+{
+	AttrNumber	attnum = get_attnum(RelationGetRelid(rel), column);
+
+	if (attnum == InvalidAttrNumber || attnum < 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_COLUMN),
+				 errmsg("column \"%s\" of relation \"%s\" does not exist",
+						column, RelationGetRelationName(rel))));
+	*type = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->atttypid;
+	*collation = TupleDescAttr(RelationGetDescr(rel), attnum - 1)->attcollation;
+	return attnum;
+}
+
+static void
+check_column_select(Relation rel, AttrNumber attnum, const char *column)
+{
+	/* table-level SELECT covers every column; column ACLs add to it */
+	if (pg_class_aclcheck(RelationGetRelid(rel), GetUserId(), ACL_SELECT) != ACLCHECK_OK &&
+		pg_attribute_aclcheck(RelationGetRelid(rel), attnum, GetUserId(),
+							  ACL_SELECT) != ACLCHECK_OK)
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied for column \"%s\" of relation \"%s\"",
+						column, RelationGetRelationName(rel)),
+				 errdetail("Defining a continuous query needs SELECT on the columns it reads.")));
+}
+
+static void
+spi_exec(const char *sql, int expected)
+{
+	int			ret = SPI_execute(sql, false, 0);
+
+	if (ret != expected)
+		elog(ERROR, "stream_state: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
+}
+
+Datum
+stream_state_create_query(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	Oid			relid;
+	char	   *key_column;
+	char	   *time_column = NULL;
+	Relation	rel;
+	StreamStateQueryInfo info;
+	Oid			key_collation;
+	Oid			time_collation;
+	bool		byimage;
+	Interval   *window_iv;
+	Interval   *slide_iv;
+	Interval   *lateness_iv;
+	Interval	zero;
+	Oid			save_userid;
+	int			save_sec;
+	Oid			owner;
+	Oid			trigger_oid;
+	StringInfoData sql;
+	char		trigname[NAMEDATALEN];
+
+	sstate_shmem_check();
+
+	if (PG_ARGISNULL(0) || VARSIZE_ANY_EXHDR(PG_GETARG_TEXT_PP(0)) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query name must not be empty")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	if (strlen(name) >= NAMEDATALEN)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("query name \"%s\" is too long", name),
+				 errdetail("Query names are at most %d bytes long.", NAMEDATALEN - 1)));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("source must not be NULL")));
+	relid = PG_GETARG_OID(1);
+	if (PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("key_column must not be NULL")));
+	key_column = text_to_cstring(PG_GETARG_TEXT_PP(2));
+	if (!PG_ARGISNULL(3))
+		time_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
+
+	if (XLogLogicalInfoActive() == false && wal_level < WAL_LEVEL_REPLICA)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream_state requires wal_level \"replica\" or higher"),
+				 errhint("Set wal_level to \"replica\" and restart the server.")));
+
+	/* lock out inserts until commit: backfill and trigger see the same rows */
+	rel = table_open(relid, ShareRowExclusiveLock);
+	if (rel->rd_rel->relkind != RELKIND_RELATION &&
+		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("\"%s\" is not a table", RelationGetRelationName(rel)),
+				 errdetail("Continuous queries read plain or partitioned tables.")));
+
+	memset(&info, 0, sizeof(info));
+	strlcpy(info.name, name, NAMEDATALEN);
+	info.source = relid;
+	info.key_attnum = lookup_column(rel, key_column, &info.key_type, &key_collation);
+	if (time_column != NULL)
+	{
+		info.time_attnum = lookup_column(rel, time_column, &info.time_type, &time_collation);
+		if (info.time_type != TIMESTAMPTZOID && info.time_type != TIMESTAMPOID &&
+			info.time_type != DATEOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("time column \"%s\" must be of type timestamp with time zone, timestamp without time zone or date",
+							time_column),
+					 errdetail("Column \"%s\" has type %s.", time_column,
+							   format_type_be(info.time_type))));
+	}
+	check_key_type(info.key_type, &byimage, key_collation, key_column);
+
+	/* windows */
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_size must be a positive interval")));
+	window_iv = PG_GETARG_INTERVAL_P(4);
+	info.def.window_us = sstate_interval_us(window_iv, "window_size", false);
+	slide_iv = PG_ARGISNULL(5) ? window_iv : PG_GETARG_INTERVAL_P(5);
+	info.def.slide_us = sstate_interval_us(slide_iv, "slide", false);
+	if (info.def.slide_us > info.def.window_us)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slide must not be larger than window_size"),
+				 errdetail("Events between windows would belong to no window.")));
+	memset(&zero, 0, sizeof(zero));
+	lateness_iv = PG_ARGISNULL(6) ? &zero : PG_GETARG_INTERVAL_P(6);
+	info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
+	info.def.pane_us = sstate_gcd(info.def.window_us, info.def.slide_us);
+
+	/* privileges: read the columns, and be allowed to put a trigger there */
+	check_column_select(rel, info.key_attnum, key_column);
+	if (info.time_attnum > 0)
+		check_column_select(rel, info.time_attnum, time_column);
+	if (pg_class_aclcheck(relid, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+
+	if (sstate_query_by_name(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("continuous query \"%s\" already exists", name)));
+
+	owner = GetUserId();
+
+	/* the slot first: its restart position must precede our messages */
+	sstate_ensure_slot(MyDatabaseId);
+
+	/* catalog row and trigger, as the extension owner */
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(sstate_extension_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
+	{
+		bool		isnull;
+		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
+													SPI_tuptable->tupdesc, 1, &isnull));
+
+		if (n >= sstate_shared->max_queries)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many continuous queries in this database"),
+					 errdetail("stream_state.max_queries is %d.", sstate_shared->max_queries),
+					 errhint("Drop a query, or increase stream_state.max_queries and restart the server.")));
+	}
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "INSERT INTO stream_state.query_def (name, source, key_column, key_attnum, key_type, "
+					 "time_column, time_attnum, time_type, window_size, slide, lateness, owner) "
+					 "VALUES (%s, %u, %s, %d, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u) "
+					 "RETURNING id",
+					 quote_literal_cstr(name), relid, quote_literal_cstr(key_column),
+					 info.key_attnum, info.key_type,
+					 time_column ? quote_literal_cstr(time_column) : "NULL",
+					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
+					 time_column ? psprintf("%u", info.time_type) : "NULL",
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv)))),
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
+					 owner);
+	spi_exec(sql.data, SPI_OK_INSERT_RETURNING);
+	{
+		bool		isnull;
+
+		info.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0],
+											  SPI_tuptable->tupdesc, 1, &isnull));
+	}
+
+	snprintf(trigname, sizeof(trigname), "stream_state_q%d", info.id);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
+					 quote_identifier(trigname),
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)),
+					 info.id);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+
+	/*
+	 * The trigger goes when its columns would change under it (drop, type
+	 * change), and with the extension without CASCADE.
+	 */
+	trigger_oid = get_trigger_oid(relid, trigname, false);
+	{
+		ObjectAddress trigobj;
+		ObjectAddress colobj;
+		ObjectAddress funcobj;
+		Oid			capture_fn;
+		List	   *fname = list_make2(makeString("stream_state"), makeString("_capture"));
+
+		ObjectAddressSet(trigobj, TriggerRelationId, trigger_oid);
+		ObjectAddressSubSet(colobj, RelationRelationId, relid, info.key_attnum);
+		recordDependencyOn(&trigobj, &colobj, DEPENDENCY_NORMAL);
+		if (info.time_attnum > 0)
+		{
+			ObjectAddressSubSet(colobj, RelationRelationId, relid, info.time_attnum);
+			recordDependencyOn(&trigobj, &colobj, DEPENDENCY_NORMAL);
+		}
+		capture_fn = LookupFuncName(fname, 0, NULL, false);
+		deleteDependencyRecordsForSpecific(TriggerRelationId, trigger_oid,
+										   DEPENDENCY_NORMAL,
+										   ProcedureRelationId, capture_fn);
+		ObjectAddressSet(funcobj, ProcedureRelationId, capture_fn);
+		recordDependencyOn(&trigobj, &funcobj, DEPENDENCY_AUTO);
+		CommandCounterIncrement();
+	}
+
+	/* the definition message, then the rows already there */
+	sstate_query_fill(&info);
+	{
+		StringInfoData msg;
+
+		initStringInfo(&msg);
+		sstate_delta_begin(&msg, SSM_CREATE);
+		sstate_delta_put_def(&msg, &info.def);
+		sstate_capture_log_ddl(msg.data, msg.len);
+		pfree(msg.data);
+	}
+	{
+		StreamStateCapture cap;
+		Portal		portal;
+
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "SELECT %s, %s FROM %s",
+						 quote_identifier(key_column),
+						 time_column ? quote_identifier(time_column) : "NULL::timestamptz",
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+													get_rel_name(relid)));
+		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL,
+										   true, 0);
+		sstate_capture_begin(&cap, &info);
+		for (;;)
+		{
+			uint64		i;
+
+			SPI_cursor_fetch(portal, true, 10000);
+			if (SPI_processed == 0)
+				break;
+			for (i = 0; i < SPI_processed; i++)
+			{
+				HeapTuple	tup = SPI_tuptable->vals[i];
+				bool		knull;
+				bool		tnull;
+				Datum		k = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &knull);
+				Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &tnull);
+
+				sstate_capture_row(&cap, k, knull, t, tnull);
+			}
+			SPI_freetuptable(SPI_tuptable);
+		}
+		SPI_cursor_close(portal);
+	}
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	table_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
+Datum
+stream_state_drop_query(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	int32		id = info->id;
+	Oid			source = info->source;
+	Oid			save_userid;
+	int			save_sec;
+	StringInfoData sql;
+
+	sstate_query_check_owner(info);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(sstate_extension_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	initStringInfo(&sql);
+	if (get_rel_name(source) != NULL)
+	{
+		/* dropping the trigger logs the DROP message (capture.c) */
+		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS stream_state_q%d ON %s", id,
+						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(source)),
+													get_rel_name(source)));
+		spi_exec(sql.data, SPI_OK_UTILITY);
+		resetStringInfo(&sql);
+	}
+	appendStringInfo(&sql, "DELETE FROM stream_state.query_def WHERE id = %d", id);
+	spi_exec(sql.data, SPI_OK_DELETE);
+
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	sstate_capture_note_ddl();
+	PG_RETURN_VOID();
+}
+
+static void
+change_readers(FunctionCallInfo fcinfo, bool grant)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Oid			role = PG_GETARG_OID(1);
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	int32		id = info->id;
+	Oid			save_userid;
+	int			save_sec;
+	char	   *sql;
+
+	sstate_query_check_owner(info);
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(sstate_extension_owner(),
+						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (grant)
+		sql = psprintf("UPDATE stream_state.query_def SET readers = array_append(array_remove(readers, %u::oid), %u::oid) WHERE id = %d",
+					   role, role, id);
+	else
+		sql = psprintf("UPDATE stream_state.query_def SET readers = array_remove(readers, %u::oid) WHERE id = %d",
+					   role, id);
+	spi_exec(sql, SPI_OK_UPDATE);
+	SPI_finish();
+	SetUserIdAndSecContext(save_userid, save_sec);
+	sstate_capture_note_ddl();
+}
+
+Datum
+stream_state_grant_read(PG_FUNCTION_ARGS)
+{
+	change_readers(fcinfo, true);
+	PG_RETURN_VOID();
+}
+
+Datum
+stream_state_revoke_read(PG_FUNCTION_ARGS)
+{
+	change_readers(fcinfo, false);
+	PG_RETURN_VOID();
+}
+
+/* ---------------------------------------------------------------------
+ * Reads
+ * ---------------------------------------------------------------------
+ */
+
+static void
+check_window_open(const StreamStateQuery *q, int64 end_us)
+{
+	int64		wm = sstate_watermark(q);
+
+	if (wm != SSTATE_NO_TIME && end_us <= wm)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window ending at %s of continuous query \"%s\" has closed",
+						timestamptz_to_str(sstate_unix_us_to_ts(end_us)), q->def.name),
+				 errdetail("The watermark is %s; panes of closed windows are evicted.",
+						   timestamptz_to_str(sstate_unix_us_to_ts(wm))),
+				 errhint("Read a window that ends after the watermark, or create the query with a larger lateness.")));
+}
+
+Datum
+stream_state_window_count(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	Datum		key = PG_GETARG_DATUM(1);
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(2);
+	Oid			argtype = get_fn_expr_argtype(fcinfo->flinfo, 1);
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	int64		result = 0;
+
+	sstate_query_check_read(info);
+	if (argtype != info->key_type)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("key has type %s, but query \"%s\" has key type %s",
+						format_type_be(argtype), info->name,
+						format_type_be(info->key_type)),
+				 errhint("Cast the key to %s.", format_type_be(info->key_type))));
+
+	db = read_begin(true, "window_count");
+	if (db == NULL)
+		PG_RETURN_INT64(0);
+	q = db_query(db, info->id);
+	if (q != NULL)
+	{
+		char		buf[SSTATE_KEYBUF];
+		const char *img;
+		uint32		len;
+		int64		start_us,
+					end_us;
+
+		if (TIMESTAMP_NOT_FINITE(at))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+					 errmsg("at must be a finite timestamp")));
+		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
+		PG_TRY();
+		{
+			check_window_open(q, end_us);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+		sstate_key_image(info, key, buf, &img, &len);
+		result = sstate_store_sum(read_table, info->id, img, len,
+								  start_us / q->def.pane_us, end_us / q->def.pane_us);
+	}
+	read_end(db);
+	PG_RETURN_INT64(result);
+}
+
+typedef struct CountsScan
+{
+	int64		lo;
+	int64		hi;
+	List	   *keys;			/* copied key images with counts */
+} CountsScan;
+
+typedef struct KeyCount
+{
+	int32		qid;
+	uint32		len;
+	int64		count;
+	int64		pane;			/* for the state view */
+	char		key[FLEXIBLE_ARRAY_MEMBER];
+} KeyCount;
+
+static void
+counts_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+		  const StreamStatePane *panes, int npanes)
+{
+	CountsScan *cs = arg;
+	int64		sum = 0;
+	int			i;
+
+	for (i = 0; i < npanes; i++)
+		if (panes[i].pane >= cs->lo && panes[i].pane < cs->hi)
+			sum += panes[i].count;
+	if (sum != 0)
+	{
+		KeyCount   *kc = palloc(offsetof(KeyCount, key) + keylen);
+
+		kc->qid = qid;
+		kc->len = keylen;
+		kc->count = sum;
+		memcpy(kc->key, key, keylen);
+		cs->keys = lappend(cs->keys, kc);
+	}
+}
+
+Datum
+stream_state_window_counts(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(1);
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	CountsScan cs;
+	int64		start_us = 0,
+				end_us = 0;
+	ListCell   *lc;
+
+	sstate_query_check_read(info);
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("at must be a finite timestamp")));
+	InitMaterializedSRF(fcinfo, 0);
+
+	cs.keys = NIL;
+	db = read_begin(true, "window_counts");
+	if (db == NULL)
+		return (Datum) 0;
+	q = db_query(db, info->id);
+	if (q != NULL)
+	{
+		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
+		PG_TRY();
+		{
+			check_window_open(q, end_us);
+			cs.lo = start_us / q->def.pane_us;
+			cs.hi = end_us / q->def.pane_us;
+			sstate_store_scan(read_table, info->id, counts_cb, &cs);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+
+	foreach(lc, cs.keys)
+	{
+		KeyCount   *kc = lfirst(lc);
+		Datum		values[4];
+		bool		nulls[4] = {false, false, false, false};
+
+		values[0] = CStringGetTextDatum(sstate_key_text(info, kc->key, kc->len));
+		values[1] = TimestampTzGetDatum(sstate_unix_us_to_ts(start_us));
+		values[2] = TimestampTzGetDatum(sstate_unix_us_to_ts(end_us));
+		values[3] = Int64GetDatum(kc->count);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+Datum
+stream_state_wait_applied(PG_FUNCTION_ARGS)
+{
+	XLogRecPtr	lsn;
+	int64		timeout_ms = 30000;
+
+	sstate_shmem_check();
+	lsn = PG_ARGISNULL(0) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(0);
+	if (!PG_ARGISNULL(1))
+	{
+		Interval   *iv = PG_GETARG_INTERVAL_P(1);
+
+		timeout_ms = sstate_interval_us(iv, "timeout", true) / 1000;
+	}
+	PG_RETURN_BOOL(wait_applied_internal(lsn, (int) Min(timeout_ms, INT_MAX), false));
+}
+
+static const char *
+query_status(StreamStateDb *db, StreamStateQuery *q)
+{
+	if (db->worker_state == SSW_NONE)
+		return "stopped";
+	if (db->worker_state == SSW_STARTING)
+		return "starting";
+	if (db->worker_state == SSW_RESTORING)
+		return "restoring";
+	if (q->status == SSQ_PAUSED_MEMORY)
+		return "paused: memory full";
+	return "running";
+}
+
+Datum
+stream_state_query_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateDb *db;
+	StreamStateQuery *qs;
+	XLogRecPtr	applied;
+	XLogRecPtr	insert;
+	int			i;
+
+	sstate_shmem_check();
+	InitMaterializedSRF(fcinfo, 0);
+	db = sstate_db_find(MyDatabaseId);
+	if (db == NULL)
+		return (Datum) 0;
+
+	insert = GetXLogInsertRecPtr();
+	LWLockAcquire(&db->lock, LW_SHARED);
+	applied = pg_atomic_read_u64(&db->applied_lsn);
+	qs = sstate_db_queries(db);
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		Datum		values[11];
+		bool		nulls[11] = {0};
+		int64		wm;
+
+		if (q->status == SSQ_FREE)
+			continue;
+		values[0] = Int32GetDatum(q->def.id);
+		values[1] = CStringGetTextDatum(query_status(db, q));
+		values[2] = LSNGetDatum(applied);
+		values[3] = Int64GetDatum(insert > applied ? (int64) (insert - applied) : 0);
+		values[4] = Int64GetDatum((int64) q->events_applied);
+		values[5] = Int64GetDatum((int64) q->late_events);
+		values[6] = Int64GetDatum((int64) q->skipped);
+		values[7] = Int64GetDatum(q->keys);
+		values[8] = Int64GetDatum(q->panes);
+		values[9] = Int64GetDatum(q->bytes);
+		wm = sstate_watermark(q);
+		if (wm == SSTATE_NO_TIME)
+			nulls[10] = true;
+		else
+			values[10] = TimestampTzGetDatum(sstate_unix_us_to_ts(wm));
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	LWLockRelease(&db->lock);
+	return (Datum) 0;
+}
+
+typedef struct StateScan
+{
+	List	   *rows;
+} StateScan;
+
+static void
+state_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+		 const StreamStatePane *panes, int npanes)
+{
+	StateScan  *ss = arg;
+	int			i;
+
+	for (i = 0; i < npanes; i++)
+	{
+		KeyCount   *kc = palloc(offsetof(KeyCount, key) + keylen);
+
+		kc->qid = qid;
+		kc->len = keylen;
+		kc->count = panes[i].count;
+		kc->pane = panes[i].pane;
+		memcpy(kc->key, key, keylen);
+		ss->rows = lappend(ss->rows, kc);
+	}
+}
+
+Datum
+stream_state_state(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateDb *db;
+	StateScan	ss;
+	ListCell   *lc;
+
+	sstate_shmem_check();
+	InitMaterializedSRF(fcinfo, 0);
+	ss.rows = NIL;
+	db = read_begin(true, "state");
+	if (db == NULL)
+		return (Datum) 0;
+	sstate_store_scan(read_table, 0, state_cb, &ss);
+	read_end(db);
+
+	foreach(lc, ss.rows)
+	{
+		KeyCount   *kc = lfirst(lc);
+		StreamStateQueryInfo *info = sstate_query_by_id(kc->qid);
+		Datum		values[5];
+		bool		nulls[5] = {0};
+
+		if (info == NULL || !sstate_query_can_read(info))
+			continue;
+		values[0] = CStringGetTextDatum(info->name);
+		values[1] = CStringGetTextDatum(sstate_key_text(info, kc->key, kc->len));
+		values[2] = TimestampTzGetDatum(sstate_unix_us_to_ts(kc->pane * info->def.pane_us));
+		values[3] = TimestampTzGetDatum(sstate_unix_us_to_ts((kc->pane + 1) * info->def.pane_us));
+		values[4] = Int64GetDatum(kc->count);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}

@@ -1,0 +1,54 @@
+/*-------------------------------------------------------------------------
+ *
+ * store.h
+ *	  The state store interface: per (query, key) a sorted array of panes.
+ *
+ * IDENTIFICATION
+ *	  src/store.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_STORE_H
+#define STREAM_STATE_STORE_H
+
+#include "stream_state.h"
+
+/*
+ * One pane of one key.  count is the first aggregate; later aggregates add
+ * fixed-width slots (or DSA pointers to variable-width partial states) after
+ * it, with the per-query stride kept in the query definition.
+ */
+typedef struct StreamStatePane
+{
+	int64		pane;
+	int64		count;
+} StreamStatePane;
+
+/* What a reader's scan callback is given for one key */
+typedef void (*sstate_store_scan_cb) (void *arg, int32 qid,
+									  const char *key, uint32 keylen,
+									  const StreamStatePane *panes, int npanes);
+
+extern dshash_table *sstate_store_create(dsa_area *area);
+extern dshash_table *sstate_store_attach(dsa_area *area, dshash_table_handle handle);
+extern void sstate_store_detach(dshash_table *table);
+extern void sstate_store_destroy(dshash_table *table);
+
+/* worker only */
+extern bool sstate_store_add(dshash_table *table, StreamStateQuery *q,
+							 const char *key, uint32 keylen,
+							 int64 pane, int64 count);
+extern void sstate_store_evict(dshash_table *table, StreamStateQuery *q,
+							   int64 dead_below);
+extern void sstate_store_drop_query(dshash_table *table, StreamStateQuery *q);
+
+/* readers */
+extern int64 sstate_store_sum(dshash_table *table, int32 qid,
+							  const char *key, uint32 keylen,
+							  int64 pane_lo, int64 pane_hi);
+extern void sstate_store_scan(dshash_table *table, int32 qid,
+							  sstate_store_scan_cb cb, void *arg);
+
+/* accounting: bytes one (key, pane) costs beyond the key's own entry */
+extern Size sstate_store_entry_bytes(void);
+
+#endif							/* STREAM_STATE_STORE_H */

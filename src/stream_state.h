@@ -1,0 +1,166 @@
+/*-------------------------------------------------------------------------
+ *
+ * stream_state.h
+ *	  Shared declarations of stream_state: shared memory layout, GUCs and
+ *	  the calls that cross files.
+ *
+ * Shared memory holds one StreamStateShared: a registry of per-database
+ * slots (StreamStateDb), each with its query slots (StreamStateQuery) right
+ * behind the registry, and one DSA area created in place (sized by
+ * stream_state.memory_limit and never grown beyond it) that holds the state
+ * hash tables of every database.
+ *
+ * Locking: StreamStateShared->lock guards allocation of database slots.
+ * StreamStateDb->lock is taken shared by every reader of that database's
+ * state table and query slots, and exclusively by its worker when it creates,
+ * destroys or replaces the table or defines/drops a query.  Counters in the
+ * query slots are written by the worker only, under db->mutex.
+ *
+ * IDENTIFICATION
+ *	  src/stream_state.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_H
+#define STREAM_STATE_H
+
+#include "access/xlogdefs.h"
+#include "lib/dshash.h"
+#include "port/atomics.h"
+#include "storage/condition_variable.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/spin.h"
+#include "utils/dsa.h"
+#include "utils/timestamp.h"
+
+#define STREAM_STATE_MSG_PREFIX		"stream_state"
+#define STREAM_STATE_SLOT_PREFIX	"stream_state_"
+
+/* Microseconds between the Unix epoch and the PostgreSQL epoch. */
+#define STREAM_STATE_UNIX_OFFSET_US \
+	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
+
+/* Worker states, as shown in stream_state.queries.status */
+typedef enum StreamStateWorkerState
+{
+	SSW_NONE = 0,				/* no worker */
+	SSW_STARTING,				/* registered, not yet reading */
+	SSW_RESTORING,				/* re-reading kept WAL up to where it stopped */
+	SSW_RUNNING					/* caught up at least once */
+} StreamStateWorkerState;
+
+/* Query slot states */
+typedef enum StreamStateQueryStatus
+{
+	SSQ_FREE = 0,
+	SSQ_RUNNING,
+	SSQ_PAUSED_MEMORY			/* a commit could not be applied: memory full */
+} StreamStateQueryStatus;
+
+/*
+ * What the worker knows of a query: everything it needs to apply deltas,
+ * carried by the CREATE message (so the worker never reads catalogs).
+ */
+typedef struct StreamStateQueryDef
+{
+	int32		id;
+	bool		processing_time;	/* event time = commit time */
+	int64		pane_us;		/* gcd(window, slide) */
+	int64		window_us;
+	int64		slide_us;
+	int64		lateness_us;
+	char		name[NAMEDATALEN];
+} StreamStateQueryDef;
+
+/* One query's slot in shared memory */
+typedef struct StreamStateQuery
+{
+	StreamStateQueryDef def;
+	StreamStateQueryStatus status;
+	int64		max_event_us;	/* Unix microseconds; INT64_MIN: none yet */
+	int64		dead_below;		/* panes below this index are closed */
+	uint64		events_applied;
+	uint64		late_events;
+	uint64		skipped;
+	int64		keys;
+	int64		panes;
+	int64		bytes;
+} StreamStateQuery;
+
+/* One database's slot in shared memory */
+typedef struct StreamStateDb
+{
+	Oid			dboid;			/* InvalidOid: slot free */
+	StreamStateWorkerState worker_state;
+	pid_t		worker_pid;
+	Latch	   *worker_latch;
+	pg_atomic_uint64 applied_lsn;	/* how far the worker has read */
+	ConditionVariable applied_cv;
+	LWLock		lock;
+	slock_t		mutex;
+	uint32		generation;		/* bumped whenever the table is replaced */
+	dshash_table_handle table;	/* InvalidDsaPointer: none */
+	int			paused_query;	/* query id blocking the worker, or 0 */
+	XLogRecPtr	last_ensure_lsn;	/* WAL insert position at the last
+									 * create_query; under shared->lock */
+} StreamStateDb;
+
+typedef struct StreamStateShared
+{
+	LWLock	   *lock;			/* guards dbs[].dboid allocation */
+	int			lwtranche;		/* tranche of per-db locks and dshash */
+	pid_t		launcher_pid;
+	Latch	   *launcher_latch;
+	pg_atomic_uint64 def_generation;	/* bumped at commit of DDL */
+	int			max_databases;
+	int			max_queries;
+	Size		area_size;
+	Size		area_offset;	/* from the start of this struct */
+	StreamStateDb dbs[FLEXIBLE_ARRAY_MEMBER];
+} StreamStateShared;
+
+/* guc.c */
+extern int	sstate_memory_limit_kb;
+extern int	sstate_max_databases;
+extern int	sstate_max_queries;
+extern int	sstate_read_consistency;
+extern int	sstate_read_timeout_ms;
+extern int	sstate_max_delta_entries;
+extern int	sstate_worker_naptime_ms;
+extern void sstate_guc_define(void);
+
+typedef enum
+{
+	SSTATE_READ_NONE,
+	SSTATE_READ_SESSION,
+	SSTATE_READ_COMMITTED
+} StreamStateReadConsistency;
+
+/* shmem.c */
+extern StreamStateShared *sstate_shared;
+extern void sstate_shmem_install_hooks(void);
+extern void sstate_shmem_check(void);
+extern StreamStateQuery *sstate_db_queries(StreamStateDb *db);
+extern StreamStateDb *sstate_db_find(Oid dboid);
+extern StreamStateDb *sstate_db_find_or_add(Oid dboid);
+extern StreamStateDb *sstate_db_find_or_add_locked(Oid dboid);
+extern dsa_area *sstate_area(void);
+
+/* capture.c */
+extern void sstate_capture_init(void);
+extern XLogRecPtr sstate_capture_last_commit(void);
+extern void sstate_capture_log_ddl(const char *data, Size len);
+extern void sstate_capture_note_ddl(void);
+
+/* worker.c */
+extern void sstate_worker_register_launcher(void);
+extern void sstate_launcher_wake(void);
+extern void sstate_ensure_slot(Oid dboid);
+extern void sstate_slot_name(Oid dboid, char *buf);
+extern PGDLLEXPORT void stream_state_launcher_main(Datum arg);
+extern PGDLLEXPORT void stream_state_worker_main(Datum arg);
+
+/* sql_api.c */
+extern void sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout);
+
+#endif							/* STREAM_STATE_H */

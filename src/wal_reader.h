@@ -1,0 +1,30 @@
+/*-------------------------------------------------------------------------
+ *
+ * wal_reader.h
+ *	  Applying stream_state's WAL messages at their commit.
+ *
+ * IDENTIFICATION
+ *	  src/wal_reader.h
+ *-------------------------------------------------------------------------
+ */
+#ifndef STREAM_STATE_WAL_READER_H
+#define STREAM_STATE_WAL_READER_H
+
+#include "access/xlogreader.h"
+
+#include "stream_state.h"
+
+typedef enum StreamStateApplyResult
+{
+	SSA_OK,
+	SSA_PAUSE,					/* memory full: read this record again later */
+	SSA_DROP_EXTENSION,			/* applied a DROP EXTENSION */
+	SSA_CREATED,				/* applied a CREATE (after any drop) */
+	SSA_DROP_DATABASE			/* this database was dropped */
+} StreamStateApplyResult;
+
+extern void sstate_apply_init(StreamStateDb *db, dshash_table *table);
+extern StreamStateApplyResult sstate_apply_record(XLogReaderState *record);
+extern long sstate_apply_open_xacts(void);
+
+#endif							/* STREAM_STATE_WAL_READER_H */

@@ -1,0 +1,561 @@
+/*-------------------------------------------------------------------------
+ *
+ * worker.c
+ *	  The launcher and the per-database workers.
+ *
+ * Lifecycle.  The launcher is a static background worker.  Each database
+ * that uses stream_state owns a physical replication slot named
+ * stream_state_<database oid>, created by the first create_query; the slot
+ * is the persistent registry of databases.  The launcher starts one dynamic
+ * worker per such slot (BGW_NEVER_RESTART) and starts it again, a second
+ * later, whenever it has stopped: after its own ERROR (FATAL in a worker), a
+ * pg_terminate_backend, or a crash-restart of the whole server, which also
+ * restarts the launcher.
+ *
+ * A worker connects to no database (so DROP DATABASE never waits for it),
+ * acquires its slot, builds an empty state table, and reads the WAL from the
+ * slot's restart position: first "restoring" up to the WAL end it saw at
+ * start, then "running".  It exits for good, dropping its slot, when it
+ * reads DROP DATABASE of its database, or applies DROP EXTENSION with no
+ * create_query after it (StreamStateDb->last_ensure_lsn, compared under
+ * StreamStateShared->lock, which create_query holds while it creates the
+ * slot).
+ *
+ * SIGTERM ends the loop; SIGHUP re-reads the configuration.  Cleanup of the
+ * shared slot is registered with before_shmem_exit before the slot is
+ * claimed.
+ *
+ * IDENTIFICATION
+ *	  src/worker.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xlog.h"
+#include "access/xlog_internal.h"
+#include "access/xlogreader.h"
+#include "access/xlogutils.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "replication/slot.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/proc.h"
+#include "utils/guc.h"
+#include "utils/memutils.h"
+#include "utils/wait_event.h"
+
+#include "store.h"
+#include "wal_reader.h"
+
+#define WORKER_BATCH		10000	/* records between progress reports */
+#define RESTART_DELAY_MS	1000
+
+typedef struct LauncherEntry
+{
+	Oid			dboid;
+	BackgroundWorkerHandle *handle;
+	TimestampTz last_start;
+} LauncherEntry;
+
+static StreamStateDb *worker_db = NULL;
+
+static void launcher_exit(int code, Datum arg);
+static void worker_exit(int code, Datum arg);
+static void launcher_start_worker(LauncherEntry *entry);
+static void worker_release_database(bool drop_slot);
+static void publish_applied(XLogRecPtr lsn);
+
+void
+sstate_slot_name(Oid dboid, char *buf)
+{
+	snprintf(buf, NAMEDATALEN, STREAM_STATE_SLOT_PREFIX "%u", dboid);
+}
+
+void
+sstate_worker_register_launcher(void)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = 5;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_launcher_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state launcher");
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state launcher");
+	RegisterBackgroundWorker(&bgw);
+}
+
+void
+sstate_launcher_wake(void)
+{
+	Latch	   *latch = sstate_shared->launcher_latch;
+
+	if (latch != NULL)
+		SetLatch(latch);
+}
+
+/*
+ * Make sure this database has its slot and its registry entry, then wake the
+ * launcher.  Called by create_query, before it writes anything to the WAL,
+ * so the slot's restart position precedes the query's first message.
+ */
+void
+sstate_ensure_slot(Oid dboid)
+{
+	char		name[NAMEDATALEN];
+	StreamStateDb *db;
+
+	CheckSlotRequirements();
+	sstate_slot_name(dboid, name);
+
+	LWLockAcquire(sstate_shared->lock, LW_EXCLUSIVE);
+	db = sstate_db_find_or_add_locked(dboid);
+	if (db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many databases use stream_state"),
+				 errdetail("stream_state.max_databases is %d.", sstate_shared->max_databases),
+				 errhint("Increase stream_state.max_databases and restart the server.")));
+	db->last_ensure_lsn = GetXLogInsertRecPtr();
+	if (SearchNamedReplicationSlot(name, true) == NULL)
+	{
+		ReplicationSlotCreate(name, false, RS_PERSISTENT, false);
+		ReplicationSlotReserveWal();
+		ReplicationSlotMarkDirty();
+		ReplicationSlotSave();
+		ReplicationSlotsComputeRequiredLSN();
+		ReplicationSlotRelease();
+	}
+	LWLockRelease(sstate_shared->lock);
+	sstate_launcher_wake();
+}
+
+/* ---------------------------------------------------------------------
+ * Launcher
+ * ---------------------------------------------------------------------
+ */
+
+static void
+launcher_exit(int code, Datum arg)
+{
+	if (sstate_shared != NULL && sstate_shared->launcher_pid == MyProcPid)
+	{
+		sstate_shared->launcher_latch = NULL;
+		sstate_shared->launcher_pid = 0;
+	}
+}
+
+static void
+launcher_start_worker(LauncherEntry *entry)
+{
+	BackgroundWorker bgw;
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_worker_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state worker for database %u", entry->dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state worker");
+	bgw.bgw_main_arg = ObjectIdGetDatum(entry->dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+
+	entry->last_start = GetCurrentTimestamp();
+	if (entry->handle != NULL)
+	{
+		pfree(entry->handle);
+		entry->handle = NULL;
+	}
+	if (!RegisterDynamicBackgroundWorker(&bgw, &entry->handle))
+	{
+		entry->handle = NULL;
+		ereport(LOG,
+				(errmsg("stream_state: could not start the worker for database %u", entry->dboid),
+				 errhint("Increase max_worker_processes.")));
+	}
+}
+
+void
+stream_state_launcher_main(Datum arg)
+{
+	LauncherEntry *entries;
+	int			nentries = 0;
+	int			maxentries;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	before_shmem_exit(launcher_exit, (Datum) 0);
+	sstate_shared->launcher_pid = MyProcPid;
+	sstate_shared->launcher_latch = MyLatch;
+	pgstat_report_activity(STATE_IDLE, NULL);
+
+	maxentries = max_replication_slots > 0 ? max_replication_slots : 1;
+	entries = MemoryContextAllocZero(TopMemoryContext,
+									 sizeof(LauncherEntry) * maxentries);
+
+	while (!ShutdownRequestPending)
+	{
+		Oid			dbs[1024];
+		int			ndbs = 0;
+		int			i;
+		long		wait_ms = 5000;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		/* every database with a slot of ours needs a worker */
+		LWLockAcquire(ReplicationSlotControlLock, LW_SHARED);
+		for (i = 0; i < max_replication_slots && ndbs < lengthof(dbs); i++)
+		{
+			ReplicationSlot *s = &ReplicationSlotCtl->replication_slots[i];
+			const char *name = NameStr(s->data.name);
+
+			if (s->in_use &&
+				strncmp(name, STREAM_STATE_SLOT_PREFIX, strlen(STREAM_STATE_SLOT_PREFIX)) == 0)
+				dbs[ndbs++] = (Oid) strtoul(name + strlen(STREAM_STATE_SLOT_PREFIX), NULL, 10);
+		}
+		LWLockRelease(ReplicationSlotControlLock);
+
+		for (i = 0; i < ndbs; i++)
+		{
+			LauncherEntry *entry = NULL;
+			int			j;
+			pid_t		pid;
+
+			for (j = 0; j < nentries; j++)
+				if (entries[j].dboid == dbs[i])
+					entry = &entries[j];
+			if (entry == NULL)
+			{
+				if (nentries == maxentries)
+					continue;
+				entry = &entries[nentries++];
+				entry->dboid = dbs[i];
+				entry->handle = NULL;
+				entry->last_start = 0;
+			}
+			if (entry->handle != NULL &&
+				GetBackgroundWorkerPid(entry->handle, &pid) != BGWH_STOPPED)
+				continue;		/* running or starting */
+			if (!TimestampDifferenceExceeds(entry->last_start, GetCurrentTimestamp(),
+											RESTART_DELAY_MS))
+			{
+				wait_ms = Min(wait_ms, RESTART_DELAY_MS);
+				continue;
+			}
+			launcher_start_worker(entry);
+		}
+
+		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+						 wait_ms, PG_WAIT_EXTENSION);
+		ResetLatch(MyLatch);
+	}
+	proc_exit(0);
+}
+
+/* ---------------------------------------------------------------------
+ * Worker
+ * ---------------------------------------------------------------------
+ */
+
+static void
+worker_exit(int code, Datum arg)
+{
+	StreamStateDb *db = worker_db;
+
+	if (db == NULL)
+		return;
+	LWLockReleaseAll();
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	if (db->worker_pid == MyProcPid)
+	{
+		db->worker_pid = 0;
+		db->worker_latch = NULL;
+		db->worker_state = SSW_NONE;
+	}
+	LWLockRelease(&db->lock);
+	ConditionVariableBroadcast(&db->applied_cv);
+	worker_db = NULL;
+}
+
+static void
+publish_applied(XLogRecPtr lsn)
+{
+	StreamStateDb *db = worker_db;
+
+	if (lsn > pg_atomic_read_u64(&db->applied_lsn))
+		pg_atomic_write_u64(&db->applied_lsn, lsn);
+	ConditionVariableBroadcast(&db->applied_cv);
+}
+
+/*
+ * The database is gone, or its extension is: free the state, the registry
+ * entry and (if asked) the slot.  Caller holds sstate_shared->lock.
+ */
+static void
+worker_release_database(bool drop_slot)
+{
+	StreamStateDb *db = worker_db;
+
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	if (DsaPointerIsValid(db->table))
+	{
+		dshash_table *t = sstate_store_attach(sstate_area(), db->table);
+
+		sstate_store_destroy(t);
+		db->table = InvalidDsaPointer;
+		db->generation++;
+	}
+	memset(sstate_db_queries(db), 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
+	db->worker_pid = 0;
+	db->worker_latch = NULL;
+	db->worker_state = SSW_NONE;
+	db->dboid = InvalidOid;
+	LWLockRelease(&db->lock);
+	ConditionVariableBroadcast(&db->applied_cv);
+	worker_db = NULL;
+
+	if (drop_slot && MyReplicationSlot != NULL)
+	{
+		char		name[NAMEDATALEN];
+
+		strlcpy(name, NameStr(MyReplicationSlot->data.name), NAMEDATALEN);
+		ReplicationSlotRelease();
+		ReplicationSlotDrop(name, true);
+	}
+}
+
+void
+stream_state_worker_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	char		slotname[NAMEDATALEN];
+	StreamStateDb *db;
+	dshash_table *table;
+	XLogReaderState *reader;
+	ReadLocalXLogPageNoWaitPrivate priv;
+	XLogRecPtr	start;
+	XLogRecPtr	next = InvalidXLogRecPtr;
+	XLogRecPtr	restore_target;
+	MemoryContext loopcxt;
+	bool		dropped_extension = false;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	pqsignal(SIGHUP, SignalHandlerForConfigReload);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);
+
+	sstate_slot_name(dboid, slotname);
+	if (SearchNamedReplicationSlot(slotname, true) == NULL)
+		proc_exit(0);			/* dropped meanwhile: nothing to do */
+
+	db = sstate_db_find_or_add(dboid);
+	if (db == NULL)
+		ereport(FATAL,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many databases use stream_state"),
+				 errhint("Increase stream_state.max_databases and restart the server.")));
+
+	before_shmem_exit(worker_exit, (Datum) 0);
+	worker_db = db;
+
+	ReplicationSlotAcquire(slotname, true);
+	SpinLockAcquire(&MyReplicationSlot->mutex);
+	start = MyReplicationSlot->data.restart_lsn;
+	SpinLockRelease(&MyReplicationSlot->mutex);
+	if (XLogRecPtrIsInvalid(start))
+		ereport(FATAL,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("replication slot \"%s\" keeps no WAL", slotname),
+				 errdetail("Its WAL was removed; the state of database %u cannot be rebuilt from WAL.", dboid),
+				 errhint("Drop the slot and create the queries again.")));
+
+	/* a fresh table: everything is rebuilt from the kept WAL */
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	if (DsaPointerIsValid(db->table))
+		sstate_store_destroy(sstate_store_attach(sstate_area(), db->table));
+	memset(sstate_db_queries(db), 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
+	table = sstate_store_create(sstate_area());
+	db->table = dshash_get_hash_table_handle(table);
+	db->generation++;
+	db->paused_query = 0;
+	db->worker_pid = MyProcPid;
+	db->worker_latch = MyLatch;
+	db->worker_state = SSW_RESTORING;
+	pg_atomic_write_u64(&db->applied_lsn, 0);
+	LWLockRelease(&db->lock);
+
+	sstate_apply_init(db, table);
+	loopcxt = AllocSetContextCreate(TopMemoryContext, "stream_state worker loop",
+									ALLOCSET_DEFAULT_SIZES);
+
+	memset(&priv, 0, sizeof(priv));
+	reader = XLogReaderAllocate(wal_segment_size, NULL,
+								XL_ROUTINE(.page_read = read_local_xlog_page_no_wait,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								&priv);
+	if (reader == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while allocating a WAL reading processor.")));
+
+	restore_target = GetFlushRecPtr(NULL);
+	pgstat_report_activity(STATE_RUNNING, "restoring state from WAL");
+	ereport(LOG,
+			(errmsg("stream_state: rebuilding state of database %u from WAL at %X/%X up to %X/%X",
+					dboid, LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target))));
+
+	while (!ShutdownRequestPending)
+	{
+		XLogRecPtr	flush_before;
+		XLogRecPtr	applied;
+		bool		end_of_wal = false;
+		bool		paused = false;
+		int			n = 0;
+
+		if (ConfigReloadPending)
+		{
+			ConfigReloadPending = false;
+			ProcessConfigFile(PGC_SIGHUP);
+		}
+
+		flush_before = GetFlushRecPtr(NULL);
+		priv.end_of_wal = false;
+
+		if (XLogRecPtrIsInvalid(next))
+		{
+			/* the first record at or after the slot's position */
+			next = XLogFindNextRecord(reader, start);
+			if (XLogRecPtrIsInvalid(next))
+				end_of_wal = true;
+			else
+				XLogBeginRead(reader, next);
+		}
+
+		while (!end_of_wal && n < WORKER_BATCH && !ShutdownRequestPending)
+		{
+			XLogRecord *record;
+			char	   *errormsg = NULL;
+			StreamStateApplyResult res;
+			MemoryContext old;
+
+			record = XLogReadRecord(reader, &errormsg);
+			if (record == NULL)
+			{
+				if (priv.end_of_wal)
+				{
+					end_of_wal = true;
+					break;
+				}
+				ereport(ERROR,
+						(errcode(ERRCODE_DATA_CORRUPTED),
+						 errmsg("stream_state: could not read WAL at %X/%X: %s",
+								LSN_FORMAT_ARGS(reader->EndRecPtr),
+								errormsg ? errormsg : "unknown error")));
+			}
+
+			old = MemoryContextSwitchTo(loopcxt);
+			res = sstate_apply_record(reader);
+			MemoryContextSwitchTo(old);
+			MemoryContextReset(loopcxt);
+
+			if (res == SSA_PAUSE)
+			{
+				paused = true;
+				break;
+			}
+			if (res == SSA_DROP_DATABASE)
+			{
+				ereport(LOG,
+						(errmsg("stream_state: database %u was dropped; its worker exits and its slot is dropped",
+								dboid)));
+				LWLockAcquire(sstate_shared->lock, LW_EXCLUSIVE);
+				worker_release_database(true);
+				LWLockRelease(sstate_shared->lock);
+				proc_exit(0);
+			}
+			if (res == SSA_DROP_EXTENSION)
+				dropped_extension = true;
+			else if (res == SSA_CREATED)
+				dropped_extension = false;
+			next = reader->EndRecPtr;
+			n++;
+		}
+
+		if (paused)
+		{
+			/* read the commit record again next time */
+			applied = reader->ReadRecPtr;
+			next = reader->ReadRecPtr;
+			XLogBeginRead(reader, next);
+		}
+		else if (end_of_wal)
+		{
+			/* everything flushed before this round has been read */
+			applied = Max(next, flush_before);
+			if (!XLogRecPtrIsInvalid(next))
+				XLogBeginRead(reader, next);
+		}
+		else
+			applied = next;
+
+		if (!XLogRecPtrIsInvalid(applied))
+			publish_applied(applied);
+
+		if (db->worker_state == SSW_RESTORING && applied >= restore_target && !paused)
+		{
+			db->worker_state = SSW_RUNNING;
+			ConditionVariableBroadcast(&db->applied_cv);
+			ereport(LOG,
+					(errmsg("stream_state: state of database %u restored up to %X/%X",
+							dboid, LSN_FORMAT_ARGS(applied))));
+		}
+
+		/*
+		 * The extension was dropped and nothing was created since: once the
+		 * WAL is read to its end, with no transaction of ours open and no
+		 * create_query since (in this server's lifetime), drop the slot and
+		 * exit.  Deciding only at the end keeps a replay of an old DROP
+		 * EXTENSION from killing a newer incarnation.
+		 */
+		if (end_of_wal && dropped_extension && sstate_apply_open_xacts() == 0)
+		{
+			LWLockAcquire(sstate_shared->lock, LW_EXCLUSIVE);
+			if (XLogRecPtrIsInvalid(db->last_ensure_lsn) || db->last_ensure_lsn < next)
+			{
+				ereport(LOG,
+						(errmsg("stream_state: extension dropped in database %u; its worker exits and its slot is dropped",
+								dboid)));
+				worker_release_database(true);
+				LWLockRelease(sstate_shared->lock);
+				proc_exit(0);
+			}
+			LWLockRelease(sstate_shared->lock);
+		}
+
+		if (end_of_wal || paused)
+		{
+			pgstat_report_activity(STATE_IDLE, paused ? "paused: memory full" : NULL);
+			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+							 paused ? Max(sstate_worker_naptime_ms, 1000) : sstate_worker_naptime_ms,
+							 PG_WAIT_EXTENSION);
+			ResetLatch(MyLatch);
+			pgstat_report_activity(STATE_RUNNING, NULL);
+		}
+	}
+	proc_exit(0);
+}

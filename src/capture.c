@@ -94,6 +94,7 @@ static DeltaLevel *cur_level = NULL;
 static bool xact_logged = false;	/* this transaction wrote messages */
 static bool xact_ddl = false;	/* ... changed definitions */
 static XLogRecPtr last_commit_lsn = InvalidXLogRecPtr;
+static XLogRecPtr xact_wal_end = InvalidXLogRecPtr;	/* see PRE_COMMIT */
 static object_access_hook_type prev_object_access_hook = NULL;
 
 static void capture_xact_callback(XactEvent event, void *arg);
@@ -384,6 +385,7 @@ reset_xact_state(void)
 	/* the levels live in TopTransactionContext, which goes away with it */
 	cur_level = NULL;
 	xact_logged = false;
+	xact_wal_end = InvalidXLogRecPtr;
 	xact_ddl = false;
 }
 
@@ -402,9 +404,18 @@ capture_xact_callback(XactEvent event, void *arg)
 				level_flush(level);
 				cur_level = level->parent;
 			}
+
+			/*
+			 * COMMIT PREPARED writes its commit record inside a transaction
+			 * of its own, before this point: remember where this
+			 * transaction's WAL ends, so the session's reads wait for it.
+			 */
+			xact_wal_end = XactLastRecEnd;
 			break;
 
 		case XACT_EVENT_COMMIT:
+			if (!xact_logged && xact_wal_end > last_commit_lsn)
+				last_commit_lsn = xact_wal_end;
 			if (xact_logged)
 			{
 				last_commit_lsn = XactLastCommitEnd;

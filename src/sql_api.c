@@ -37,6 +37,7 @@
 #include "miscadmin.h"
 #include "parser/parse_func.h"
 #include "pgstat.h"
+#include "replication/slot.h"
 #include "storage/condition_variable.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
@@ -68,6 +69,7 @@ static uint32 read_generation = 0;
 static StreamStateDb *read_db_slot = NULL;
 
 static StreamStateDb *read_begin(bool wait, const char *what);
+static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, bool *byimage, Oid collation,
@@ -157,6 +159,15 @@ sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 	(void) wait_applied_internal(lsn, timeout_ms, error_on_timeout);
 }
 
+static bool
+database_has_slot(void)
+{
+	char		name[NAMEDATALEN];
+
+	sstate_slot_name(MyDatabaseId, name);
+	return SearchNamedReplicationSlot(name, true) != NULL;
+}
+
 /*
  * Wait as read_consistency says, then return this database's slot with its
  * lock held shared and read_table attached, or NULL if the database has no
@@ -177,8 +188,11 @@ read_begin(bool wait, const char *what)
 		else
 			target = GetXLogInsertRecPtr();
 
-		/* nothing was ever defined here and we wrote nothing: no wait */
-		if (db != NULL || !XLogRecPtrIsInvalid(target))
+		/*
+		 * A database without a registry entry and without a slot has no
+		 * state to wait for; one with a slot is waiting for its worker.
+		 */
+		if (db != NULL || database_has_slot())
 		{
 			wait_applied_internal(target, sstate_read_timeout_ms, true);
 			db = sstate_db_find(MyDatabaseId);

@@ -1,0 +1,89 @@
+-- transactions: rolled-back work is never counted; savepoints, prepared
+-- transactions and large transactions that write their delta early
+CREATE TABLE tx (k int, ts timestamptz);
+SELECT stream_state.create_query('tx', 'tx', key_column => 'k', time_column => 'ts',
+	window_size => '1 hour', slide => '10 minutes');
+
+BEGIN;
+INSERT INTO tx SELECT g % 3, '2026-11-24 12:00:00+00' FROM generate_series(1, 300) g;
+ROLLBACK;
+SELECT count(*) AS keys_after_rollback FROM stream_state.window_counts('tx', '2026-11-24 12:00:00+00');
+
+BEGIN;
+INSERT INTO tx VALUES (1, '2026-11-24 12:00:00+00');
+SAVEPOINT a;
+INSERT INTO tx VALUES (1, '2026-11-24 12:00:01+00'), (2, '2026-11-24 12:00:01+00');
+ROLLBACK TO SAVEPOINT a;
+INSERT INTO tx VALUES (2, '2026-11-24 12:00:02+00');
+SAVEPOINT b;
+INSERT INTO tx VALUES (3, '2026-11-24 12:00:03+00');
+SAVEPOINT c;
+INSERT INTO tx VALUES (3, '2026-11-24 12:00:04+00');
+RELEASE SAVEPOINT c;
+ROLLBACK TO SAVEPOINT b;
+SAVEPOINT d;
+INSERT INTO tx VALUES (4, '2026-11-24 12:00:05+00');
+RELEASE SAVEPOINT d;
+COMMIT;
+SELECT * FROM stream_state.window_counts('tx', '2026-11-24 12:00:00+00') ORDER BY key COLLATE "C";
+SELECT ss_test.mismatches('tx', '2026-11-24 12:00:00+00') AS diff;
+
+-- an exception block is a sub-transaction too
+DO $$
+BEGIN
+	INSERT INTO tx VALUES (5, '2026-11-24 12:01:00+00');
+	BEGIN
+		INSERT INTO tx VALUES (5, '2026-11-24 12:01:01+00');
+		RAISE EXCEPTION 'undo';
+	EXCEPTION WHEN OTHERS THEN
+		NULL;
+	END;
+END $$;
+SELECT stream_state.window_count('tx', 5, '2026-11-24 12:00:00+00') AS key5;
+
+-- prepared transactions
+BEGIN;
+INSERT INTO tx SELECT 6, '2026-11-24 12:02:00+00' FROM generate_series(1, 10);
+PREPARE TRANSACTION 'p1';
+BEGIN;
+INSERT INTO tx SELECT 7, '2026-11-24 12:02:00+00' FROM generate_series(1, 10);
+SAVEPOINT s;
+INSERT INTO tx VALUES (7, '2026-11-24 12:02:00+00');
+ROLLBACK TO SAVEPOINT s;
+PREPARE TRANSACTION 'p2';
+SELECT stream_state.window_count('tx', 6, '2026-11-24 12:00:00+00') AS key6_prepared,
+	   stream_state.window_count('tx', 7, '2026-11-24 12:00:00+00') AS key7_prepared;
+COMMIT PREPARED 'p1';
+ROLLBACK PREPARED 'p2';
+SELECT stream_state.window_count('tx', 6, '2026-11-24 12:00:00+00') AS key6,
+	   stream_state.window_count('tx', 7, '2026-11-24 12:00:00+00') AS key7;
+
+-- a transaction larger than max_delta_entries writes its delta early,
+-- also from inside a sub-transaction that is then rolled back
+SET stream_state.max_delta_entries = 100;
+BEGIN;
+INSERT INTO tx SELECT 1000 + g, '2026-11-24 12:03:00+00' FROM generate_series(1, 1000) g;
+SAVEPOINT big;
+INSERT INTO tx SELECT 5000 + g, '2026-11-24 12:03:00+00' FROM generate_series(1, 1000) g;
+ROLLBACK TO SAVEPOINT big;
+SAVEPOINT big2;
+INSERT INTO tx SELECT 1000 + g, '2026-11-24 12:03:00+00' FROM generate_series(1, 500) g;
+RELEASE SAVEPOINT big2;
+COMMIT;
+BEGIN;
+INSERT INTO tx SELECT 9000 + g, '2026-11-24 12:03:00+00' FROM generate_series(1, 1000) g;
+ROLLBACK;
+RESET stream_state.max_delta_entries;
+SELECT count(*) AS keys, sum(count) AS events
+  FROM stream_state.window_counts('tx', '2026-11-24 12:00:00+00');
+SELECT count(*) AS source_rows FROM tx;
+SELECT ss_test.mismatches('tx', '2026-11-24 12:00:00+00') AS diff;
+
+-- read consistency modes
+SET stream_state.read_consistency = 'committed';
+SELECT stream_state.window_count('tx', 1001, '2026-11-24 12:00:00+00') AS committed_read;
+SET stream_state.read_consistency = 'none';
+SELECT stream_state.window_count('tx', 1001, '2026-11-24 12:00:00+00') >= 0 AS none_read;
+RESET stream_state.read_consistency;
+
+SELECT events_applied, late_events, skipped FROM stream_state.queries WHERE name = 'tx';

@@ -75,3 +75,16 @@ SELECT tgname FROM pg_trigger WHERE tgrelid = 'err_events'::regclass ORDER BY 1;
 DROP TABLE err_events;
 DROP SEQUENCE err_seq;
 DROP MATERIALIZED VIEW err_mv;
+
+-- dropping a source table drops its query's state; the definition stays,
+-- marked, until drop_query
+CREATE TABLE gone (k int, ts timestamptz);
+SELECT stream_state.create_query('gone', 'gone', 'k', 'ts', '1 hour');
+INSERT INTO gone VALUES (1, '2026-11-24 10:00+00'), (2, '2026-11-24 10:00+00');
+SELECT count(*) AS entries FROM stream_state.state WHERE query = 'gone';
+DROP TABLE gone;
+-- (the state view waits for this session's commits: the DROP is applied)
+SELECT count(*) AS entries FROM stream_state.state WHERE query = 'gone';
+SELECT name, status, keys FROM stream_state.queries WHERE name = 'gone';
+SELECT stream_state.drop_query('gone');
+SELECT count(*) AS queries FROM stream_state.queries WHERE name = 'gone';

@@ -113,7 +113,9 @@ SELECT d.name,
 	   d.lateness,
 	   d.backend,
 	   d.owner::regrole AS owner,
-	   coalesce(s.status, 'starting') AS status,
+	   CASE WHEN NOT EXISTS (SELECT 1 FROM pg_catalog.pg_class c WHERE c.oid = d.source)
+			THEN 'source dropped'
+			ELSE coalesce(s.status, 'starting') END AS status,
 	   s.applied_lsn,
 	   s.lag_bytes,
 	   coalesce(s.events_applied, 0) AS events_applied,

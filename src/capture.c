@@ -56,26 +56,64 @@
 #include "query.h"
 #include "window.h"
 
+/*
+ * A delta entry's key: pane, and the key image.  Images of up to 8 bytes
+ * live in kword itself (zero-padded, so equal images give equal words);
+ * longer ones are pointed to by kword.
+ */
 typedef struct DeltaKey
 {
 	int64		pane;
-	uint32		hash;
+	uint64		kword;
 	uint32		len;
-	const char *data;
+	uint32		hash;
 } DeltaKey;
 
 typedef struct DeltaEntry
 {
 	DeltaKey	key;
 	int64		count;
+	char		status;
 } DeltaEntry;
+
+#define DELTA_INLINE	8
+
+static inline const char *
+delta_key_bytes(const DeltaKey *k)
+{
+	return k->len <= DELTA_INLINE ? (const char *) &k->kword :
+		(const char *) (uintptr_t) k->kword;
+}
+
+static inline bool
+delta_key_equal(const DeltaKey *a, const DeltaKey *b)
+{
+	if (a->pane != b->pane || a->len != b->len || (a->len <= DELTA_INLINE && a->kword != b->kword))
+		return false;
+	return a->len <= DELTA_INLINE ||
+		memcmp((const char *) (uintptr_t) a->kword,
+			   (const char *) (uintptr_t) b->kword, a->len) == 0;
+}
+
+#define SH_PREFIX		delta
+#define SH_ELEMENT_TYPE DeltaEntry
+#define SH_KEY_TYPE		DeltaKey
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	((k).hash)
+#define SH_EQUAL(tb, a, b)	delta_key_equal(&(a), &(b))
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->key.hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+#include "lib/simplehash.h"
 
 typedef struct DeltaQuery
 {
 	int32		qid;
 	bool		processing_time;
-	MemoryContext cxt;			/* entries and their keys; reset on flush */
-	HTAB	   *entries;
+	MemoryContext cxt;			/* the long keys; reset on flush */
+	delta_hash *entries;		/* allocated once, emptied on flush */
 	uint64		skipped;
 	int64		max_event_us;
 	struct DeltaQuery *next;
@@ -110,23 +148,6 @@ static void delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img,
 static void level_flush(DeltaLevel *level);
 static void reset_xact_state(void);
 static void log_message(const char *data, Size len);
-
-static uint32
-delta_hash(const void *key, Size keysize)
-{
-	return ((const DeltaKey *) key)->hash;
-}
-
-static int
-delta_match(const void *a, const void *b, Size keysize)
-{
-	const DeltaKey *ka = a;
-	const DeltaKey *kb = b;
-
-	if (ka->pane != kb->pane || ka->len != kb->len)
-		return 1;
-	return memcmp(ka->data, kb->data, ka->len);
-}
 
 void
 sstate_capture_init(void)
@@ -192,16 +213,8 @@ current_level(void)
 static void
 delta_query_reset(DeltaQuery *dq)
 {
-	HASHCTL		ctl;
-
 	MemoryContextReset(dq->cxt);
-	ctl.keysize = sizeof(DeltaKey);
-	ctl.entrysize = sizeof(DeltaEntry);
-	ctl.hash = delta_hash;
-	ctl.match = delta_match;
-	ctl.hcxt = dq->cxt;
-	dq->entries = hash_create("stream_state delta entries", 1024, &ctl,
-							  HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	delta_reset(dq->entries);
 	dq->skipped = 0;
 	dq->max_event_us = SSTATE_NO_TIME;
 }
@@ -218,9 +231,11 @@ level_query(DeltaLevel *level, int32 qid, bool processing_time)
 	dq = MemoryContextAllocZero(level->cxt, sizeof(DeltaQuery));
 	dq->qid = qid;
 	dq->processing_time = processing_time;
-	dq->cxt = AllocSetContextCreate(level->cxt, "stream_state delta query",
+	dq->cxt = AllocSetContextCreate(level->cxt, "stream_state delta keys",
 									ALLOCSET_DEFAULT_SIZES);
-	delta_query_reset(dq);
+	dq->entries = delta_create(level->cxt, 1024, NULL);
+	dq->skipped = 0;
+	dq->max_event_us = SSTATE_NO_TIME;
 	dq->next = level->queries;
 	level->queries = dq;
 	return dq;
@@ -236,19 +251,34 @@ delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img, uint32 len,
 
 	key.pane = pane;
 	key.len = len;
-	key.data = img;
-	key.hash = hash_bytes((const unsigned char *) img, (int) len) ^
-		murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
+	if (len <= DELTA_INLINE)
+	{
+		key.kword = 0;
+		memcpy(&key.kword, img, len);
+		key.hash = murmurhash32((uint32) (key.kword ^ (key.kword >> 32)) ^
+								(uint32) len * 0x9e3779b1u) ^
+			murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
+	}
+	else
+	{
+		key.kword = (uint64) (uintptr_t) img;
+		key.hash = hash_bytes((const unsigned char *) img, (int) len) ^
+			murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
+	}
 
-	entry = hash_search_with_hash_value(dq->entries, &key, key.hash,
-										HASH_ENTER, &found);
+	entry = delta_insert_hash(dq->entries, key, key.hash, &found);
 	if (found)
 	{
 		entry->count += count;
 		return;
 	}
-	entry->key.data = MemoryContextAlloc(dq->cxt, Max(len, 1));
-	memcpy((char *) entry->key.data, img, len);
+	if (len > DELTA_INLINE)
+	{
+		char	   *copy = MemoryContextAlloc(dq->cxt, len);
+
+		memcpy(copy, img, len);
+		entry->key.kword = (uint64) (uintptr_t) copy;
+	}
 	entry->count = count;
 	level->nentries++;
 }
@@ -316,10 +346,10 @@ level_flush(DeltaLevel *level)
 	for (dq = level->queries; dq != NULL; dq = dq->next)
 	{
 		StreamStateDeltaQuery hdr;
-		HASH_SEQ_STATUS seq;
+		delta_iterator it;
 		DeltaEntry *e;
 
-		hdr.nentries = hash_get_num_entries(dq->entries);
+		hdr.nentries = dq->entries->members;
 		if (hdr.nentries == 0 && dq->skipped == 0)
 			continue;
 		hdr.qid = dq->qid;
@@ -332,10 +362,10 @@ level_flush(DeltaLevel *level)
 		hdr.max_event_us = dq->max_event_us;
 		sstate_delta_put_query(&buf, &hdr);
 
-		hash_seq_init(&seq, dq->entries);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			sstate_delta_put_entry(&buf, hdr.flags, e->key.data, e->key.len,
-								   e->key.pane, e->count);
+		delta_start_iterate(dq->entries, &it);
+		while ((e = delta_iterate(dq->entries, &it)) != NULL)
+			sstate_delta_put_entry(&buf, hdr.flags, delta_key_bytes(&e->key),
+								   e->key.len, e->key.pane, e->count);
 		delta_query_reset(dq);
 		any = true;
 	}
@@ -364,15 +394,16 @@ level_merge_into_parent(DeltaLevel *child)
 	for (dq = child->queries; dq != NULL; dq = dq->next)
 	{
 		DeltaQuery *pq = level_query(parent, dq->qid, dq->processing_time);
-		HASH_SEQ_STATUS seq;
+		delta_iterator it;
 		DeltaEntry *e;
 
 		pq->skipped += dq->skipped;
 		if (dq->max_event_us > pq->max_event_us)
 			pq->max_event_us = dq->max_event_us;
-		hash_seq_init(&seq, dq->entries);
-		while ((e = hash_seq_search(&seq)) != NULL)
-			delta_add(parent, pq, e->key.data, e->key.len, e->key.pane, e->count);
+		delta_start_iterate(dq->entries, &it);
+		while ((e = delta_iterate(dq->entries, &it)) != NULL)
+			delta_add(parent, pq, delta_key_bytes(&e->key), e->key.len,
+					  e->key.pane, e->count);
 	}
 	cur_level = parent;
 	MemoryContextDelete(child->cxt);
@@ -611,8 +642,12 @@ stream_state_capture(PG_FUNCTION_ARGS)
 	slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
 	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state rows",
 								   ALLOCSET_DEFAULT_SIZES);
-	oldcxt = MemoryContextSwitchTo(rowcxt);
 
+	/*
+	 * Tuples read back from a spilled transition table are owned by the slot
+	 * (it frees each when it stores the next), so only the per-row work runs
+	 * in rowcxt, which is reset now and then.
+	 */
 	tuplestore_rescan(store);
 	while (tuplestore_gettupleslot(store, true, false, slot))
 	{
@@ -624,14 +659,15 @@ stream_state_capture(PG_FUNCTION_ARGS)
 		key = slot_getattr(slot, info->key_attnum, &key_null);
 		if (info->time_attnum > 0)
 			time = slot_getattr(slot, info->time_attnum, &time_null);
+		oldcxt = MemoryContextSwitchTo(rowcxt);
 		sstate_capture_row(&cap, key, key_null, time, time_null);
+		MemoryContextSwitchTo(oldcxt);
 
 		/* detoasted keys are the only per-row allocations */
 		if (++n % 1024 == 0)
 			MemoryContextReset(rowcxt);
 	}
 
-	MemoryContextSwitchTo(oldcxt);
 	MemoryContextDelete(rowcxt);
 	ExecDropSingleTupleTableSlot(slot);
 	return PointerGetDatum(NULL);

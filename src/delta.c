@@ -30,6 +30,27 @@
 
 #include "delta.h"
 
+/* Write v at p (room for 10 bytes); returns the bytes written. */
+static inline int
+uvarint_raw(char *p, uint64 v)
+{
+	int			n = 0;
+
+	while (v >= 0x80)
+	{
+		p[n++] = (char) ((v & 0x7f) | 0x80);
+		v >>= 7;
+	}
+	p[n++] = (char) v;
+	return n;
+}
+
+static inline uint64
+zigzag(int64 v)
+{
+	return ((uint64) v << 1) ^ (uint64) (v >> 63);
+}
+
 static inline void
 put_uvarint(StringInfo buf, uint64 v)
 {
@@ -113,15 +134,23 @@ sstate_delta_put_query(StringInfo buf, const StreamStateDeltaQuery *q)
 	put_uvarint(buf, q->nentries);
 }
 
+/* The hot path of a flush: one size check per entry. */
 void
 sstate_delta_put_entry(StringInfo buf, uint8 flags, const char *key,
 					   uint32 keylen, int64 pane, int64 count)
 {
-	put_uvarint(buf, keylen);
-	appendBinaryStringInfoNT(buf, key, keylen);
+	char	   *p;
+
+	enlargeStringInfo(buf, 30 + keylen);
+	p = buf->data + buf->len;
+	p += uvarint_raw(p, keylen);
+	memcpy(p, key, keylen);
+	p += keylen;
 	if (!(flags & SSM_FLAG_NO_PANE))
-		put_svarint(buf, pane);
-	put_uvarint(buf, (uint64) count);
+		p += uvarint_raw(p, zigzag(pane));
+	p += uvarint_raw(p, (uint64) count);
+	buf->len = p - buf->data;
+	buf->data[buf->len] = '\0';
 }
 
 void

@@ -22,7 +22,7 @@ int			sstate_max_databases = 8;
 int			sstate_max_queries = 64;
 int			sstate_read_consistency = SSTATE_READ_SESSION;
 int			sstate_read_timeout_ms = 10000;
-int			sstate_max_delta_entries = 100000;
+int			sstate_max_delta_entries = 524288;
 int			sstate_worker_naptime_ms = 1000;
 
 static const struct config_enum_entry read_consistency_options[] = {
@@ -80,7 +80,7 @@ sstate_guc_define(void)
 							"Number of (query, key, pane) entries a transaction collects before it writes them to WAL early.",
 							NULL,
 							&sstate_max_delta_entries,
-							100000, 100, INT_MAX,
+							524288, 100, INT_MAX,
 							PGC_USERSET, 0,
 							NULL, NULL, NULL);
 

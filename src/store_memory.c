@@ -193,10 +193,10 @@ pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found)
 	int			hi = n;
 
 	/* panes mostly arrive at the end */
-	if (n > 0 && panes[n - 1].pane < pane)
+	if (n > 0 && panes[n - 1].pane <= pane)
 	{
-		*found = false;
-		return n;
+		*found = (panes[n - 1].pane == pane);
+		return *found ? n - 1 : n;
 	}
 	while (lo < hi)
 	{

@@ -40,3 +40,6 @@ SHLIB_LINK += -lrocksdb
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+# every object is rebuilt when any of our headers changes (shared structs)
+$(OBJS): $(wildcard $(srcdir)/src/*.h)

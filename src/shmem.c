@@ -219,7 +219,6 @@ sstate_db_find_or_add_locked(Oid dboid)
 		result->worker_state = SSW_NONE;
 		result->worker_pid = 0;
 		result->worker_latch = NULL;
-		result->paused_query = 0;
 		result->last_ensure_lsn = InvalidXLogRecPtr;
 		pg_atomic_write_u64(&result->applied_lsn, 0);
 		memset(sstate_db_queries(result), 0,

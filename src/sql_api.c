@@ -68,7 +68,7 @@ static dshash_table *read_table = NULL;
 static uint32 read_generation = 0;
 static StreamStateDb *read_db_slot = NULL;
 
-static StreamStateDb *read_begin(bool wait, const char *what);
+static StreamStateDb *read_begin(bool wait, int32 qid);
 static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
@@ -84,12 +84,42 @@ static void check_key_type(Oid keytype, bool *byimage, Oid collation,
  * Wait until this database's worker has applied WAL up to lsn and finished
  * restoring.  Returns false on timeout, or raises the error if asked.
  */
+/*
+ * How far this database's state is applied: the worker's position, or the
+ * commit a paused query stopped at if that is earlier (all queries, or just
+ * query qid when it is not 0).  Caller need not hold db->lock: a stale value
+ * only makes a wait a little longer.
+ */
+static XLogRecPtr
+effective_applied(StreamStateDb *db, int32 qid)
+{
+	XLogRecPtr	result = pg_atomic_read_u64(&db->applied_lsn);
+	StreamStateQuery *qs = sstate_db_queries(db);
+	int			i;
+
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+
+		if (q->status == SSQ_PAUSED_MEMORY && (qid == 0 || q->def.id == qid) &&
+			q->paused_lsn < result)
+			result = q->paused_lsn;
+	}
+	return result;
+}
+
+/*
+ * Wait until this database's worker has applied WAL up to lsn (for query
+ * qid, or all queries when 0) and finished restoring.  Returns false on
+ * timeout, or raises the error if asked.
+ */
 static bool
-wait_applied_internal(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
+wait_applied_internal(XLogRecPtr lsn, int32 qid, int timeout_ms, bool error_on_timeout)
 {
 	TimestampTz deadline;
 	StreamStateDb *db = NULL;
 	bool		result = false;
+	bool		paused = false;
 
 	if (!RecoveryInProgress() && lsn > GetFlushRecPtr(NULL))
 		XLogFlush(lsn);
@@ -104,13 +134,14 @@ wait_applied_internal(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 		if (db != NULL)
 		{
 			Latch	   *latch = db->worker_latch;
+			XLogRecPtr	applied = effective_applied(db, qid);
 
-			if (db->worker_state == SSW_RUNNING &&
-				pg_atomic_read_u64(&db->applied_lsn) >= lsn)
+			if (db->worker_state == SSW_RUNNING && applied >= lsn)
 			{
 				result = true;
 				break;
 			}
+			paused = (applied < pg_atomic_read_u64(&db->applied_lsn));
 			if (latch != NULL)
 				SetLatch(latch);
 		}
@@ -139,8 +170,8 @@ wait_applied_internal(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 			why = "The stream_state worker of this database is not running.";
 		else if (db->worker_state != SSW_RUNNING)
 			why = "The stream_state worker of this database is still restoring its state from WAL.";
-		else if (db->paused_query != 0)
-			why = "A continuous query of this database is paused because stream_state.memory_limit is reached; see stream_state.queries.";
+		else if (paused)
+			why = "The query is paused because stream_state.memory_limit is reached; see stream_state.queries.";
 		else
 			why = "The stream_state worker of this database has not caught up yet.";
 		ereport(ERROR,
@@ -156,7 +187,7 @@ wait_applied_internal(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 void
 sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 {
-	(void) wait_applied_internal(lsn, timeout_ms, error_on_timeout);
+	(void) wait_applied_internal(lsn, 0, timeout_ms, error_on_timeout);
 }
 
 static bool
@@ -174,7 +205,7 @@ database_has_slot(void)
  * state yet.
  */
 static StreamStateDb *
-read_begin(bool wait, const char *what)
+read_begin(bool wait, int32 qid)
 {
 	StreamStateDb *db;
 
@@ -194,7 +225,7 @@ read_begin(bool wait, const char *what)
 		 */
 		if (db != NULL || database_has_slot())
 		{
-			wait_applied_internal(target, sstate_read_timeout_ms, true);
+			wait_applied_internal(target, qid, sstate_read_timeout_ms, true);
 			db = sstate_db_find(MyDatabaseId);
 		}
 	}
@@ -696,7 +727,7 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 						format_type_be(info->key_type)),
 				 errhint("Cast the key to %s.", format_type_be(info->key_type))));
 
-	db = read_begin(true, "window_count");
+	db = read_begin(true, info->id);
 	if (db == NULL)
 		PG_RETURN_INT64(0);
 	q = db_query(db, info->id);
@@ -792,7 +823,7 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	cs.keys = NIL;
-	db = read_begin(true, "window_counts");
+	db = read_begin(true, info->id);
 	if (db == NULL)
 		return (Datum) 0;
 	q = db_query(db, info->id);
@@ -844,7 +875,7 @@ stream_state_wait_applied(PG_FUNCTION_ARGS)
 
 		timeout_ms = sstate_interval_us(iv, "timeout", true) / 1000;
 	}
-	PG_RETURN_BOOL(wait_applied_internal(lsn, (int) Min(timeout_ms, INT_MAX), false));
+	PG_RETURN_BOOL(wait_applied_internal(lsn, 0, (int) Min(timeout_ms, INT_MAX), false));
 }
 
 static const char *
@@ -947,7 +978,7 @@ stream_state_state(PG_FUNCTION_ARGS)
 	sstate_shmem_check();
 	InitMaterializedSRF(fcinfo, 0);
 	ss.rows = NIL;
-	db = read_begin(true, "state");
+	db = read_begin(true, 0);
 	if (db == NULL)
 		return (Datum) 0;
 	sstate_store_scan(read_table, 0, state_cb, &ss);

@@ -77,6 +77,8 @@ typedef struct StreamStateQuery
 {
 	StreamStateQueryDef def;
 	StreamStateQueryStatus status;
+	XLogRecPtr	paused_lsn;		/* commit it could not apply (paused) */
+	XLogRecPtr	paused_restart; /* where its catch-up starts reading */
 	int64		max_event_us;	/* Unix microseconds; INT64_MIN: none yet */
 	int64		dead_below;		/* panes below this index are closed */
 	uint64		events_applied;
@@ -100,7 +102,6 @@ typedef struct StreamStateDb
 	slock_t		mutex;
 	uint32		generation;		/* bumped whenever the table is replaced */
 	dshash_table_handle table;	/* InvalidDsaPointer: none */
-	int			paused_query;	/* query id blocking the worker, or 0 */
 	XLogRecPtr	last_ensure_lsn;	/* WAL insert position at the last
 									 * create_query; under shared->lock */
 } StreamStateDb;

@@ -14,11 +14,17 @@
  * committed and is dropped.
  *
  * A commit is applied all or nothing.  When the memory backend is full, the
- * adds already made for that commit are undone, the query is marked paused,
- * and SSA_PAUSE tells the worker to stop before this record and retry it
- * later; its messages stay buffered and the WAL stays kept by the slot.
- * CREATE and DROP messages are idempotent, so a retried commit can repeat
- * them.
+ * adds already made for that commit are undone and the query that could not
+ * grow is paused: it remembers the commit it stopped at (paused_lsn) and
+ * where to start reading again to see every message of the transactions
+ * open then (paused_restart, the smallest first-message LSN among them).
+ * The commit is applied again at once without that query, and the worker
+ * goes on for the other queries.  Every second the worker runs a catch-up
+ * reader for each paused query, from paused_restart up to where the main
+ * reader is, applying that query's commits from paused_lsn on; when it gets
+ * there, the query runs again.  The WAL it needs is kept by the slot.  A
+ * DROP of the paused query, read by the main reader, frees its memory at
+ * once, so space can return while a query is paused.
  *
  * Which WAL position is safe to release: in this version the slot stays at
  * the position it got when the database's first query was created (or at
@@ -35,6 +41,7 @@
 #include "access/xact.h"
 #include "access/xlog_internal.h"
 #include "access/xlogreader.h"
+#include "access/xlogutils.h"
 #include "commands/dbcommands_xlog.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
@@ -58,18 +65,9 @@ typedef struct BufferedMsg
 typedef struct XidBuf
 {
 	TransactionId xid;
+	XLogRecPtr	first_lsn;
 	List	   *msgs;
 } XidBuf;
-
-typedef struct UndoEntry
-{
-	StreamStateQuery *q;
-	int32		qid;
-	const char *key;
-	uint32		keylen;
-	int64		pane;
-	int64		count;
-} UndoEntry;
 
 typedef struct SavedQuery
 {
@@ -77,36 +75,67 @@ typedef struct SavedQuery
 	StreamStateQuery copy;
 } SavedQuery;
 
+/*
+ * A reader's view of open transactions.  The main applier applies every
+ * running query; a catch-up applier applies one paused query's commits from
+ * its paused_lsn on, and nothing else (no definitions).
+ */
+typedef struct Applier
+{
+	HTAB	   *xids;
+	MemoryContext cxt;
+	StreamStateQuery *only;		/* catch-up: the paused query */
+	int32		only_id;
+	bool		failed;			/* catch-up: paused again */
+} Applier;
+
 static StreamStateDb *apply_db = NULL;
 static dshash_table *apply_table = NULL;
-static HTAB *xid_bufs = NULL;
-static MemoryContext apply_cxt = NULL;
+static Applier main_applier;
 
-static void buffer_message(TransactionId xid, XLogRecPtr lsn, const char *data, Size len);
-static void discard_xids(TransactionId xid, int nsub, TransactionId *subxacts);
-static StreamStateApplyResult apply_commit(TransactionId xid, int nsub,
+static void applier_init(Applier *a);
+static void applier_free(Applier *a);
+static StreamStateApplyResult applier_record(Applier *a, XLogReaderState *record);
+static void buffer_message(Applier *a, TransactionId xid, XLogRecPtr lsn,
+						   const char *data, Size len);
+static void discard_xids(Applier *a, TransactionId xid, int nsub, TransactionId *subxacts);
+static StreamStateApplyResult apply_commit(Applier *a, TransactionId xid, int nsub,
 										   TransactionId *subxacts,
 										   TimestampTz commit_time, XLogRecPtr lsn);
-static bool apply_messages(List *msgs, int64 commit_us, XLogRecPtr lsn,
+static bool apply_messages(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn,
 						   int *ddl, StreamStateQuery **failed);
 static StreamStateQuery *find_query(int32 qid);
 static void define_query(const StreamStateQueryDef *def);
 static void drop_query(StreamStateQuery *q);
 
-void
-sstate_apply_init(StreamStateDb *db, dshash_table *table)
+static void
+applier_init(Applier *a)
 {
 	HASHCTL		ctl;
 
-	apply_db = db;
-	apply_table = table;
-	apply_cxt = AllocSetContextCreate(TopMemoryContext, "stream_state apply",
-									  ALLOCSET_DEFAULT_SIZES);
+	memset(a, 0, sizeof(Applier));
+	a->cxt = AllocSetContextCreate(TopMemoryContext, "stream_state apply",
+								   ALLOCSET_DEFAULT_SIZES);
 	ctl.keysize = sizeof(TransactionId);
 	ctl.entrysize = sizeof(XidBuf);
-	ctl.hcxt = apply_cxt;
-	xid_bufs = hash_create("stream_state open transactions", 256, &ctl,
-						   HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+	ctl.hcxt = a->cxt;
+	a->xids = hash_create("stream_state open transactions", 256, &ctl,
+						  HASH_ELEM | HASH_BLOBS | HASH_CONTEXT);
+}
+
+static void
+applier_free(Applier *a)
+{
+	MemoryContextDelete(a->cxt);
+	a->xids = NULL;
+}
+
+void
+sstate_apply_init(StreamStateDb *db, dshash_table *table)
+{
+	apply_db = db;
+	apply_table = table;
+	applier_init(&main_applier);
 }
 
 static StreamStateQuery *
@@ -119,6 +148,15 @@ find_query(int32 qid)
 		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
 			return &qs[i];
 	return NULL;
+}
+
+/* Does applier a apply this query's data? */
+static inline bool
+applies_to(Applier *a, StreamStateQuery *q)
+{
+	if (a->only != NULL)
+		return q == a->only;
+	return q->status == SSQ_RUNNING;
 }
 
 static void
@@ -157,24 +195,26 @@ drop_query(StreamStateQuery *q)
 {
 	sstate_store_drop_query(apply_table, q);
 	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
-	if (apply_db->paused_query == q->def.id)
-		apply_db->paused_query = 0;
 	q->status = SSQ_FREE;
+	q->paused_lsn = InvalidXLogRecPtr;
 	LWLockRelease(&apply_db->lock);
 }
 
 static void
-buffer_message(TransactionId xid, XLogRecPtr lsn, const char *data, Size len)
+buffer_message(Applier *a, TransactionId xid, XLogRecPtr lsn, const char *data, Size len)
 {
 	XidBuf	   *buf;
 	BufferedMsg *msg;
 	bool		found;
 	MemoryContext old;
 
-	buf = hash_search(xid_bufs, &xid, HASH_ENTER, &found);
+	buf = hash_search(a->xids, &xid, HASH_ENTER, &found);
 	if (!found)
+	{
 		buf->msgs = NIL;
-	old = MemoryContextSwitchTo(apply_cxt);
+		buf->first_lsn = lsn;
+	}
+	old = MemoryContextSwitchTo(a->cxt);
 	msg = palloc(offsetof(BufferedMsg, data) + len);
 	msg->lsn = lsn;
 	msg->len = len;
@@ -184,24 +224,39 @@ buffer_message(TransactionId xid, XLogRecPtr lsn, const char *data, Size len)
 }
 
 static void
-discard_one(TransactionId xid)
+discard_one(Applier *a, TransactionId xid)
 {
-	XidBuf	   *buf = hash_search(xid_bufs, &xid, HASH_FIND, NULL);
+	XidBuf	   *buf = hash_search(a->xids, &xid, HASH_FIND, NULL);
 
 	if (buf == NULL)
 		return;
 	list_free_deep(buf->msgs);
-	hash_search(xid_bufs, &xid, HASH_REMOVE, NULL);
+	hash_search(a->xids, &xid, HASH_REMOVE, NULL);
 }
 
 static void
-discard_xids(TransactionId xid, int nsub, TransactionId *subxacts)
+discard_xids(Applier *a, TransactionId xid, int nsub, TransactionId *subxacts)
 {
 	int			i;
 
-	discard_one(xid);
+	discard_one(a, xid);
 	for (i = 0; i < nsub; i++)
-		discard_one(subxacts[i]);
+		discard_one(a, subxacts[i]);
+}
+
+/* Smallest first-message LSN among the transactions a still buffers. */
+static XLogRecPtr
+oldest_open_lsn(Applier *a, XLogRecPtr dflt)
+{
+	HASH_SEQ_STATUS seq;
+	XidBuf	   *buf;
+	XLogRecPtr	result = dflt;
+
+	hash_seq_init(&seq, a->xids);
+	while ((buf = hash_seq_search(&seq)) != NULL)
+		if (buf->first_lsn < result)
+			result = buf->first_lsn;
+	return result;
 }
 
 static int
@@ -213,48 +268,85 @@ msg_lsn_cmp(const ListCell *a, const ListCell *b)
 	return (la > lb) - (la < lb);
 }
 
+/*
+ * Pause query q at the commit record at lsn: applier a could not apply it.
+ */
+static void
+pause_query(Applier *a, StreamStateQuery *q, XLogRecPtr lsn)
+{
+	bool		was_running = (q->status == SSQ_RUNNING);
+
+	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+	q->status = SSQ_PAUSED_MEMORY;
+	q->paused_lsn = lsn;
+	q->paused_restart = oldest_open_lsn(a, lsn);
+	LWLockRelease(&apply_db->lock);
+	if (was_running)
+		ereport(LOG,
+				(errmsg("stream_state: memory full: continuous query \"%s\" paused at %X/%X",
+						q->def.name, LSN_FORMAT_ARGS(lsn)),
+				 errdetail("Its commits from %X/%X on stay in the kept WAL and are applied when memory frees up; the other queries go on.",
+						   LSN_FORMAT_ARGS(lsn)),
+				 errhint("Increase stream_state.memory_limit, drop queries, or lower their window sizes.")));
+}
+
 static StreamStateApplyResult
-apply_commit(TransactionId xid, int nsub, TransactionId *subxacts,
+apply_commit(Applier *a, TransactionId xid, int nsub, TransactionId *subxacts,
 			 TimestampTz commit_time, XLogRecPtr lsn)
 {
 	List	   *msgs = NIL;
 	XidBuf	   *buf;
 	int			ddl = SSA_OK;
-	StreamStateQuery *failed = NULL;
 	int			i;
 
-	buf = hash_search(xid_bufs, &xid, HASH_FIND, NULL);
+	buf = hash_search(a->xids, &xid, HASH_FIND, NULL);
 	if (buf != NULL)
 		msgs = list_copy(buf->msgs);
 	for (i = 0; i < nsub; i++)
 	{
-		buf = hash_search(xid_bufs, &subxacts[i], HASH_FIND, NULL);
+		buf = hash_search(a->xids, &subxacts[i], HASH_FIND, NULL);
 		if (buf != NULL)
 			msgs = list_concat(msgs, buf->msgs);
 	}
 	if (msgs == NIL)
 		return SSA_OK;
-	list_sort(msgs, msg_lsn_cmp);
 
-	if (!apply_messages(msgs, (int64) commit_time + STREAM_STATE_UNIX_OFFSET_US,
-						lsn, &ddl, &failed))
+	/* catch-up: commits before the paused one were applied already */
+	if (a->only == NULL || lsn >= a->only->paused_lsn)
 	{
-		list_free(msgs);
-		if (failed != NULL && failed->status != SSQ_PAUSED_MEMORY)
+		list_sort(msgs, msg_lsn_cmp);
+		for (;;)
 		{
-			failed->status = SSQ_PAUSED_MEMORY;
-			apply_db->paused_query = failed->def.id;
-			ereport(LOG,
-					(errmsg("stream_state: memory full: continuous query \"%s\" paused at %X/%X",
-							failed->def.name, LSN_FORMAT_ARGS(lsn)),
-					 errdetail("The commit at %X/%X and everything after it stay in the kept WAL and are applied when memory frees up.",
-							   LSN_FORMAT_ARGS(lsn)),
-					 errhint("Increase stream_state.memory_limit, drop queries, or lower their window sizes.")));
+			StreamStateQuery *failed = NULL;
+
+			if (apply_messages(a, msgs, (int64) commit_time + STREAM_STATE_UNIX_OFFSET_US,
+							   lsn, &ddl, &failed))
+				break;
+			Assert(failed != NULL);
+			pause_query(a, failed, lsn);
+			if (a->only != NULL)
+			{
+				a->failed = true;
+				list_free(msgs);
+				return SSA_OK;	/* messages stay buffered; the reader stops */
+			}
+			/* apply it again without the paused query */
 		}
-		return SSA_PAUSE;
 	}
 	list_free(msgs);
-	discard_xids(xid, nsub, subxacts);
+	discard_xids(a, xid, nsub, subxacts);
+
+	/*
+	 * Catch-up progress is recorded commit by commit, so a catch-up that
+	 * stops anywhere never applies a commit twice.
+	 */
+	if (a->only != NULL && lsn >= a->only->paused_lsn)
+	{
+		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+		a->only->paused_lsn = lsn + 1;
+		a->only->paused_restart = oldest_open_lsn(a, lsn + 1);
+		LWLockRelease(&apply_db->lock);
+	}
 	return (StreamStateApplyResult) ddl;
 }
 
@@ -278,26 +370,115 @@ save_query(List **saved, StreamStateQuery *q)
 }
 
 /*
- * One attempt at applying a committed transaction's messages.  On failure
- * (memory full) every add is undone, the touched queries' counters restored,
- * and *failed names the query that could not grow.
+ * Walk the DATA messages of a committed transaction.  With undo_limit < 0,
+ * apply them: add every entry that is not late, update the counters, and
+ * stop at the first add that finds memory full (returns false, *failed
+ * set).  With undo_limit >= 0, subtract the first undo_limit entries that an
+ * earlier walk added, which puts the store back as it was.  Both walks judge
+ * lateness against the saved (pre-transaction) copy of each query, so they
+ * make the same decisions.  *napplied counts the adds made.
  */
 static bool
-try_apply(List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
-		  StreamStateQuery **failed, List **saved_out)
+walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit,
+		  long *napplied, StreamStateQuery **failed)
 {
-	List	   *saved = NIL;
-	UndoEntry  *undo = NULL;
-	int			nundo = 0;
-	int			maxundo = 0;
+	bool		undo = (undo_limit >= 0);
 	ListCell   *lc;
-	bool		ok = true;
 
+	*napplied = 0;
 	foreach(lc, msgs)
 	{
 		BufferedMsg *msg = lfirst(lc);
 		StreamStateDeltaReader r;
 
+		if (!sstate_delta_open(&r, msg->data, msg->len) || r.kind != SSM_DATA)
+			continue;
+		for (;;)
+		{
+			StreamStateDeltaQuery sec;
+			StreamStateDeltaEntry e;
+			StreamStateQuery *q;
+			SavedQuery *sq = NULL;
+			int64		dead_before = PG_INT64_MIN;
+			int64		max_event;
+			bool		done;
+
+			if (!sstate_delta_next_query(&r, &sec, &done) || done)
+				break;			/* malformed: reported by the DDL walk */
+			q = find_query(sec.qid);
+			if (q != NULL && !applies_to(a, q))
+				q = NULL;
+			if (q != NULL)
+			{
+				sq = save_query(saved, q);
+				dead_before = sstate_dead_below(&q->def, sstate_watermark(&sq->copy));
+				if (!undo)
+					q->skipped += sec.skipped;
+			}
+			max_event = (sec.flags & SSM_FLAG_NO_PANE) ? commit_us : sec.max_event_us;
+
+			while (sec.nentries-- > 0)
+			{
+				int64		pane;
+
+				if (!sstate_delta_next_entry(&r, &e))
+					break;
+				if (q == NULL)
+					continue;
+				pane = (sec.flags & SSM_FLAG_NO_PANE) ?
+					sstate_pane_of(&q->def, commit_us) : e.pane;
+				if (pane < dead_before)
+				{
+					if (!undo)
+						q->late_events += e.count;
+					continue;
+				}
+				if (undo)
+				{
+					if (*napplied == undo_limit)
+						return true;
+					sstate_store_add(apply_table, q, e.key, e.keylen, pane, -e.count);
+					(*napplied)++;
+					continue;
+				}
+				if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count))
+				{
+					*failed = q;
+					return false;
+				}
+				(*napplied)++;
+				q->events_applied += e.count;
+			}
+			if (!undo && q != NULL && max_event != SSTATE_NO_TIME &&
+				max_event > q->max_event_us)
+				q->max_event_us = max_event;
+		}
+	}
+	return true;
+}
+
+/*
+ * One attempt at applying a committed transaction's messages.  On failure
+ * (memory full) every add is undone, the touched queries' counters restored,
+ * and *failed names the query that could not grow.
+ */
+static bool
+try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
+		  StreamStateQuery **failed, List **saved_out)
+{
+	List	   *saved = NIL;
+	ListCell   *lc;
+	long		napplied;
+	bool		ok;
+
+	/* definitions first, in LSN order, and a check of every message */
+	foreach(lc, msgs)
+	{
+		BufferedMsg *msg = lfirst(lc);
+		StreamStateDeltaReader r;
+
+		if (a->only != NULL)
+			break;				/* catch-up: definitions are the main reader's */
 		if (!sstate_delta_open(&r, msg->data, msg->len))
 		{
 			ereport(WARNING,
@@ -342,113 +523,38 @@ try_apply(List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 					drop_query(&qs[i]);
 			*ddl = SSA_DROP_EXTENSION;
 		}
-		else if (r.kind == SSM_DATA)
-		{
-			for (;;)
-			{
-				StreamStateDeltaQuery sec;
-				StreamStateDeltaEntry e;
-				StreamStateQuery *q;
-				SavedQuery *s = NULL;
-				int64		dead_before = PG_INT64_MIN;
-				int64		max_event;
-				bool		done;
-
-				if (!sstate_delta_next_query(&r, &sec, &done))
-					goto malformed;
-				if (done)
-					break;
-				q = find_query(sec.qid);
-				if (q != NULL)
-				{
-					s = save_query(&saved, q);
-					dead_before = sstate_dead_below(&q->def, sstate_watermark(&s->copy));
-					q->skipped += sec.skipped;
-				}
-				max_event = (sec.flags & SSM_FLAG_NO_PANE) ? commit_us : sec.max_event_us;
-
-				while (sec.nentries-- > 0)
-				{
-					int64		pane;
-
-					if (!sstate_delta_next_entry(&r, &e))
-						goto malformed;
-					if (q == NULL)
-						continue;
-					pane = (sec.flags & SSM_FLAG_NO_PANE) ?
-						sstate_pane_of(&q->def, commit_us) : e.pane;
-					if (pane < dead_before)
-					{
-						q->late_events += e.count;
-						continue;
-					}
-					if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count))
-					{
-						*failed = q;
-						ok = false;
-						goto done;
-					}
-					if (nundo == maxundo)
-					{
-						maxundo = maxundo ? maxundo * 2 : 256;
-						undo = undo ? repalloc_huge(undo, sizeof(UndoEntry) * maxundo)
-							: palloc(sizeof(UndoEntry) * maxundo);
-					}
-					undo[nundo].q = q;
-					undo[nundo].qid = q->def.id;
-					undo[nundo].key = e.key;
-					undo[nundo].keylen = e.keylen;
-					undo[nundo].pane = pane;
-					undo[nundo].count = e.count;
-					nundo++;
-					q->events_applied += e.count;
-				}
-				if (q != NULL && max_event != SSTATE_NO_TIME && max_event > q->max_event_us)
-					q->max_event_us = max_event;
-			}
-			continue;
-	malformed:
-			ereport(WARNING,
-					(errcode(ERRCODE_DATA_CORRUPTED),
-					 errmsg("stream_state: malformed data message at %X/%X; the rest of it is skipped",
-							LSN_FORMAT_ARGS(msg->lsn))));
-		}
 	}
 
-done:
+	/*
+	 * Definitions before data gives what LSN order gives: a query's data
+	 * always follows its CREATE, and data of a query dropped in the same
+	 * transaction would have been dropped with it.
+	 */
+	ok = walk_data(a, msgs, commit_us, &saved, -1, &napplied, failed);
 	if (!ok)
 	{
-		int			i;
+		long		undone;
 		ListCell   *lc2;
 
-		for (i = nundo - 1; i >= 0; i--)
-		{
-			UndoEntry  *u = &undo[i];
-
-			if (u->q->status != SSQ_FREE && u->q->def.id == u->qid)
-				sstate_store_add(apply_table, u->q, u->key, u->keylen,
-								 u->pane, -u->count);
-		}
+		(void) walk_data(a, msgs, commit_us, &saved, napplied, &undone, failed);
 		foreach(lc2, saved)
 		{
-			SavedQuery *s = lfirst(lc2);
-			int64		keys = s->q->keys,
-						panes = s->q->panes,
-						bytes = s->q->bytes,
-						max_event = s->q->max_event_us;
+			SavedQuery *sq = lfirst(lc2);
+			int64		keys = sq->q->keys,
+						panes = sq->q->panes,
+						bytes = sq->q->bytes,
+						max_event = sq->q->max_event_us;
 
-			if (s->q->status == SSQ_FREE || s->q->def.id != s->copy.def.id)
+			if (sq->q->status == SSQ_FREE || sq->q->def.id != sq->copy.def.id)
 				continue;
-			*s->q = s->copy;
-			s->q->keys = keys;
-			s->q->panes = panes;
-			s->q->bytes = bytes;
+			*sq->q = sq->copy;
+			sq->q->keys = keys;
+			sq->q->panes = panes;
+			sq->q->bytes = bytes;
 			/* remembered for evict-ahead; restored by the caller */
-			s->copy.max_event_us = max_event;
+			sq->copy.max_event_us = max_event;
 		}
 	}
-	if (undo)
-		pfree(undo);
 	*saved_out = saved;
 	return ok;
 }
@@ -474,7 +580,7 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 }
 
 static bool
-apply_messages(List *msgs, int64 commit_us, XLogRecPtr lsn,
+apply_messages(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn,
 			   int *ddl, StreamStateQuery **failed)
 {
 	List	   *saved = NIL;
@@ -483,24 +589,14 @@ apply_messages(List *msgs, int64 commit_us, XLogRecPtr lsn,
 
 	for (attempt = 0; attempt < 2; attempt++)
 	{
-		if (try_apply(msgs, commit_us, lsn, ddl, failed, &saved))
+		if (try_apply(a, msgs, commit_us, lsn, ddl, failed, &saved))
 		{
 			foreach(lc, saved)
 			{
 				SavedQuery *s = lfirst(lc);
-				StreamStateQuery *q = s->q;
 
-				if (q->status == SSQ_FREE)
-					continue;
-				evict_to(q, q->max_event_us);
-				if (q->status == SSQ_PAUSED_MEMORY)
-				{
-					q->status = SSQ_RUNNING;
-					apply_db->paused_query = 0;
-					ereport(LOG,
-							(errmsg("stream_state: continuous query \"%s\" resumed at %X/%X",
-									q->def.name, LSN_FORMAT_ARGS(lsn))));
-				}
+				if (s->q->status != SSQ_FREE)
+					evict_to(s->q, s->q->max_event_us);
 			}
 			list_free_deep(saved);
 			return true;
@@ -523,12 +619,8 @@ apply_messages(List *msgs, int64 commit_us, XLogRecPtr lsn,
 	return false;
 }
 
-/*
- * Look at one WAL record.  Returns SSA_PAUSE if the record is a commit that
- * cannot be applied now: the caller must read it again later.
- */
-StreamStateApplyResult
-sstate_apply_record(XLogReaderState *record)
+static StreamStateApplyResult
+applier_record(Applier *a, XLogReaderState *record)
 {
 	uint8		rmid = XLogRecGetRmid(record);
 	uint8		info = XLogRecGetInfo(record) & ~XLR_INFO_MASK;
@@ -544,14 +636,14 @@ sstate_apply_record(XLogReaderState *record)
 			m->prefix_size != sizeof(STREAM_STATE_MSG_PREFIX) ||
 			strcmp(m->message, STREAM_STATE_MSG_PREFIX) != 0)
 			return SSA_OK;
-		buffer_message(XLogRecGetXid(record), record->ReadRecPtr,
+		buffer_message(a, XLogRecGetXid(record), record->ReadRecPtr,
 					   m->message + m->prefix_size, m->message_size);
 	}
 	else if (rmid == RM_XACT_ID)
 	{
 		uint8		op = info & XLOG_XACT_OPMASK;
 
-		if (hash_get_num_entries(xid_bufs) == 0)
+		if (hash_get_num_entries(a->xids) == 0)
 			return SSA_OK;
 		if (op == XLOG_XACT_COMMIT || op == XLOG_XACT_COMMIT_PREPARED)
 		{
@@ -562,7 +654,7 @@ sstate_apply_record(XLogReaderState *record)
 							  (xl_xact_commit *) XLogRecGetData(record), &parsed);
 			xid = (op == XLOG_XACT_COMMIT_PREPARED) ? parsed.twophase_xid :
 				XLogRecGetXid(record);
-			return apply_commit(xid, parsed.nsubxacts, parsed.subxacts,
+			return apply_commit(a, xid, parsed.nsubxacts, parsed.subxacts,
 								parsed.xact_time, record->ReadRecPtr);
 		}
 		else if (op == XLOG_XACT_ABORT || op == XLOG_XACT_ABORT_PREPARED)
@@ -574,7 +666,7 @@ sstate_apply_record(XLogReaderState *record)
 							 (xl_xact_abort *) XLogRecGetData(record), &parsed);
 			xid = (op == XLOG_XACT_ABORT_PREPARED) ? parsed.twophase_xid :
 				XLogRecGetXid(record);
-			discard_xids(xid, parsed.nsubxacts, parsed.subxacts);
+			discard_xids(a, xid, parsed.nsubxacts, parsed.subxacts);
 		}
 	}
 	else if (rmid == RM_STANDBY_ID && info == XLOG_RUNNING_XACTS)
@@ -586,18 +678,18 @@ sstate_apply_record(XLogReaderState *record)
 		long		ndead = 0;
 		long		i;
 
-		if (hash_get_num_entries(xid_bufs) == 0)
+		if (hash_get_num_entries(a->xids) == 0)
 			return SSA_OK;
-		dead = palloc(sizeof(TransactionId) * hash_get_num_entries(xid_bufs));
-		hash_seq_init(&seq, xid_bufs);
+		dead = palloc(sizeof(TransactionId) * hash_get_num_entries(a->xids));
+		hash_seq_init(&seq, a->xids);
 		while ((buf = hash_seq_search(&seq)) != NULL)
 			if (TransactionIdPrecedes(buf->xid, rx->oldestRunningXid))
 				dead[ndead++] = buf->xid;
 		for (i = 0; i < ndead; i++)
-			discard_one(dead[i]);
+			discard_one(a, dead[i]);
 		pfree(dead);
 	}
-	else if (rmid == RM_DBASE_ID && info == XLOG_DBASE_DROP)
+	else if (rmid == RM_DBASE_ID && info == XLOG_DBASE_DROP && a->only == NULL)
 	{
 		xl_dbase_drop_rec *rec = (xl_dbase_drop_rec *) XLogRecGetData(record);
 
@@ -607,9 +699,118 @@ sstate_apply_record(XLogReaderState *record)
 	return SSA_OK;
 }
 
-/* Number of transactions with buffered messages (for the status line). */
+/*
+ * Look at one WAL record with the main applier.
+ */
+StreamStateApplyResult
+sstate_apply_record(XLogReaderState *record)
+{
+	return applier_record(&main_applier, record);
+}
+
+/* Number of transactions with buffered messages. */
 long
 sstate_apply_open_xacts(void)
 {
-	return xid_bufs ? hash_get_num_entries(xid_bufs) : 0;
+	return main_applier.xids ? hash_get_num_entries(main_applier.xids) : 0;
+}
+
+/*
+ * Catch up paused queries, each with a reader of its own from its
+ * paused_restart up to upto, where the main reader is (the start of the next
+ * record it will read).  Returns the number of queries that run again.
+ */
+int
+sstate_apply_catch_up(XLogRecPtr upto)
+{
+	StreamStateQuery *qs = sstate_db_queries(apply_db);
+	int			resumed = 0;
+	int			i;
+
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		Applier		a;
+		XLogReaderState *reader;
+		ReadLocalXLogPageNoWaitPrivate priv;
+		XLogRecPtr	first;
+		bool		reached = false;
+
+		if (q->status != SSQ_PAUSED_MEMORY)
+			continue;
+
+		applier_init(&a);
+		a.only = q;
+		a.only_id = q->def.id;
+		memset(&priv, 0, sizeof(priv));
+		reader = XLogReaderAllocate(wal_segment_size, NULL,
+									XL_ROUTINE(.page_read = read_local_xlog_page_no_wait,
+											   .segment_open = wal_segment_open,
+											   .segment_close = wal_segment_close),
+									&priv);
+		if (reader == NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("out of memory"),
+					 errdetail("Failed while allocating a WAL reading processor.")));
+
+		first = XLogFindNextRecord(reader, q->paused_restart);
+		if (!XLogRecPtrIsInvalid(first) && first >= upto)
+			reached = true;
+		else if (!XLogRecPtrIsInvalid(first))
+		{
+			XLogBeginRead(reader, first);
+			for (;;)
+			{
+				char	   *errormsg = NULL;
+				XLogRecord *record;
+
+				record = XLogReadRecord(reader, &errormsg);
+				if (record == NULL)
+					break;		/* end of flushed WAL: try again later */
+				if (reader->ReadRecPtr >= upto)
+				{
+					reached = true;
+					break;
+				}
+				(void) applier_record(&a, reader);
+				if (a.failed || q->status != SSQ_PAUSED_MEMORY || q->def.id != a.only_id)
+					break;
+				if (reader->EndRecPtr >= upto)
+				{
+					reached = true;
+					break;
+				}
+				CHECK_FOR_INTERRUPTS();
+			}
+		}
+		XLogReaderFree(reader);
+		applier_free(&a);
+
+		if (reached && !a.failed && q->status == SSQ_PAUSED_MEMORY && q->def.id == a.only_id)
+		{
+			LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+			q->status = SSQ_RUNNING;
+			q->paused_lsn = InvalidXLogRecPtr;
+			LWLockRelease(&apply_db->lock);
+			ereport(LOG,
+					(errmsg("stream_state: continuous query \"%s\" resumed at %X/%X",
+							q->def.name, LSN_FORMAT_ARGS(upto))));
+			resumed++;
+		}
+	}
+	return resumed;
+}
+
+/* Does any query of this database wait for memory? */
+bool
+sstate_apply_any_paused(void)
+{
+	StreamStateQuery *qs = sstate_db_queries(apply_db);
+	int			i;
+
+	for (i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status == SSQ_PAUSED_MEMORY)
+			return true;
+	return false;
 }

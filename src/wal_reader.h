@@ -17,7 +17,6 @@
 typedef enum StreamStateApplyResult
 {
 	SSA_OK,
-	SSA_PAUSE,					/* memory full: read this record again later */
 	SSA_DROP_EXTENSION,			/* applied a DROP EXTENSION */
 	SSA_CREATED,				/* applied a CREATE (after any drop) */
 	SSA_DROP_DATABASE			/* this database was dropped */
@@ -26,5 +25,7 @@ typedef enum StreamStateApplyResult
 extern void sstate_apply_init(StreamStateDb *db, dshash_table *table);
 extern StreamStateApplyResult sstate_apply_record(XLogReaderState *record);
 extern long sstate_apply_open_xacts(void);
+extern int	sstate_apply_catch_up(XLogRecPtr upto);
+extern bool sstate_apply_any_paused(void);
 
 #endif							/* STREAM_STATE_WAL_READER_H */

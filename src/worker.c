@@ -82,7 +82,7 @@ sstate_worker_register_launcher(void)
 	memset(&bgw, 0, sizeof(bgw));
 	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
 	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = 5;
+	bgw.bgw_restart_time = 1;
 	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
 	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_launcher_main");
 	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state launcher");
@@ -351,6 +351,7 @@ stream_state_worker_main(Datum arg)
 	XLogRecPtr	restore_target;
 	MemoryContext loopcxt;
 	bool		dropped_extension = false;
+	TimestampTz last_catch_up = 0;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -390,7 +391,6 @@ stream_state_worker_main(Datum arg)
 	table = sstate_store_create(sstate_area());
 	db->table = dshash_get_hash_table_handle(table);
 	db->generation++;
-	db->paused_query = 0;
 	db->worker_pid = MyProcPid;
 	db->worker_latch = MyLatch;
 	db->worker_state = SSW_RESTORING;
@@ -424,7 +424,6 @@ stream_state_worker_main(Datum arg)
 		XLogRecPtr	flush_before;
 		XLogRecPtr	applied;
 		bool		end_of_wal = false;
-		bool		paused = false;
 		int			n = 0;
 
 		if (ConfigReloadPending)
@@ -473,11 +472,6 @@ stream_state_worker_main(Datum arg)
 			MemoryContextSwitchTo(old);
 			MemoryContextReset(loopcxt);
 
-			if (res == SSA_PAUSE)
-			{
-				paused = true;
-				break;
-			}
 			if (res == SSA_DROP_DATABASE)
 			{
 				ereport(LOG,
@@ -496,14 +490,7 @@ stream_state_worker_main(Datum arg)
 			n++;
 		}
 
-		if (paused)
-		{
-			/* read the commit record again next time */
-			applied = reader->ReadRecPtr;
-			next = reader->ReadRecPtr;
-			XLogBeginRead(reader, next);
-		}
-		else if (end_of_wal)
+		if (end_of_wal)
 		{
 			/* everything flushed before this round has been read */
 			applied = Max(next, flush_before);
@@ -516,7 +503,16 @@ stream_state_worker_main(Datum arg)
 		if (!XLogRecPtrIsInvalid(applied))
 			publish_applied(applied);
 
-		if (db->worker_state == SSW_RESTORING && applied >= restore_target && !paused)
+		/* paused queries: try to catch up, at most once a second */
+		if (sstate_apply_any_paused() && !XLogRecPtrIsInvalid(next) &&
+			TimestampDifferenceExceeds(last_catch_up, GetCurrentTimestamp(), 1000))
+		{
+			last_catch_up = GetCurrentTimestamp();
+			if (sstate_apply_catch_up(next) > 0)
+				ConditionVariableBroadcast(&db->applied_cv);
+		}
+
+		if (db->worker_state == SSW_RESTORING && applied >= restore_target)
 		{
 			db->worker_state = SSW_RUNNING;
 			ConditionVariableBroadcast(&db->applied_cv);
@@ -547,11 +543,13 @@ stream_state_worker_main(Datum arg)
 			LWLockRelease(sstate_shared->lock);
 		}
 
-		if (end_of_wal || paused)
+		if (end_of_wal)
 		{
-			pgstat_report_activity(STATE_IDLE, paused ? "paused: memory full" : NULL);
+			bool		paused = sstate_apply_any_paused();
+
+			pgstat_report_activity(STATE_IDLE, paused ? "a query is paused: memory full" : NULL);
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 paused ? Max(sstate_worker_naptime_ms, 1000) : sstate_worker_naptime_ms,
+							 paused ? Min(sstate_worker_naptime_ms, 1000) : sstate_worker_naptime_ms,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
 			pgstat_report_activity(STATE_RUNNING, NULL);

@@ -1,8 +1,8 @@
 # stream_state — PGXS build
 #
 #   make && make install          build and install into the server found by pg_config
-#   make installcheck             pg_regress + isolation suites on a throwaway instance
-#   make prove_installcheck       TAP tests (restarts, crashes) with PostgreSQL::Test::Cluster
+#   make installcheck             pg_regress, isolation and TAP suites, each on throwaway
+#                                 instances (TAP_TESTS= / ISOLATION= / REGRESS= skip one)
 #   bash scripts/test.sh          everything, including set-up (what CI runs)
 
 EXTENSION = stream_state

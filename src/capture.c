@@ -175,6 +175,7 @@ sstate_capture_log_ddl(const char *data, Size len)
 {
 	log_message(data, len);
 	xact_ddl = true;
+	sstate_query_cache_reset();
 }
 
 /* A transaction changed definitions without a message (grants). */
@@ -182,6 +183,7 @@ void
 sstate_capture_note_ddl(void)
 {
 	xact_ddl = true;
+	sstate_query_cache_reset();
 }
 
 static void
@@ -471,12 +473,14 @@ capture_xact_callback(XactEvent event, void *arg)
 
 		case XACT_EVENT_ABORT:
 		case XACT_EVENT_PARALLEL_ABORT:
-			if (xact_ddl && sstate_shared != NULL)
-				pg_atomic_fetch_add_u64(&sstate_shared->def_generation, 1);
+			if (xact_ddl)
+				sstate_query_cache_reset();
 			reset_xact_state();
 			break;
 
 		case XACT_EVENT_PREPARE:
+			if (xact_ddl)
+				sstate_query_cache_reset();
 			reset_xact_state();
 			break;
 

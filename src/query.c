@@ -40,6 +40,16 @@ static uint64 query_cache_generation = 0;
 static void cache_validate(void);
 static StreamStateQueryInfo *load_query(const char *where, Datum arg, Oid argtype);
 
+/*
+ * Forget every cached definition: this transaction changed the catalog (the
+ * shared generation only moves at commit), or rolled such a change back.
+ */
+void
+sstate_query_cache_reset(void)
+{
+	query_cache_generation = 0;
+}
+
 static void
 cache_validate(void)
 {

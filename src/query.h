@@ -39,6 +39,7 @@ typedef struct StreamStateQueryInfo
 extern StreamStateQueryInfo *sstate_query_by_name(const char *name, bool missing_ok);
 extern StreamStateQueryInfo *sstate_query_by_id(int32 id);
 extern void sstate_query_fill(StreamStateQueryInfo *info);
+extern void sstate_query_cache_reset(void);
 extern void sstate_query_check_read(const StreamStateQueryInfo *info);
 extern bool sstate_query_can_read(const StreamStateQueryInfo *info);
 extern void sstate_query_check_owner(const StreamStateQueryInfo *info);

@@ -21,6 +21,7 @@
 
 #include "access/htup_details.h"
 #include "access/nbtree.h"
+#include "access/relation.h"
 #include "access/table.h"
 #include "access/xlog.h"
 #include "catalog/dependency.h"
@@ -406,7 +407,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 				 errhint("Set wal_level to \"replica\" and restart the server.")));
 
 	/* lock out inserts until commit: backfill and trigger see the same rows */
-	rel = table_open(relid, ShareRowExclusiveLock);
+	rel = relation_open(relid, ShareRowExclusiveLock);
 	if (rel->rd_rel->relkind != RELKIND_RELATION &&
 		rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 		ereport(ERROR,
@@ -601,7 +602,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 
 	SPI_finish();
 	SetUserIdAndSecContext(save_userid, save_sec);
-	table_close(rel, NoLock);
+	relation_close(rel, NoLock);
 	PG_RETURN_VOID();
 }
 

@@ -261,6 +261,8 @@ stream_state_launcher_main(Datum arg)
 		(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 						 wait_ms, PG_WAIT_EXTENSION);
 		ResetLatch(MyLatch);
+		/* absorbs ProcSignalBarriers too, which DROP DATABASE waits for */
+		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);
 }
@@ -487,7 +489,8 @@ stream_state_worker_main(Datum arg)
 			else if (res == SSA_CREATED)
 				dropped_extension = false;
 			next = reader->EndRecPtr;
-			n++;
+			if (++n % 1000 == 0)
+				CHECK_FOR_INTERRUPTS();
 		}
 
 		if (end_of_wal)
@@ -519,6 +522,7 @@ stream_state_worker_main(Datum arg)
 			ereport(LOG,
 					(errmsg("stream_state: state of database %u restored up to %X/%X",
 							dboid, LSN_FORMAT_ARGS(applied))));
+			pgstat_report_activity(STATE_RUNNING, NULL);
 		}
 
 		/*
@@ -554,6 +558,8 @@ stream_state_worker_main(Datum arg)
 			ResetLatch(MyLatch);
 			pgstat_report_activity(STATE_RUNNING, NULL);
 		}
+		/* absorbs ProcSignalBarriers too, which DROP DATABASE waits for */
+		CHECK_FOR_INTERRUPTS();
 	}
 	proc_exit(0);
 }

@@ -1,0 +1,308 @@
+
+# Copyright (c) stream_state contributors
+
+=pod
+
+=head1 NAME
+
+StreamStateTest - helpers shared by the stream_state TAP tests
+
+=head1 SYNOPSIS
+
+  use FindBin;
+  use lib $FindBin::RealBin;
+  use StreamStateTest;
+
+  my $node = ss_new_node('main');
+  $node->safe_psql('postgres', 'CREATE EXTENSION stream_state');
+  ss_wait_applied($node, 'postgres', 'after the inserts');
+  ss_check_event_windows($node, 'postgres', query => 'tumble_5m', ...);
+
+=head1 DESCRIPTION
+
+Every helper that checks state compares what stream_state returns with a
+recomputation from the source table, in one SQL statement, and reports both
+sides' totals, so a failing test says by how much it is off.  The helpers
+never sleep: they wait with stream_state.wait_applied() or poll_query_until.
+
+=cut
+
+package StreamStateTest;
+
+use strict;
+use warnings FATAL => 'all';
+
+use Exporter 'import';
+use FindBin;
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use Test::More;
+
+our @EXPORT = qw(
+  ss_new_node
+  ss_wait_applied
+  ss_check_event_windows
+  ss_check_processing_windows
+  ss_query_stats
+  ss_bg_abandon
+  ss_ts
+);
+
+# How long wait_applied() may wait.  Generous: the worker may have to re-read
+# all WAL since the extension was created after a restart or a crash.
+our $WAIT_TIMEOUT = "$PostgreSQL::Test::Utils::timeout_default seconds";
+
+# test/stream_state.conf, found next to this file's directory (test/t/..),
+# so the tests do not depend on prove's working directory.
+my $conf_file = "$FindBin::RealBin/../stream_state.conf";
+
+=pod
+
+=over
+
+=item ss_new_node(name, extra_conf)
+
+A new, started node whose postgresql.conf has test/stream_state.conf
+appended (and then extra_conf, when given: later settings win).  The
+extension is not created: each test does that itself, in the databases it
+wants.
+
+=cut
+
+sub ss_new_node
+{
+	my ($name, $extra_conf) = @_;
+
+	my $node = PostgreSQL::Test::Cluster->new($name);
+	$node->init;
+	$node->append_conf('postgresql.conf', slurp_file($conf_file));
+	$node->append_conf('postgresql.conf', $extra_conf)
+	  if defined $extra_conf;
+	$node->start;
+	return $node;
+}
+
+=pod
+
+=item ss_wait_applied(node, dbname, label)
+
+One test: stream_state.wait_applied() returns true, i.e. the worker of
+dbname has applied all WAL written so far.
+
+=cut
+
+sub ss_wait_applied
+{
+	my ($node, $dbname, $label) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	my $res = $node->safe_psql($dbname,
+		"SELECT stream_state.wait_applied(NULL, '$WAIT_TIMEOUT')");
+	is($res, 't', "$label: worker of \"$dbname\" caught up (wait_applied)");
+	return $res eq 't';
+}
+
+=pod
+
+=item ss_ts(seconds)
+
+The timestamptz literal for 2026-11-24 10:00:00+00 plus seconds (which may
+be negative), e.g. ss_ts(90) is '2026-11-24 10:01:30+00'.  Used to write
+COPY data and to name instants in test names.
+
+=cut
+
+sub ss_ts
+{
+	my ($sec) = @_;
+	my ($y, $mo, $d, $h) = (2026, 11, 24, 10);
+	my $total = $h * 3600 + $sec;
+	die "ss_ts: $sec leaves 2026-11-24" if $total < 0 || $total >= 86400;
+	return sprintf("%04d-%02d-%02d %02d:%02d:%02d+00",
+		$y, $mo, $d, int($total / 3600), int(($total % 3600) / 60),
+		$total % 60);
+}
+
+=pod
+
+=item ss_check_event_windows(node, dbname, %args)
+
+Compares stream_state.window_counts(query, at) with a recomputation from the
+source table, for every instant in at => [...] (timestamptz literals), all in
+one statement.  Arguments: query, table, key, time (column names), size and
+slide (window size and slide in seconds), at, total (the exact expected sum
+of counts over all those windows) and name.
+
+The recomputation follows docs/sql-reference.md: the window of "at" ends at
+the first multiple of slide (counted from the Unix epoch) strictly after at,
+and starts size before that; rows with a NULL key or time are not counted.
+Rows (at, key, window_start, window_end, count) are compared with EXCEPT ALL
+both ways, so a wrong window bound, a missing or extra key, a wrong count or
+a duplicate row all show up.
+
+Two tests: no differing rows, and the exact totals of both sides.
+
+=cut
+
+sub ss_check_event_windows
+{
+	my ($node, $dbname, %a) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	my $ats = join(',', map { "'$_'::timestamptz" } @{ $a{at} });
+	my $n_at = scalar @{ $a{at} };
+
+	my $cte = qq{
+WITH ats AS (
+	SELECT unnest(ARRAY[$ats]) AS at
+), got AS (
+	SELECT a.at, c.key, c.window_start, c.window_end, c.count
+	  FROM ats a, LATERAL stream_state.window_counts('$a{query}', a.at) c
+), bounds AS (
+	SELECT at,
+		   to_timestamp((floor(extract(epoch FROM at) / $a{slide}) + 1) * $a{slide}) AS we
+	  FROM ats
+), want AS (
+	SELECT b.at, s.$a{key}::text AS key,
+		   b.we - make_interval(secs => $a{size}) AS window_start,
+		   b.we AS window_end,
+		   count(*) AS count
+	  FROM bounds b
+	  JOIN $a{table} s
+		ON s.$a{time} >= b.we - make_interval(secs => $a{size})
+	   AND s.$a{time} < b.we
+	 WHERE s.$a{key} IS NOT NULL
+	 GROUP BY 1, 2, 3, 4
+)};
+
+	my $res = $node->safe_psql(
+		$dbname, qq{$cte
+SELECT (SELECT count(*) FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) x)
+	   || ' rows only in state, '
+	   || (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) y)
+	   || ' rows only in recomputation'});
+	is($res, '0 rows only in state, 0 rows only in recomputation',
+		"$a{name}: window_counts('$a{query}') at $n_at instants equals the recomputation from $a{table}"
+	);
+	if ($res ne '0 rows only in state, 0 rows only in recomputation')
+	{
+		# The first 20 differing rows (at, key, window, count), by instant and key.
+		diag "first differing rows:\n"
+		  . $node->safe_psql(
+			$dbname, qq{$cte
+SELECT * FROM (
+	SELECT 'state only', * FROM (SELECT * FROM got EXCEPT ALL SELECT * FROM want) x
+	UNION ALL
+	SELECT 'recomputation only', * FROM (SELECT * FROM want EXCEPT ALL SELECT * FROM got) y
+) d ORDER BY 2, 3, 1 LIMIT 20});
+	}
+
+	my $totals = $node->safe_psql(
+		$dbname, qq{$cte
+SELECT (SELECT coalesce(sum(count), 0) FROM got) || ' in state, '
+	   || (SELECT coalesce(sum(count), 0) FROM want) || ' recomputed'});
+	is($totals, "$a{total} in state, $a{total} recomputed",
+		"$a{name}: '$a{query}' counts $a{total} events over those windows");
+	return;
+}
+
+=pod
+
+=item ss_check_processing_windows(node, dbname, %args)
+
+For a processing-time query whose window is so long (10000 days) that every
+commit of the test falls into the window containing now(): compares
+window_counts(query) (at = now()) per key with a count of all rows of the
+source table with a non-NULL key (the time column is not used: the event time
+is the commit time).  Arguments: query, table, key, size_days, total, name.
+Also checks that the window returned contains now() and is size_days long.
+
+=cut
+
+sub ss_check_processing_windows
+{
+	my ($node, $dbname, %a) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	my $cte = qq{
+WITH got AS (
+	SELECT key, count, window_start, window_end
+	  FROM stream_state.window_counts('$a{query}')
+), want AS (
+	SELECT $a{key}::text AS key, count(*) AS count
+	  FROM $a{table}
+	 WHERE $a{key} IS NOT NULL
+	 GROUP BY 1
+)};
+	my $res = $node->safe_psql(
+		$dbname, qq{$cte
+SELECT (SELECT count(*) FROM (SELECT key, count FROM got EXCEPT ALL SELECT * FROM want) x)
+	   || ' rows only in state, '
+	   || (SELECT count(*) FROM (SELECT * FROM want EXCEPT ALL SELECT key, count FROM got) y)
+	   || ' rows only in recomputation, '
+	   || (SELECT coalesce(sum(count), 0) FROM got) || ' in state, '
+	   || (SELECT coalesce(sum(count), 0) FROM want) || ' recomputed'});
+	is($res,
+		"0 rows only in state, 0 rows only in recomputation, $a{total} in state, $a{total} recomputed",
+		"$a{name}: processing-time '$a{query}' counts every committed row of $a{table} once ($a{total})"
+	);
+
+	my $bounds = $node->safe_psql(
+		$dbname, qq{$cte
+SELECT count(*) FILTER (WHERE window_start <= now() AND window_end > now()
+						AND window_end - window_start = interval '$a{size_days} days')
+	   || ' of ' || count(*)
+  FROM got});
+	my $n = $node->safe_psql($dbname,
+		"SELECT count(DISTINCT $a{key}) FROM $a{table} WHERE $a{key} IS NOT NULL"
+	);
+	is($bounds, "$n of $n",
+		"$a{name}: every row of '$a{query}' is in the $a{size_days}-day window containing now()"
+	);
+	return;
+}
+
+=pod
+
+=item ss_query_stats(node, dbname, query)
+
+The row of stream_state.queries for query as
+"status|events_applied|skipped|late_events".
+
+=cut
+
+sub ss_query_stats
+{
+	my ($node, $dbname, $query) = @_;
+	return $node->safe_psql(
+		$dbname, qq{
+SELECT status, events_applied, skipped, late_events
+  FROM stream_state.queries WHERE name = '$query'});
+}
+
+=pod
+
+=item ss_bg_abandon(session)
+
+Ends a background_psql session whose server connection is gone (after a
+crash or an immediate shutdown).  BackgroundPsql's quit would write "\q" to a
+psql that may have exited already, which IPC::Run reports as an error; this
+closes its stdin and reaps it, and kills it if it does not exit.
+
+=cut
+
+sub ss_bg_abandon
+{
+	my ($session) = @_;
+	my $h = $session->{run};
+	eval { $h->finish; 1 } or eval { $h->kill_kill; 1 };
+	return;
+}
+
+=pod
+
+=back
+
+=cut
+
+1;

@@ -244,66 +244,80 @@ level_query(DeltaLevel *level, int32 qid, bool processing_time)
 }
 
 static inline void
-delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img, uint32 len,
-		  int64 pane, int64 count)
+delta_key_make(DeltaKey *key, const char *img, uint32 len, int64 pane)
 {
-	DeltaKey	key;
-	DeltaEntry *entry;
-	bool		found;
-
-	key.pane = pane;
-	key.len = len;
+	key->pane = pane;
+	key->len = len;
 	if (len <= DELTA_INLINE)
 	{
-		key.kword = 0;
-		memcpy(&key.kword, img, len);
-		key.hash = murmurhash32((uint32) (key.kword ^ (key.kword >> 32)) ^
-								(uint32) len * 0x9e3779b1u) ^
+		key->kword = 0;
+		memcpy(&key->kword, img, len);
+		key->hash = murmurhash32((uint32) (key->kword ^ (key->kword >> 32)) ^
+								 (uint32) len * 0x9e3779b1u) ^
 			murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
 	}
 	else
 	{
-		key.kword = (uint64) (uintptr_t) img;
-		key.hash = hash_bytes((const unsigned char *) img, (int) len) ^
+		key->kword = (uint64) (uintptr_t) img;
+		key->hash = hash_bytes((const unsigned char *) img, (int) len) ^
 			murmurhash32((uint32) pane ^ (uint32) (pane >> 32));
 	}
+}
 
-	entry = delta_insert_hash(dq->entries, key, key.hash, &found);
+/*
+ * Add count to the entry of key (made by delta_key_make; a long key's bytes
+ * are copied when its entry is created).
+ */
+static inline void
+delta_add_key(DeltaLevel *level, DeltaQuery *dq, const DeltaKey *key, int64 count)
+{
+	DeltaEntry *entry;
+	bool		found;
+
+	entry = delta_insert_hash(dq->entries, *key, key->hash, &found);
 	if (found)
 	{
 		entry->count += count;
 		return;
 	}
-	if (len > DELTA_INLINE)
+	if (key->len > DELTA_INLINE)
 	{
-		char	   *copy = MemoryContextAlloc(dq->cxt, len);
+		char	   *copy = MemoryContextAlloc(dq->cxt, key->len);
 
-		memcpy(copy, img, len);
+		memcpy(copy, (const char *) (uintptr_t) key->kword, key->len);
 		entry->key.kword = (uint64) (uintptr_t) copy;
 	}
 	entry->count = count;
 	level->nentries++;
 }
 
+static inline void
+delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img, uint32 len,
+		  int64 pane, int64 count)
+{
+	DeltaKey	key;
+
+	delta_key_make(&key, img, len, pane);
+	delta_add_key(level, dq, &key, count);
+}
+
 /*
- * Fold one row into the current delta.  Used by the trigger and by the
- * backfill of create_query.
+ * The event time and key image of one row; false (and counted as skipped)
+ * when either is NULL or the time is infinite.
  */
-void
-sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
-				   Datum time, bool time_null)
+static inline bool
+capture_prepare(StreamStateCapture *cap, Datum key, bool key_null,
+				Datum time, bool time_null, char *buf,
+				const char **img, uint32 *len, int64 *pane)
 {
 	const StreamStateQueryInfo *info = cap->info;
 	DeltaQuery *dq = cap->dq;
-	char		buf[SSTATE_KEYBUF];
-	const char *img;
-	uint32		len;
-	int64		pane = 0;
 
+	*pane = 0;
 	if (key_null)
 	{
 		dq->skipped++;
-		return;
+		return false;
 	}
 	if (!info->def.processing_time)
 	{
@@ -312,17 +326,85 @@ sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
 		if (time_null || !sstate_time_to_unix_us(time, info->time_type, &us))
 		{
 			dq->skipped++;
-			return;
+			return false;
 		}
-		pane = sstate_floor_div(us, info->def.pane_us);
+		*pane = sstate_floor_div(us, info->def.pane_us);
 		if (us > dq->max_event_us)
 			dq->max_event_us = us;
 	}
-	sstate_key_image(info, key, buf, &img, &len);
-	delta_add(cap->level, dq, img, len, pane, 1);
+	sstate_key_image(info, key, buf, img, len);
+	return true;
+}
 
+/*
+ * Fold one row into the current delta.  Used by the backfill of
+ * create_query; the trigger batches rows (capture_batch_add).
+ */
+void
+sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
+				   Datum time, bool time_null)
+{
+	char		buf[SSTATE_KEYBUF];
+	const char *img;
+	uint32		len;
+	int64		pane;
+
+	if (!capture_prepare(cap, key, key_null, time, time_null, buf, &img, &len, &pane))
+		return;
+	delta_add(cap->level, cap->dq, img, len, pane, 1);
 	if (cap->level->nentries >= sstate_max_delta_entries)
 		level_flush(cap->level);
+}
+
+/*
+ * Rows whose key fits in a word wait in small batches: the bucket of each is
+ * prefetched when it arrives and filled when the batch is full, so the cache
+ * misses of a large delta overlap instead of adding up.
+ */
+#define CAPTURE_BATCH	16
+
+typedef struct CaptureBatch
+{
+	int			n;
+	DeltaKey	keys[CAPTURE_BATCH];
+} CaptureBatch;
+
+static void
+capture_batch_flush(StreamStateCapture *cap, CaptureBatch *b)
+{
+	int			i;
+
+	for (i = 0; i < b->n; i++)
+	{
+		delta_add_key(cap->level, cap->dq, &b->keys[i], 1);
+		if (cap->level->nentries >= sstate_max_delta_entries)
+			level_flush(cap->level);
+	}
+	b->n = 0;
+}
+
+static inline void
+capture_batch_add(StreamStateCapture *cap, CaptureBatch *b, const char *img,
+				  uint32 len, int64 pane)
+{
+	DeltaKey   *k;
+
+	if (len > DELTA_INLINE)
+	{
+		/* the image points into the current tuple: add it now */
+		capture_batch_flush(cap, b);
+		delta_add(cap->level, cap->dq, img, len, pane, 1);
+		if (cap->level->nentries >= sstate_max_delta_entries)
+			level_flush(cap->level);
+		return;
+	}
+	k = &b->keys[b->n];
+	delta_key_make(k, img, len, pane);
+#ifdef __GNUC__
+	__builtin_prefetch(&cap->dq->entries->data[k->hash & cap->dq->entries->sizemask], 1);
+#endif
+	if (++b->n == CAPTURE_BATCH)
+		capture_batch_flush(cap, b);
 }
 
 void
@@ -606,6 +688,7 @@ stream_state_capture(PG_FUNCTION_ARGS)
 	MemoryContext oldcxt;
 	int32		qid;
 	long		n = 0;
+	CaptureBatch batch;
 
 	if (!CALLED_AS_TRIGGER(fcinfo))
 		ereport(ERROR,
@@ -652,6 +735,21 @@ stream_state_capture(PG_FUNCTION_ARGS)
 	 * (it frees each when it stores the next), so only the per-row work runs
 	 * in rowcxt, which is reset now and then.
 	 */
+	/*
+	 * Size the delta for this statement's rows at once (up to the flush
+	 * limit) rather than growing it a step at a time, which rehashes it each
+	 * time.
+	 */
+	{
+		uint64		want = Min((uint64) tuplestore_tuple_count(store),
+							   (uint64) sstate_max_delta_entries) +
+			cap.dq->entries->members;
+
+		if (want > 4096 && want > cap.dq->entries->grow_threshold)
+			delta_grow(cap.dq->entries, pg_nextpower2_64((uint64) (want / 0.9) + 1));
+	}
+
+	batch.n = 0;
 	tuplestore_rescan(store);
 	while (tuplestore_gettupleslot(store, true, false, slot))
 	{
@@ -660,11 +758,17 @@ stream_state_capture(PG_FUNCTION_ARGS)
 		bool		key_null;
 		bool		time_null = false;
 
+		char		buf[SSTATE_KEYBUF];
+		const char *img;
+		uint32		len;
+		int64		pane;
+
 		key = slot_getattr(slot, info->key_attnum, &key_null);
 		if (info->time_attnum > 0)
 			time = slot_getattr(slot, info->time_attnum, &time_null);
 		oldcxt = MemoryContextSwitchTo(rowcxt);
-		sstate_capture_row(&cap, key, key_null, time, time_null);
+		if (capture_prepare(&cap, key, key_null, time, time_null, buf, &img, &len, &pane))
+			capture_batch_add(&cap, &batch, img, len, pane);
 		MemoryContextSwitchTo(oldcxt);
 
 		/* detoasted keys are the only per-row allocations */
@@ -672,6 +776,7 @@ stream_state_capture(PG_FUNCTION_ARGS)
 			MemoryContextReset(rowcxt);
 	}
 
+	capture_batch_flush(&cap, &batch);
 	MemoryContextDelete(rowcxt);
 	ExecDropSingleTupleTableSlot(slot);
 	return PointerGetDatum(NULL);

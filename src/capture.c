@@ -647,8 +647,10 @@ capture_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 			Form_pg_trigger trig = (Form_pg_trigger) GETSTRUCT(tup);
 			const char *name = NameStr(trig->tgname);
 
+			char	   *fname = get_func_name(trig->tgfoid);
+
 			if (strncmp(name, "stream_state_q", 14) == 0 &&
-				strcmp(get_func_name(trig->tgfoid), "_capture") == 0 &&
+				fname != NULL && strcmp(fname, "_capture") == 0 &&
 				get_func_namespace(trig->tgfoid) == get_namespace_oid("stream_state", true))
 				qid = pg_strtoint32(name + 14);
 		}

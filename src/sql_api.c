@@ -42,6 +42,7 @@
 #include "storage/condition_variable.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
@@ -343,6 +344,41 @@ check_column_select(Relation rel, AttrNumber attnum, const char *column)
 				 errdetail("Defining a continuous query needs SELECT on the columns it reads.")));
 }
 
+/*
+ * Catalog writes and trigger DDL run as the owner of the extension's schema
+ * (the catalog is not writable by others), with search_path pinned to
+ * pg_catalog, so no object of the caller's can be picked up while running
+ * with the owner's rights.
+ */
+typedef struct OwnerContext
+{
+	Oid			save_userid;
+	int			save_sec;
+	int			save_nestlevel;
+} OwnerContext;
+
+static void
+owner_begin(OwnerContext *oc)
+{
+	GetUserIdAndSecContext(&oc->save_userid, &oc->save_sec);
+	SetUserIdAndSecContext(sstate_extension_owner(),
+						   oc->save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	oc->save_nestlevel = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp",
+							 PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+}
+
+static void
+owner_end(OwnerContext *oc)
+{
+	SPI_finish();
+	AtEOXact_GUC(false, oc->save_nestlevel);
+	SetUserIdAndSecContext(oc->save_userid, oc->save_sec);
+}
+
 static void
 spi_exec(const char *sql, int expected)
 {
@@ -368,8 +404,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
 	Interval	zero;
-	Oid			save_userid;
-	int			save_sec;
+	OwnerContext oc;
 	Oid			owner;
 	Oid			trigger_oid;
 	StringInfoData sql;
@@ -471,11 +506,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	sstate_ensure_slot(MyDatabaseId);
 
 	/* catalog row and trigger, as the extension owner */
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(sstate_extension_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_begin(&oc);
 
 	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
 	{
@@ -600,8 +631,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 		SPI_cursor_close(portal);
 	}
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_end(&oc);
 	relation_close(rel, NoLock);
 	PG_RETURN_VOID();
 }
@@ -613,17 +643,12 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
 	int32		id = info->id;
 	Oid			source = info->source;
-	Oid			save_userid;
-	int			save_sec;
+	OwnerContext oc;
 	StringInfoData sql;
 
 	sstate_query_check_owner(info);
 
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(sstate_extension_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_begin(&oc);
 
 	initStringInfo(&sql);
 	if (get_rel_name(source) != NULL)
@@ -638,8 +663,7 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 	appendStringInfo(&sql, "DELETE FROM stream_state.query_def WHERE id = %d", id);
 	spi_exec(sql.data, SPI_OK_DELETE);
 
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_end(&oc);
 	sstate_capture_note_ddl();
 	PG_RETURN_VOID();
 }
@@ -651,16 +675,11 @@ change_readers(FunctionCallInfo fcinfo, bool grant)
 	Oid			role = PG_GETARG_OID(1);
 	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
 	int32		id = info->id;
-	Oid			save_userid;
-	int			save_sec;
+	OwnerContext oc;
 	char	   *sql;
 
 	sstate_query_check_owner(info);
-	GetUserIdAndSecContext(&save_userid, &save_sec);
-	SetUserIdAndSecContext(sstate_extension_owner(),
-						   save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	owner_begin(&oc);
 	if (grant)
 		sql = psprintf("UPDATE stream_state.query_def SET readers = array_append(array_remove(readers, %u::oid), %u::oid) WHERE id = %d",
 					   role, role, id);
@@ -668,8 +687,7 @@ change_readers(FunctionCallInfo fcinfo, bool grant)
 		sql = psprintf("UPDATE stream_state.query_def SET readers = array_remove(readers, %u::oid) WHERE id = %d",
 					   role, id);
 	spi_exec(sql, SPI_OK_UPDATE);
-	SPI_finish();
-	SetUserIdAndSecContext(save_userid, save_sec);
+	owner_end(&oc);
 	sstate_capture_note_ddl();
 }
 

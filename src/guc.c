@@ -35,30 +35,6 @@ static const struct config_enum_entry read_consistency_options[] = {
 void
 sstate_guc_define(void)
 {
-	DefineCustomIntVariable("stream_state.memory_limit",
-							"Shared memory for the state of memory-backend queries, all databases together.",
-							"When it is full, the worker pauses the query that needs more and keeps its WAL.",
-							&sstate_memory_limit_kb,
-							128 * 1024, 1024, INT_MAX / 2,
-							PGC_POSTMASTER, GUC_UNIT_KB,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("stream_state.max_databases",
-							"Maximum number of databases that can use stream_state at once.",
-							NULL,
-							&sstate_max_databases,
-							8, 1, 1024,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-
-	DefineCustomIntVariable("stream_state.max_queries",
-							"Maximum number of continuous queries per database.",
-							NULL,
-							&sstate_max_queries,
-							64, 1, 10000,
-							PGC_POSTMASTER, 0,
-							NULL, NULL, NULL);
-
 	DefineCustomEnumVariable("stream_state.read_consistency",
 							 "What a read of state waits for: none, this session's commits, or every commit before the read.",
 							 NULL,
@@ -91,6 +67,37 @@ sstate_guc_define(void)
 							1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	/*
+	 * What sizes shared memory exists only when the library is preloaded:
+	 * PostgreSQL refuses to create PGC_POSTMASTER variables later.
+	 */
+	if (process_shared_preload_libraries_in_progress)
+	{
+		DefineCustomIntVariable("stream_state.memory_limit",
+								"Shared memory for the state of memory-backend queries, all databases together.",
+								"When it is full, the worker pauses the query that needs more and keeps its WAL.",
+								&sstate_memory_limit_kb,
+								128 * 1024, 1024, INT_MAX / 2,
+								PGC_POSTMASTER, GUC_UNIT_KB,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("stream_state.max_databases",
+								"Maximum number of databases that can use stream_state at once.",
+								NULL,
+								&sstate_max_databases,
+								8, 1, 1024,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+
+		DefineCustomIntVariable("stream_state.max_queries",
+								"Maximum number of continuous queries per database.",
+								NULL,
+								&sstate_max_queries,
+								64, 1, 10000,
+								PGC_POSTMASTER, 0,
+								NULL, NULL, NULL);
+	}
 
 	MarkGUCPrefixReserved("stream_state");
 }

@@ -435,7 +435,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	if (!PG_ARGISNULL(3))
 		time_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
 
-	if (XLogLogicalInfoActive() == false && wal_level < WAL_LEVEL_REPLICA)
+	if (wal_level < WAL_LEVEL_REPLICA)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("stream_state requires wal_level \"replica\" or higher"),

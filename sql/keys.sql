@@ -44,6 +44,29 @@ SELECT stream_state.window_count('k_uuid', 'a0eebc99-9c0b-4ef8-bb6d-6bb9bd380a11
 SELECT name, events_applied, late_events, skipped, keys FROM stream_state.queries
  WHERE name LIKE 'k\_%' ORDER BY name COLLATE "C";
 
+-- numeric and float keys: equal values count together, however written
+CREATE TABLE k_num (k numeric, f float8, r real, ts timestamptz);
+SELECT stream_state.create_query('k_num', 'k_num', 'k', 'ts', '1 hour');
+SELECT stream_state.create_query('k_f8', 'k_num', 'f', 'ts', '1 hour');
+SELECT stream_state.create_query('k_f4', 'k_num', 'r', 'ts', '1 hour');
+INSERT INTO k_num VALUES
+	(1, 0, 0, '2026-11-24 10:00+00'), (1.0, -0, -0, '2026-11-24 10:00+00'),
+	(1.000, 'NaN', 'NaN', '2026-11-24 10:00+00'), (2.50, 'NaN', 'NaN', '2026-11-24 10:00+00'),
+	(2.5, 1e300, 1.5, '2026-11-24 10:00+00'), (0.00, 'Infinity', 'Infinity', '2026-11-24 10:00+00'),
+	(-0.0, '-Infinity', '-Infinity', '2026-11-24 10:00+00'), ('NaN', 1e300, 1.5, '2026-11-24 10:00+00');
+SELECT * FROM stream_state.window_counts('k_num', '2026-11-24 10:30+00') ORDER BY key COLLATE "C";
+-- the same groups as GROUP BY (which compares by value)
+SELECT (SELECT array_agg(c ORDER BY c) FROM (SELECT count(*) AS c FROM k_num GROUP BY k) g) AS group_by,
+	   (SELECT array_agg(count ORDER BY count) FROM stream_state.window_counts('k_num', '2026-11-24 10:30+00')) AS state;
+SELECT stream_state.window_count('k_num', 1.00000::numeric, '2026-11-24 10:30+00') AS one,
+	   stream_state.window_count('k_num', 2.5::numeric, '2026-11-24 10:30+00') AS two_and_a_half;
+SELECT key, count FROM stream_state.window_counts('k_f8', '2026-11-24 10:30+00') ORDER BY key COLLATE "C";
+SELECT (SELECT array_agg(c ORDER BY c) FROM (SELECT count(*) AS c FROM k_num GROUP BY f) g) AS group_by,
+	   (SELECT array_agg(count ORDER BY count) FROM stream_state.window_counts('k_f8', '2026-11-24 10:30+00')) AS state;
+SELECT key, count FROM stream_state.window_counts('k_f4', '2026-11-24 10:30+00') ORDER BY key COLLATE "C";
+SELECT stream_state.window_count('k_f8', '-0'::float8, '2026-11-24 10:30+00') AS zero,
+	   stream_state.window_count('k_f4', 'NaN'::real, '2026-11-24 10:30+00') AS nan;
+
 -- key type mismatches are errors with a hint
 \set VERBOSITY default
 SELECT stream_state.window_count('k_int', 1::bigint);

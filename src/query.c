@@ -25,6 +25,8 @@
 #include "miscadmin.h"
 #include "utils/array.h"
 #include "utils/builtins.h"
+#include "utils/float.h"
+#include "utils/fmgrprotos.h"
 #include "utils/hsearch.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -85,6 +87,7 @@ sstate_query_fill(StreamStateQueryInfo *info)
 	bool		isvarlena;
 
 	get_typlenbyval(info->key_type, &info->key_typlen, &info->key_typbyval);
+	info->key_norm = sstate_key_norm_for_type(info->key_type);
 	getTypeOutputInfo(info->key_type, &outfn, &isvarlena);
 	fmgr_info_cxt(outfn, &info->key_out,
 				  query_cache_cxt ? query_cache_cxt : CurrentMemoryContext);
@@ -260,6 +263,54 @@ sstate_extension_owner(void)
 	owner = ((Form_pg_namespace) GETSTRUCT(tup))->nspowner;
 	ReleaseSysCache(tup);
 	return owner;
+}
+
+uint8
+sstate_key_norm_for_type(Oid typid)
+{
+	switch (typid)
+	{
+		case NUMERICOID:
+			return SSTATE_NORM_NUMERIC;
+		case FLOAT4OID:
+			return SSTATE_NORM_FLOAT4;
+		case FLOAT8OID:
+			return SSTATE_NORM_FLOAT8;
+		default:
+			return SSTATE_NORM_NONE;
+	}
+}
+
+/*
+ * The canonical form of a key whose equal values can differ in bytes (in
+ * the current memory context).
+ */
+Datum
+sstate_key_normalize(uint8 norm, Datum d)
+{
+	switch (norm)
+	{
+		case SSTATE_NORM_NUMERIC:
+			return DirectFunctionCall1(numeric_trim_scale, d);
+		case SSTATE_NORM_FLOAT4:
+			{
+				float4		v = DatumGetFloat4(d);
+
+				if (isnan(v))
+					return Float4GetDatum(get_float4_nan());
+				return Float4GetDatum(v == 0 ? 0.0f : v);
+			}
+		case SSTATE_NORM_FLOAT8:
+			{
+				float8		v = DatumGetFloat8(d);
+
+				if (isnan(v))
+					return Float8GetDatum(get_float8_nan());
+				return Float8GetDatum(v == 0 ? 0.0 : v);
+			}
+		default:
+			return d;
+	}
 }
 
 /*

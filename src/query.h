@@ -24,6 +24,7 @@ typedef struct StreamStateQueryInfo
 	Oid			key_type;
 	int16		key_typlen;
 	bool		key_typbyval;
+	uint8		key_norm;		/* SSTATE_NORM_*: canonical form first */
 	AttrNumber	time_attnum;	/* 0: processing time */
 	Oid			time_type;
 	Oid			owner;
@@ -35,6 +36,19 @@ typedef struct StreamStateQueryInfo
 
 /* Largest key image kept in a stack buffer by callers */
 #define SSTATE_KEYBUF	16
+
+/*
+ * Key types whose equal values can differ in bytes, brought to one canonical
+ * form before their image is taken: numeric (trailing zeros of the scale),
+ * float4/float8 (-0 and 0, the NaNs).
+ */
+#define SSTATE_NORM_NONE	0
+#define SSTATE_NORM_NUMERIC	1
+#define SSTATE_NORM_FLOAT4	2
+#define SSTATE_NORM_FLOAT8	3
+
+extern uint8 sstate_key_norm_for_type(Oid typid);
+extern Datum sstate_key_normalize(uint8 norm, Datum d);
 
 extern StreamStateQueryInfo *sstate_query_by_name(const char *name, bool missing_ok);
 extern StreamStateQueryInfo *sstate_query_by_id(int32 id);
@@ -54,6 +68,8 @@ static inline void
 sstate_key_image(const StreamStateQueryInfo *info, Datum d, char *buf,
 				 const char **img, uint32 *len)
 {
+	if (unlikely(info->key_norm != SSTATE_NORM_NONE))
+		d = sstate_key_normalize(info->key_norm, d);
 	if (info->key_typbyval)
 	{
 		store_att_byval(buf, d, info->key_typlen);

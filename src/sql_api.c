@@ -306,13 +306,15 @@ check_key_type(Oid keytype, bool *byimage, Oid collation, const char *column)
 			*byimage = DatumGetBool(OidFunctionCall1Coll(proc, collation,
 														 ObjectIdGetDatum(keytype)));
 	}
+	if (!*byimage && sstate_key_norm_for_type(keytype) != SSTATE_NORM_NONE)
+		*byimage = true;		/* brought to a canonical form first */
 	if (!*byimage)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("key column \"%s\" of type %s cannot be used as a key",
 						column, format_type_be(keytype)),
 				 errdetail("Equal values of this type (or collation) can have different binary representations, and stream_state keys state by the binary representation."),
-				 errhint("Use a key column of type bigint, integer, text with a deterministic collation, uuid or similar.")));
+				 errhint("Use a key column of type bigint, integer, numeric, text with a deterministic collation, uuid or similar.")));
 }
 
 static AttrNumber

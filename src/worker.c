@@ -354,6 +354,7 @@ stream_state_worker_main(Datum arg)
 	MemoryContext loopcxt;
 	bool		dropped_extension = false;
 	TimestampTz last_catch_up = 0;
+	bool		reported_paused = false;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -551,12 +552,17 @@ stream_state_worker_main(Datum arg)
 		{
 			bool		paused = sstate_apply_any_paused();
 
-			pgstat_report_activity(STATE_IDLE, paused ? "a query is paused: memory full" : NULL);
+			/* report only changes: this runs after every commit */
+			if (paused != reported_paused)
+			{
+				pgstat_report_activity(STATE_RUNNING,
+									   paused ? "a query is paused: memory full" : NULL);
+				reported_paused = paused;
+			}
 			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 							 paused ? Min(sstate_worker_naptime_ms, 1000) : sstate_worker_naptime_ms,
 							 PG_WAIT_EXTENSION);
 			ResetLatch(MyLatch);
-			pgstat_report_activity(STATE_RUNNING, NULL);
 		}
 		/* absorbs ProcSignalBarriers too, which DROP DATABASE waits for */
 		CHECK_FOR_INTERRUPTS();

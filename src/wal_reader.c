@@ -700,6 +700,29 @@ applier_record(Applier *a, XLogReaderState *record)
 }
 
 /*
+ * A reader of the local WAL that stops, instead of waiting, at the end of
+ * what is flushed (priv->end_of_wal says so).
+ */
+XLogReaderState *
+sstate_wal_reader_create(ReadLocalXLogPageNoWaitPrivate *priv)
+{
+	XLogReaderState *reader;
+
+	memset(priv, 0, sizeof(*priv));
+	reader = XLogReaderAllocate(wal_segment_size, NULL,
+								XL_ROUTINE(.page_read = read_local_xlog_page_no_wait,
+										   .segment_open = wal_segment_open,
+										   .segment_close = wal_segment_close),
+								priv);
+	if (reader == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed while allocating a WAL reading processor.")));
+	return reader;
+}
+
+/*
  * Look at one WAL record with the main applier.
  */
 StreamStateApplyResult
@@ -742,18 +765,7 @@ sstate_apply_catch_up(XLogRecPtr upto)
 		applier_init(&a);
 		a.only = q;
 		a.only_id = q->def.id;
-		memset(&priv, 0, sizeof(priv));
-		reader = XLogReaderAllocate(wal_segment_size, NULL,
-									XL_ROUTINE(.page_read = read_local_xlog_page_no_wait,
-											   .segment_open = wal_segment_open,
-											   .segment_close = wal_segment_close),
-									&priv);
-		if (reader == NULL)
-			ereport(ERROR,
-					(errcode(ERRCODE_OUT_OF_MEMORY),
-					 errmsg("out of memory"),
-					 errdetail("Failed while allocating a WAL reading processor.")));
-
+		reader = sstate_wal_reader_create(&priv);
 		first = XLogFindNextRecord(reader, q->paused_restart);
 		if (!XLogRecPtrIsInvalid(first) && first >= upto)
 			reached = true;

@@ -11,6 +11,7 @@
 #define STREAM_STATE_WAL_READER_H
 
 #include "access/xlogreader.h"
+#include "access/xlogutils.h"
 
 #include "stream_state.h"
 
@@ -22,6 +23,7 @@ typedef enum StreamStateApplyResult
 	SSA_DROP_DATABASE			/* this database was dropped */
 } StreamStateApplyResult;
 
+extern XLogReaderState *sstate_wal_reader_create(ReadLocalXLogPageNoWaitPrivate *priv);
 extern void sstate_apply_init(StreamStateDb *db, dshash_table *table);
 extern StreamStateApplyResult sstate_apply_record(XLogReaderState *record);
 extern long sstate_apply_open_xacts(void);

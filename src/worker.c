@@ -404,17 +404,7 @@ stream_state_worker_main(Datum arg)
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "stream_state worker loop",
 									ALLOCSET_DEFAULT_SIZES);
 
-	memset(&priv, 0, sizeof(priv));
-	reader = XLogReaderAllocate(wal_segment_size, NULL,
-								XL_ROUTINE(.page_read = read_local_xlog_page_no_wait,
-										   .segment_open = wal_segment_open,
-										   .segment_close = wal_segment_close),
-								&priv);
-	if (reader == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory"),
-				 errdetail("Failed while allocating a WAL reading processor.")));
+	reader = sstate_wal_reader_create(&priv);
 
 	restore_target = GetFlushRecPtr(NULL);
 	pgstat_report_activity(STATE_RUNNING, "restoring state from WAL");

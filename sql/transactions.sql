@@ -87,3 +87,7 @@ SELECT stream_state.window_count('tx', 1001, '2026-11-24 12:00:00+00') >= 0 AS n
 RESET stream_state.read_consistency;
 
 SELECT events_applied, late_events, skipped FROM stream_state.queries WHERE name = 'tx';
+
+-- waiting for a position beyond the end of the WAL times out (and does not
+-- try to flush WAL that does not exist)
+SELECT stream_state.wait_applied(pg_current_wal_insert_lsn() + 100000000, '50 milliseconds') AS beyond_end;

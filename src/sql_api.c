@@ -24,6 +24,7 @@
 #include "access/relation.h"
 #include "access/table.h"
 #include "access/xlog.h"
+#include "access/xlog_internal.h"
 #include "catalog/dependency.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
@@ -87,6 +88,25 @@ static void check_key_type(Oid keytype, bool *byimage, Oid collation,
  * restoring.  Returns false on timeout, or raises the error if asked.
  */
 /*
+ * The end of the WAL inserted so far.  GetXLogInsertRecPtr() gives the
+ * position after the page header when the next record will start a new
+ * page, and that page may not exist yet, so XLogFlush() of it fails: step
+ * back to the page boundary, where the last record ended.
+ */
+static XLogRecPtr
+inserted_end(void)
+{
+	XLogRecPtr	p = GetXLogInsertRecPtr();
+
+	if (XLogSegmentOffset(p, wal_segment_size) == SizeOfXLogLongPHD)
+		return p - SizeOfXLogLongPHD;
+	if (p % XLOG_BLCKSZ == SizeOfXLogShortPHD &&
+		XLogSegmentOffset(p, wal_segment_size) > XLOG_BLCKSZ)
+		return p - SizeOfXLogShortPHD;
+	return p;
+}
+
+/*
  * How far this database's state is applied: the worker's position, or the
  * commit a paused query stopped at if that is earlier (all queries, or just
  * query qid when it is not 0).  Caller need not hold db->lock: a stale value
@@ -124,7 +144,7 @@ wait_applied_internal(XLogRecPtr lsn, int32 qid, int timeout_ms, bool error_on_t
 	bool		paused = false;
 
 	if (!RecoveryInProgress() && lsn > GetFlushRecPtr(NULL))
-		XLogFlush(lsn);
+		XLogFlush(Min(lsn, inserted_end()));
 
 	deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), timeout_ms);
 	for (;;)
@@ -219,7 +239,7 @@ read_begin(bool wait, int32 qid)
 		if (sstate_read_consistency == SSTATE_READ_SESSION)
 			target = sstate_capture_last_commit();
 		else
-			target = GetXLogInsertRecPtr();
+			target = inserted_end();
 
 		/*
 		 * A database without a registry entry and without a slot has no
@@ -889,7 +909,7 @@ stream_state_wait_applied(PG_FUNCTION_ARGS)
 	int64		timeout_ms = 30000;
 
 	sstate_shmem_check();
-	lsn = PG_ARGISNULL(0) ? GetXLogInsertRecPtr() : PG_GETARG_LSN(0);
+	lsn = PG_ARGISNULL(0) ? inserted_end() : PG_GETARG_LSN(0);
 	if (!PG_ARGISNULL(1))
 	{
 		Interval   *iv = PG_GETARG_INTERVAL_P(1);

@@ -69,14 +69,17 @@ typedef struct DeltaKey
 	uint32		hash;
 } DeltaKey;
 
+/* 32 bytes: an entry never straddles a cache line */
 typedef struct DeltaEntry
 {
 	DeltaKey	key;
-	int64		count;
+	int32		count;			/* written early before it would overflow */
 	char		status;
 } DeltaEntry;
 
 #define DELTA_INLINE	8
+
+StaticAssertDecl(sizeof(DeltaEntry) == 32, "a delta entry is half a cache line");
 
 static inline const char *
 delta_key_bytes(const DeltaKey *k)
@@ -277,8 +280,15 @@ delta_add_key(DeltaLevel *level, DeltaQuery *dq, const DeltaKey *key, int64 coun
 	entry = delta_insert_hash(dq->entries, *key, key->hash, &found);
 	if (found)
 	{
-		entry->count += count;
-		return;
+		if (likely((int64) entry->count + count <= PG_INT32_MAX))
+		{
+			entry->count += (int32) count;
+			return;
+		}
+		/* 2^31 rows of one key and pane: write the level, start afresh */
+		level_flush(level);
+		entry = delta_insert_hash(dq->entries, *key, key->hash, &found);
+		Assert(!found);
 	}
 	if (key->len > DELTA_INLINE)
 	{
@@ -287,7 +297,7 @@ delta_add_key(DeltaLevel *level, DeltaQuery *dq, const DeltaKey *key, int64 coun
 		memcpy(copy, (const char *) (uintptr_t) key->kword, key->len);
 		entry->key.kword = (uint64) (uintptr_t) copy;
 	}
-	entry->count = count;
+	entry->count = (int32) count;
 	level->nentries++;
 }
 

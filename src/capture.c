@@ -238,7 +238,7 @@ level_query(DeltaLevel *level, int32 qid, bool processing_time)
 	dq->processing_time = processing_time;
 	dq->cxt = AllocSetContextCreate(level->cxt, "stream_state delta keys",
 									ALLOCSET_DEFAULT_SIZES);
-	dq->entries = delta_create(level->cxt, 1024, NULL);
+	dq->entries = delta_create(level->cxt, 64, NULL);
 	dq->skipped = 0;
 	dq->max_event_us = SSTATE_NO_TIME;
 	dq->next = level->queries;

@@ -244,12 +244,14 @@ $node->safe_psql('postgres', rows_sql(251, 300));
 ss_wait_applied($node, 'postgres', 'after DROP DATABASE db2');
 check_hour('postgres', 300, 'after DROP DATABASE db2');
 
-### DROP EXTENSION: the worker exits and the slot goes away.
-$node->safe_psql(
-	'postgres', q{
-SELECT stream_state.drop_query('q_hour');
-DROP EXTENSION stream_state;
-});
+### DROP EXTENSION, with q_hour still defined (no CASCADE needed): its
+### trigger goes with it, the worker exits and the slot goes away.
+$node->safe_psql('postgres', 'DROP EXTENSION stream_state');
+is( $node->safe_psql(
+		'postgres',
+		q{SELECT count(*) FROM pg_trigger WHERE tgrelid = 'events'::regclass AND NOT tgisinternal}),
+	'0',
+	'DROP EXTENSION dropped the trigger of q_hour');
 # (db2's worker, if DROP DATABASE db2 failed, is still there.)
 wait_workers('cardinality(p) = ' . ($db2_dropped ? 0 : 1) . " AND NOT $pid2 = ANY (p)",
 	'after DROP EXTENSION: no worker for postgres');

@@ -181,6 +181,8 @@ sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
 	r->end = data + len;
 	r->entries_left = 0;
 	r->flags = 0;
+	r->version = 0;
+	r->kind = 0;
 	if (!get_byte(r, &r->version) || !get_byte(r, &r->kind))
 		return false;
 	if (r->version != STREAM_STATE_DELTA_VERSION)

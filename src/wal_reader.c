@@ -369,6 +369,15 @@ save_query(List **saved, StreamStateQuery *q)
 	return s;
 }
 
+static void
+report_malformed(XLogRecPtr lsn)
+{
+	ereport(WARNING,
+			(errcode(ERRCODE_DATA_CORRUPTED),
+			 errmsg("stream_state: malformed data message at %X/%X; the rest of it is skipped",
+					LSN_FORMAT_ARGS(lsn))));
+}
+
 /*
  * Walk the DATA messages of a committed transaction.  With undo_limit < 0,
  * apply them: add every entry that is not late, update the counters, and
@@ -403,8 +412,14 @@ walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit
 			int64		max_event;
 			bool		done;
 
-			if (!sstate_delta_next_query(&r, &sec, &done) || done)
-				break;			/* malformed: reported by the DDL walk */
+			if (!sstate_delta_next_query(&r, &sec, &done))
+			{
+				if (!undo)
+					report_malformed(msg->lsn);
+				break;
+			}
+			if (done)
+				break;
 			q = find_query(sec.qid);
 			if (q != NULL && !applies_to(a, q))
 				q = NULL;
@@ -422,7 +437,11 @@ walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit
 				int64		pane;
 
 				if (!sstate_delta_next_entry(&r, &e))
+				{
+					if (!undo)
+						report_malformed(msg->lsn);
 					break;
+				}
 				if (q == NULL)
 					continue;
 				pane = (sec.flags & SSM_FLAG_NO_PANE) ?

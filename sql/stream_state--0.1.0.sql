@@ -38,6 +38,12 @@ RETURNS trigger
 AS 'MODULE_PATHNAME', 'stream_state_capture'
 LANGUAGE C;
 
+-- The AFTER TRUNCATE statement trigger installed beside it.
+CREATE FUNCTION stream_state._truncate()
+RETURNS trigger
+AS 'MODULE_PATHNAME', 'stream_state_truncate'
+LANGUAGE C;
+
 CREATE FUNCTION stream_state.create_query(
 	name text,
 	source regclass,

@@ -91,3 +91,47 @@ SELECT events_applied, late_events, skipped FROM stream_state.queries WHERE name
 -- waiting for a position beyond the end of the WAL times out (and does not
 -- try to flush WAL that does not exist)
 SELECT stream_state.wait_applied(pg_current_wal_insert_lsn() + 100000000, '50 milliseconds') AS beyond_end;
+
+-- TRUNCATE empties the state with the table, in order within a transaction
+CREATE TABLE tr (k int, ts timestamptz);
+SELECT stream_state.create_query('tr', 'tr', 'k', 'ts', '1 hour');
+SELECT regexp_replace(tgname, '[0-9]+$', '<id>') AS tgname FROM pg_trigger WHERE tgrelid = 'tr'::regclass ORDER BY 1;
+INSERT INTO tr VALUES (1, '2026-11-24 12:00+00'), (2, '2026-11-24 12:00+00');
+BEGIN;
+INSERT INTO tr VALUES (1, '2026-11-24 12:01+00');
+TRUNCATE tr;
+INSERT INTO tr VALUES (3, '2026-11-24 12:02+00');
+COMMIT;
+SELECT key, count FROM stream_state.window_counts('tr', '2026-11-24 12:30+00') ORDER BY 1;
+-- a TRUNCATE rolled back to a savepoint leaves everything
+BEGIN;
+INSERT INTO tr VALUES (4, '2026-11-24 12:03+00');
+SAVEPOINT s;
+TRUNCATE tr;
+ROLLBACK TO SAVEPOINT s;
+INSERT INTO tr VALUES (4, '2026-11-24 12:04+00');
+COMMIT;
+SELECT key, count FROM stream_state.window_counts('tr', '2026-11-24 12:30+00') ORDER BY 1;
+-- a TRUNCATE in a released savepoint empties what came before it
+BEGIN;
+INSERT INTO tr VALUES (5, '2026-11-24 12:05+00');
+SAVEPOINT s;
+INSERT INTO tr VALUES (5, '2026-11-24 12:05+00');
+TRUNCATE tr;
+RELEASE SAVEPOINT s;
+INSERT INTO tr VALUES (6, '2026-11-24 12:06+00');
+COMMIT;
+SELECT key, count FROM stream_state.window_counts('tr', '2026-11-24 12:30+00') ORDER BY 1;
+-- rows written to WAL early before the TRUNCATE are emptied too
+SET stream_state.max_delta_entries = 100;
+BEGIN;
+INSERT INTO tr SELECT 100 + g, '2026-11-24 12:07+00' FROM generate_series(1, 1000) g;
+TRUNCATE tr;
+INSERT INTO tr VALUES (7, '2026-11-24 12:08+00');
+COMMIT;
+RESET stream_state.max_delta_entries;
+SELECT key, count FROM stream_state.window_counts('tr', '2026-11-24 12:30+00') ORDER BY 1;
+SELECT ss_test.mismatches('tr', '2026-11-24 12:30+00') AS diff;
+SELECT events_applied, keys, panes FROM stream_state.queries WHERE name = 'tr';
+SELECT stream_state.drop_query('tr');
+SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'tr'::regclass;

@@ -128,6 +128,7 @@ typedef struct DeltaLevel
 	MemoryContext cxt;
 	DeltaQuery *queries;
 	long		nentries;
+	List	   *truncated;		/* qids whose source this level truncated */
 	struct DeltaLevel *parent;
 } DeltaLevel;
 
@@ -149,6 +150,7 @@ static void delta_query_reset(DeltaQuery *dq);
 static void delta_add(DeltaLevel *level, DeltaQuery *dq, const char *img,
 					  uint32 len, int64 pane, int64 count);
 static void level_flush(DeltaLevel *level);
+static void level_truncate(DeltaLevel *level, int32 qid);
 static void reset_xact_state(void);
 static void log_message(const char *data, Size len);
 
@@ -469,6 +471,20 @@ level_flush(DeltaLevel *level)
 	pfree(buf.data);
 }
 
+/* Forget what a level holds for query qid. */
+static void
+level_truncate(DeltaLevel *level, int32 qid)
+{
+	DeltaQuery *dq;
+
+	for (dq = level->queries; dq != NULL; dq = dq->next)
+		if (dq->qid == qid)
+		{
+			level->nentries -= dq->entries->members;
+			delta_query_reset(dq);
+		}
+}
+
 /*
  * Merge a committed sub-transaction's level into its parent.
  */
@@ -483,6 +499,20 @@ level_merge_into_parent(DeltaLevel *child)
 		/* no parent level yet: the child becomes it */
 		child->nest_level--;
 		return;
+	}
+
+	/* a TRUNCATE that commits empties what the parent held before it */
+	{
+		ListCell   *lc;
+		MemoryContext old = MemoryContextSwitchTo(parent->cxt);
+
+		foreach(lc, child->truncated)
+		{
+			level_truncate(parent, lfirst_int(lc));
+			parent->truncated = list_append_unique_int(parent->truncated,
+													   lfirst_int(lc));
+		}
+		MemoryContextSwitchTo(old);
 	}
 
 	for (dq = child->queries; dq != NULL; dq = dq->next)
@@ -678,6 +708,53 @@ capture_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 			pfree(buf.data);
 		}
 	}
+}
+
+/*
+ * AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION
+ * stream_state._truncate('<query id>'): the table is empty, so is the
+ * query's state, at this transaction's commit.
+ */
+PG_FUNCTION_INFO_V1(stream_state_truncate);
+
+Datum
+stream_state_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	StringInfoData buf;
+	int32		qid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stream_state._truncate() must be fired AFTER TRUNCATE FOR EACH STATEMENT")));
+	if (trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "stream_state._truncate() needs one argument, the query id");
+	qid = pg_strtoint32(trigdata->tg_trigger->tgargs[0]);
+
+	/*
+	 * Rows this (sub)transaction inserted before are gone too.  Rows of
+	 * enclosing sub-transactions go when this one commits into them
+	 * (level_merge_into_parent), not before: it may still roll back.
+	 */
+	{
+		DeltaLevel *level = current_level();
+		MemoryContext old = MemoryContextSwitchTo(level->cxt);
+
+		level_truncate(level, qid);
+		level->truncated = list_append_unique_int(level->truncated, qid);
+		MemoryContextSwitchTo(old);
+	}
+
+	initStringInfo(&buf);
+	sstate_delta_begin(&buf, SSM_RESET);
+	sstate_delta_put_qid(&buf, qid);
+	log_message(buf.data, buf.len);
+	pfree(buf.data);
+	return PointerGetDatum(NULL);
 }
 
 /*

@@ -16,6 +16,7 @@
  *                   window_us, slide_us, lateness_us, name length, name
  *   DROP            qid
  *   DROP_EXTENSION  (nothing)
+ *   RESET           qid (its source was truncated: its state is emptied)
  *
  * Compatibility rule: a reader of version N reads versions N-1 and N; a
  * message of an unknown version is reported and skipped, never applied
@@ -187,7 +188,7 @@ sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
 		return false;
 	if (r->version != STREAM_STATE_DELTA_VERSION)
 		return false;
-	return r->kind >= SSM_DATA && r->kind <= SSM_DROP_EXTENSION;
+	return r->kind >= SSM_DATA && r->kind <= SSM_RESET;
 }
 
 /*

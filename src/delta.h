@@ -21,7 +21,8 @@ typedef enum StreamStateMsgKind
 	SSM_DATA = 1,
 	SSM_CREATE = 2,
 	SSM_DROP = 3,
-	SSM_DROP_EXTENSION = 4
+	SSM_DROP_EXTENSION = 4,
+	SSM_RESET = 5				/* the source was truncated */
 } StreamStateMsgKind;
 
 #define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */

@@ -401,6 +401,25 @@ owner_end(OwnerContext *oc)
 	SetUserIdAndSecContext(oc->save_userid, oc->save_sec);
 }
 
+/*
+ * Make a trigger of ours depend automatically, not normally, on its
+ * function: DROP EXTENSION then takes it along without CASCADE.
+ */
+static void
+trigger_depend_auto(Oid trigger_oid, const char *funcname)
+{
+	ObjectAddress trigobj;
+	ObjectAddress funcobj;
+	List	   *fname = list_make2(makeString("stream_state"), makeString(pstrdup(funcname)));
+	Oid			fn = LookupFuncName(fname, 0, NULL, false);
+
+	deleteDependencyRecordsForSpecific(TriggerRelationId, trigger_oid,
+									   DEPENDENCY_NORMAL, ProcedureRelationId, fn);
+	ObjectAddressSet(trigobj, TriggerRelationId, trigger_oid);
+	ObjectAddressSet(funcobj, ProcedureRelationId, fn);
+	recordDependencyOn(&trigobj, &funcobj, DEPENDENCY_AUTO);
+}
+
 static void
 spi_exec(const char *sql, int expected)
 {
@@ -431,6 +450,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	Oid			trigger_oid;
 	StringInfoData sql;
 	char		trigname[NAMEDATALEN];
+	const char *relname;
 
 	sstate_shmem_check();
 
@@ -567,28 +587,22 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 											  SPI_tuptable->tupdesc, 1, &isnull));
 	}
 
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										 get_rel_name(relid));
 	snprintf(trigname, sizeof(trigname), "stream_state_q%d", info.id);
 	resetStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
-					 quote_identifier(trigname),
-					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-												get_rel_name(relid)),
-					 info.id);
+					 quote_identifier(trigname), relname, info.id);
 	spi_exec(sql.data, SPI_OK_UTILITY);
-
-	/*
-	 * The trigger goes when its columns would change under it (drop, type
-	 * change), and with the extension without CASCADE.
-	 */
 	trigger_oid = get_trigger_oid(relid, trigname, false);
+	trigger_depend_auto(trigger_oid, "_capture");
+
+	/* the trigger goes when its columns would change under it */
 	{
 		ObjectAddress trigobj;
 		ObjectAddress colobj;
-		ObjectAddress funcobj;
-		Oid			capture_fn;
-		List	   *fname = list_make2(makeString("stream_state"), makeString("_capture"));
 
 		ObjectAddressSet(trigobj, TriggerRelationId, trigger_oid);
 		ObjectAddressSubSet(colobj, RelationRelationId, relid, info.key_attnum);
@@ -598,14 +612,18 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 			ObjectAddressSubSet(colobj, RelationRelationId, relid, info.time_attnum);
 			recordDependencyOn(&trigobj, &colobj, DEPENDENCY_NORMAL);
 		}
-		capture_fn = LookupFuncName(fname, 0, NULL, false);
-		deleteDependencyRecordsForSpecific(TriggerRelationId, trigger_oid,
-										   DEPENDENCY_NORMAL,
-										   ProcedureRelationId, capture_fn);
-		ObjectAddressSet(funcobj, ProcedureRelationId, capture_fn);
-		recordDependencyOn(&trigobj, &funcobj, DEPENDENCY_AUTO);
-		CommandCounterIncrement();
 	}
+
+	/* TRUNCATE empties the table, and so the query's state */
+	snprintf(trigname, sizeof(trigname), "stream_state_t%d", info.id);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._truncate('%d')",
+					 quote_identifier(trigname), relname, info.id);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	trigger_depend_auto(get_trigger_oid(relid, trigname, false), "_truncate");
+	CommandCounterIncrement();
 
 	/* the definition message, then the rows already there */
 	sstate_query_fill(&info);
@@ -676,9 +694,13 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 	if (get_rel_name(source) != NULL)
 	{
 		/* dropping the trigger logs the DROP message (capture.c) */
-		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS stream_state_q%d ON %s", id,
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(source)),
-													get_rel_name(source)));
+		const char *relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(source)),
+														 get_rel_name(source));
+
+		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS stream_state_q%d ON %s", id, relname);
+		spi_exec(sql.data, SPI_OK_UTILITY);
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DROP TRIGGER IF EXISTS stream_state_t%d ON %s", id, relname);
 		spi_exec(sql.data, SPI_OK_UTILITY);
 		resetStringInfo(&sql);
 	}

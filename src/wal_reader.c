@@ -87,7 +87,15 @@ typedef struct Applier
 	StreamStateQuery *only;		/* catch-up: the paused query */
 	int32		only_id;
 	bool		failed;			/* catch-up: paused again */
+	List	   *resets;			/* ResetMark of the commit being applied */
 } Applier;
+
+/* A query's source was truncated at lsn in the commit being applied */
+typedef struct ResetMark
+{
+	StreamStateQuery *q;
+	XLogRecPtr	lsn;
+} ResetMark;
 
 static StreamStateDb *apply_db = NULL;
 static dshash_table *apply_table = NULL;
@@ -369,6 +377,34 @@ save_query(List **saved, StreamStateQuery *q)
 	return s;
 }
 
+/* Was q's source truncated after lsn, in the commit being applied? */
+static bool
+reset_after(Applier *a, StreamStateQuery *q, XLogRecPtr lsn)
+{
+	ListCell   *lc;
+
+	foreach(lc, a->resets)
+	{
+		ResetMark  *m = lfirst(lc);
+
+		if (m->q == q && m->lsn > lsn)
+			return true;
+	}
+	return false;
+}
+
+/*
+ * Empty a query's state: its source was truncated.  Its counters keep their
+ * history; its watermark starts again.
+ */
+static void
+reset_query(StreamStateQuery *q)
+{
+	sstate_store_drop_query(apply_table, q);
+	q->max_event_us = SSTATE_NO_TIME;
+	q->dead_below = PG_INT64_MIN;
+}
+
 static void
 report_malformed(XLogRecPtr lsn)
 {
@@ -423,6 +459,8 @@ walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit
 			q = find_query(sec.qid);
 			if (q != NULL && !applies_to(a, q))
 				q = NULL;
+			if (q != NULL && reset_after(a, q, msg->lsn))
+				q = NULL;		/* rows truncated later in this transaction */
 			if (q != NULL)
 			{
 				sq = save_query(saved, q);
@@ -490,16 +528,18 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 	long		napplied;
 	bool		ok;
 
+	a->resets = NIL;			/* in the per-record memory context */
+
 	/* definitions first, in LSN order, and a check of every message */
 	foreach(lc, msgs)
 	{
 		BufferedMsg *msg = lfirst(lc);
 		StreamStateDeltaReader r;
 
-		if (a->only != NULL)
-			break;				/* catch-up: definitions are the main reader's */
 		if (!sstate_delta_open(&r, msg->data, msg->len))
 		{
+			if (a->only != NULL)
+				continue;		/* reported by the main reader */
 			ereport(WARNING,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("stream_state: skipping unreadable message at %X/%X",
@@ -509,7 +549,26 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			continue;
 		}
 
-		if (r.kind == SSM_CREATE)
+		if (r.kind == SSM_RESET)
+		{
+			int32		qid;
+			StreamStateQuery *q;
+
+			/* whoever applies the query's data applies its truncation */
+			if (sstate_delta_get_qid(&r, &qid) && (q = find_query(qid)) != NULL &&
+				applies_to(a, q))
+			{
+				ResetMark  *m = palloc(sizeof(ResetMark));
+
+				reset_query(q);
+				m->q = q;
+				m->lsn = msg->lsn;
+				a->resets = lappend(a->resets, m);
+			}
+		}
+		else if (a->only != NULL)
+			continue;			/* catch-up: definitions are the main reader's */
+		else if (r.kind == SSM_CREATE)
 		{
 			StreamStateQueryDef def;
 
@@ -768,6 +827,9 @@ sstate_apply_catch_up(XLogRecPtr upto)
 	StreamStateQuery *qs = sstate_db_queries(apply_db);
 	int			resumed = 0;
 	int			i;
+	MemoryContext reccxt = AllocSetContextCreate(CurrentMemoryContext,
+												 "stream_state catch-up record",
+												 ALLOCSET_DEFAULT_SIZES);
 
 	for (i = 0; i < sstate_shared->max_queries; i++)
 	{
@@ -804,7 +866,13 @@ sstate_apply_catch_up(XLogRecPtr upto)
 					reached = true;
 					break;
 				}
-				(void) applier_record(&a, reader);
+				{
+					MemoryContext old = MemoryContextSwitchTo(reccxt);
+
+					(void) applier_record(&a, reader);
+					MemoryContextSwitchTo(old);
+					MemoryContextReset(reccxt);
+				}
 				if (a.failed || q->status != SSQ_PAUSED_MEMORY || q->def.id != a.only_id)
 					break;
 				if (reader->EndRecPtr >= upto)
@@ -830,6 +898,7 @@ sstate_apply_catch_up(XLogRecPtr upto)
 			resumed++;
 		}
 	}
+	MemoryContextDelete(reccxt);
 	return resumed;
 }
 

@@ -47,6 +47,7 @@
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
 #include "utils/rel.h"
+#include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
@@ -646,6 +647,13 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 						 time_column ? quote_identifier(time_column) : "NULL::timestamptz",
 						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 													get_rel_name(relid)));
+		/*
+		 * A snapshot taken now, with the lock held: the statement's own
+		 * snapshot (or a repeatable-read transaction's) can predate inserts
+		 * that committed while create_query waited for the lock, and those
+		 * fired no trigger of ours.
+		 */
+		PushActiveSnapshot(GetLatestSnapshot());
 		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL,
 										   true, 0);
 		sstate_capture_begin(&cap, &info);
@@ -669,6 +677,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 			SPI_freetuptable(SPI_tuptable);
 		}
 		SPI_cursor_close(portal);
+		PopActiveSnapshot();
 	}
 
 	owner_end(&oc);

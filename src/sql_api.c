@@ -109,8 +109,8 @@ inserted_end(void)
 
 /*
  * How far this database's state is applied: the worker's position, or the
- * commit a paused query stopped at if that is earlier (all queries, or just
- * query qid when it is not 0).  Caller need not hold db->lock: a stale value
+ * commit a paused query stopped at if that is earlier (all queries, just
+ * query qid when it is positive, none when it is negative).  Caller need not hold db->lock: a stale value
  * only makes a wait a little longer.
  */
 static XLogRecPtr
@@ -124,7 +124,7 @@ effective_applied(StreamStateDb *db, int32 qid)
 	{
 		StreamStateQuery *q = &qs[i];
 
-		if (q->status == SSQ_PAUSED_MEMORY && (qid == 0 || q->def.id == qid) &&
+		if (qid >= 0 && q->status == SSQ_PAUSED_MEMORY && (qid == 0 || q->def.id == qid) &&
 			q->paused_lsn < result)
 			result = q->paused_lsn;
 	}
@@ -979,6 +979,20 @@ stream_state_query_stats(PG_FUNCTION_ARGS)
 	db = sstate_db_find(MyDatabaseId);
 	if (db == NULL)
 		return (Datum) 0;
+
+	/*
+	 * The counters of this session's own commits, as read_consistency says;
+	 * but a monitoring view never fails and never waits for a worker that
+	 * is not running, nor for a paused query.
+	 */
+	if (db->worker_state == SSW_RUNNING && sstate_read_consistency != SSTATE_READ_NONE)
+	{
+		XLogRecPtr	target = (sstate_read_consistency == SSTATE_READ_SESSION) ?
+			sstate_capture_last_commit() : inserted_end();
+
+		if (!XLogRecPtrIsInvalid(target))
+			(void) wait_applied_internal(target, -1, sstate_read_timeout_ms, false);
+	}
 
 	insert = GetXLogInsertRecPtr();
 	LWLockAcquire(&db->lock, LW_SHARED);

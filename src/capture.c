@@ -711,29 +711,14 @@ capture_object_access(ObjectAccessType access, Oid classId, Oid objectId,
 }
 
 /*
- * AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION
- * stream_state._truncate('<query id>'): the table is empty, so is the
- * query's state, at this transaction's commit.
+ * Empty query qid's state at this point of the transaction: what it
+ * captured before is dropped, and a RESET message tells the worker to
+ * drop the state of earlier commits when this one commits.
  */
-PG_FUNCTION_INFO_V1(stream_state_truncate);
-
-Datum
-stream_state_truncate(PG_FUNCTION_ARGS)
+void
+sstate_capture_reset(int32 qid)
 {
-	TriggerData *trigdata = (TriggerData *) fcinfo->context;
 	StringInfoData buf;
-	int32		qid;
-
-	if (!CALLED_AS_TRIGGER(fcinfo) ||
-		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
-		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
-		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
-		ereport(ERROR,
-				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
-				 errmsg("stream_state._truncate() must be fired AFTER TRUNCATE FOR EACH STATEMENT")));
-	if (trigdata->tg_trigger->tgnargs != 1)
-		elog(ERROR, "stream_state._truncate() needs one argument, the query id");
-	qid = pg_strtoint32(trigdata->tg_trigger->tgargs[0]);
 
 	/*
 	 * Rows this (sub)transaction inserted before are gone too.  Rows of
@@ -754,6 +739,33 @@ stream_state_truncate(PG_FUNCTION_ARGS)
 	sstate_delta_put_qid(&buf, qid);
 	log_message(buf.data, buf.len);
 	pfree(buf.data);
+}
+
+/*
+ * AFTER TRUNCATE ... FOR EACH STATEMENT EXECUTE FUNCTION
+ * stream_state._truncate('<query id>'): the table is empty, so is the
+ * query's state, at this transaction's commit.
+ */
+PG_FUNCTION_INFO_V1(stream_state_truncate);
+
+Datum
+stream_state_truncate(PG_FUNCTION_ARGS)
+{
+	TriggerData *trigdata = (TriggerData *) fcinfo->context;
+	int32		qid;
+
+	if (!CALLED_AS_TRIGGER(fcinfo) ||
+		!TRIGGER_FIRED_AFTER(trigdata->tg_event) ||
+		!TRIGGER_FIRED_FOR_STATEMENT(trigdata->tg_event) ||
+		!TRIGGER_FIRED_BY_TRUNCATE(trigdata->tg_event))
+		ereport(ERROR,
+				(errcode(ERRCODE_E_R_I_E_TRIGGER_PROTOCOL_VIOLATED),
+				 errmsg("stream_state._truncate() must be fired AFTER TRUNCATE FOR EACH STATEMENT")));
+	if (trigdata->tg_trigger->tgnargs != 1)
+		elog(ERROR, "stream_state._truncate() needs one argument, the query id");
+	qid = pg_strtoint32(trigdata->tg_trigger->tgargs[0]);
+
+	sstate_capture_reset(qid);
 	return PointerGetDatum(NULL);
 }
 

@@ -24,6 +24,15 @@ int			sstate_read_consistency = SSTATE_READ_SESSION;
 int			sstate_read_timeout_ms = 10000;
 int			sstate_max_delta_entries = 524288;
 int			sstate_worker_naptime_ms = 1000;
+int			sstate_checkpoint_interval_s = 300;
+int			sstate_checkpoint_retain = 3;
+int			sstate_checkpoint_target = SSTATE_CKPT_FILE;
+char	   *sstate_checkpoint_directory = NULL;
+
+static const struct config_enum_entry checkpoint_target_options[] = {
+	{"file", SSTATE_CKPT_FILE, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry read_consistency_options[] = {
 	{"none", SSTATE_READ_NONE, false},
@@ -67,6 +76,39 @@ sstate_guc_define(void)
 							1000, 10, 60000,
 							PGC_SIGHUP, GUC_UNIT_MS,
 							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.checkpoint_interval",
+							"Time between periodic checkpoints of each database's state; 0 turns them off.",
+							"A checkpoint is taken only if the worker has read WAL since the last one.",
+							&sstate_checkpoint_interval_s,
+							300, 0, 86400 * 7,
+							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.checkpoint_retain",
+							"Number of valid checkpoints kept per database; older ones are deleted.",
+							NULL,
+							&sstate_checkpoint_retain,
+							3, 1, 1000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("stream_state.checkpoint_target",
+							 "Where checkpoints go unless checkpoint() says otherwise.",
+							 NULL,
+							 &sstate_checkpoint_target,
+							 SSTATE_CKPT_FILE,
+							 checkpoint_target_options,
+							 PGC_SIGHUP, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomStringVariable("stream_state.checkpoint_directory",
+							   "Directory for checkpoint files (a subdirectory per database); empty: stream_state/ under the data directory.",
+							   NULL,
+							   &sstate_checkpoint_directory,
+							   "",
+							   PGC_SIGHUP, 0,
+							   NULL, NULL, NULL);
 
 	/*
 	 * What sizes shared memory exists only when the library is preloaded:

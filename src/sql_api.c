@@ -66,6 +66,8 @@ PG_FUNCTION_INFO_V1(stream_state_window_counts);
 PG_FUNCTION_INFO_V1(stream_state_wait_applied);
 PG_FUNCTION_INFO_V1(stream_state_query_stats);
 PG_FUNCTION_INFO_V1(stream_state_state);
+PG_FUNCTION_INFO_V1(stream_state_rebuild);
+PG_FUNCTION_INFO_V1(stream_state_worker_status);
 
 /* This backend's mapping of its database's state table */
 static dshash_table *read_table = NULL;
@@ -430,6 +432,71 @@ spi_exec(const char *sql, int expected)
 		elog(ERROR, "stream_state: \"%s\" failed: %s", sql, SPI_result_code_string(ret));
 }
 
+/* The CREATE message that tells the worker about a query. */
+static void
+log_definition(const StreamStateQueryInfo *info)
+{
+	StringInfoData msg;
+
+	initStringInfo(&msg);
+	sstate_delta_begin(&msg, SSM_CREATE);
+	sstate_delta_put_def(&msg, &info->def);
+	sstate_capture_log_ddl(msg.data, msg.len);
+	pfree(msg.data);
+}
+
+/*
+ * Count the rows of the source into this transaction's delta.  Caller holds
+ * a lock on the source that conflicts with inserts, and is connected to SPI
+ * as the extension owner.
+ */
+static void
+backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
+		 const char *time_column)
+{
+	StreamStateCapture cap;
+	Portal		portal;
+	StringInfoData sql;
+
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT %s, %s FROM %s",
+					 quote_identifier(key_column),
+					 time_column ? quote_identifier(time_column) : "NULL::timestamptz",
+					 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+												get_rel_name(relid)));
+
+	/*
+	 * A snapshot taken now, with the lock held: the statement's own snapshot
+	 * (or a repeatable-read transaction's) can predate inserts that committed
+	 * while we waited for the lock, and those fired no trigger of ours.
+	 */
+	PushActiveSnapshot(GetLatestSnapshot());
+	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
+	sstate_capture_begin(&cap, info);
+	for (;;)
+	{
+		uint64		i;
+
+		SPI_cursor_fetch(portal, true, 10000);
+		if (SPI_processed == 0)
+			break;
+		for (i = 0; i < SPI_processed; i++)
+		{
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			bool		knull;
+			bool		tnull;
+			Datum		k = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &knull);
+			Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &tnull);
+
+			sstate_capture_row(&cap, k, knull, t, tnull);
+		}
+		SPI_freetuptable(SPI_tuptable);
+	}
+	SPI_cursor_close(portal);
+	PopActiveSnapshot();
+	pfree(sql.data);
+}
+
 Datum
 stream_state_create_query(PG_FUNCTION_ARGS)
 {
@@ -628,57 +695,8 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 
 	/* the definition message, then the rows already there */
 	sstate_query_fill(&info);
-	{
-		StringInfoData msg;
-
-		initStringInfo(&msg);
-		sstate_delta_begin(&msg, SSM_CREATE);
-		sstate_delta_put_def(&msg, &info.def);
-		sstate_capture_log_ddl(msg.data, msg.len);
-		pfree(msg.data);
-	}
-	{
-		StreamStateCapture cap;
-		Portal		portal;
-
-		resetStringInfo(&sql);
-		appendStringInfo(&sql, "SELECT %s, %s FROM %s",
-						 quote_identifier(key_column),
-						 time_column ? quote_identifier(time_column) : "NULL::timestamptz",
-						 quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
-													get_rel_name(relid)));
-		/*
-		 * A snapshot taken now, with the lock held: the statement's own
-		 * snapshot (or a repeatable-read transaction's) can predate inserts
-		 * that committed while create_query waited for the lock, and those
-		 * fired no trigger of ours.
-		 */
-		PushActiveSnapshot(GetLatestSnapshot());
-		portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL,
-										   true, 0);
-		sstate_capture_begin(&cap, &info);
-		for (;;)
-		{
-			uint64		i;
-
-			SPI_cursor_fetch(portal, true, 10000);
-			if (SPI_processed == 0)
-				break;
-			for (i = 0; i < SPI_processed; i++)
-			{
-				HeapTuple	tup = SPI_tuptable->vals[i];
-				bool		knull;
-				bool		tnull;
-				Datum		k = SPI_getbinval(tup, SPI_tuptable->tupdesc, 1, &knull);
-				Datum		t = SPI_getbinval(tup, SPI_tuptable->tupdesc, 2, &tnull);
-
-				sstate_capture_row(&cap, k, knull, t, tnull);
-			}
-			SPI_freetuptable(SPI_tuptable);
-		}
-		SPI_cursor_close(portal);
-		PopActiveSnapshot();
-	}
+	log_definition(&info);
+	backfill(&info, relid, key_column, time_column);
 
 	owner_end(&oc);
 	relation_close(rel, NoLock);
@@ -718,6 +736,49 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 
 	owner_end(&oc);
 	sstate_capture_note_ddl();
+	PG_RETURN_VOID();
+}
+
+/*
+ * rebuild(name): recompute a query's state from its source table.  In one
+ * transaction, holding the lock create_query holds (no insert can fall
+ * between the count and the trigger): the definition again (for a worker
+ * that lost it), a RESET that drops the state of every earlier commit, and
+ * a count of the rows there now.  The worker applies all three at commit.
+ */
+Datum
+stream_state_rebuild(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	StreamStateQueryInfo copy;
+	Relation	rel;
+	char	   *key_column;
+	char	   *time_column = NULL;
+	OwnerContext oc;
+
+	sstate_shmem_check();
+	sstate_query_check_owner(info);
+	copy = *info;
+	if (get_rel_name(copy.source) == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("continuous query \"%s\" cannot be rebuilt: its source table was dropped",
+						copy.name),
+				 errhint("Drop the query with stream_state.drop_query.")));
+
+	rel = relation_open(copy.source, ShareRowExclusiveLock);
+	key_column = get_attname(copy.source, copy.key_attnum, false);
+	if (copy.time_attnum > 0)
+		time_column = get_attname(copy.source, copy.time_attnum, false);
+
+	sstate_ensure_slot(MyDatabaseId);
+	owner_begin(&oc);
+	log_definition(&copy);
+	sstate_capture_reset(copy.id);
+	backfill(&copy, copy.source, key_column, time_column);
+	owner_end(&oc);
+	relation_close(rel, NoLock);
 	PG_RETURN_VOID();
 }
 
@@ -763,6 +824,25 @@ stream_state_revoke_read(PG_FUNCTION_ARGS)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * A query whose state was lost (no usable checkpoint and no WAL) reads as an
+ * error until it is rebuilt, never as zero.  Releases db on error.
+ */
+static void
+check_not_lost(StreamStateDb *db, StreamStateQuery *q, const StreamStateQueryInfo *info)
+{
+	if ((q == NULL && db->state_lost) || (q != NULL && q->status == SSQ_NEEDS_REBUILD))
+	{
+		read_end(db);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the state of continuous query \"%s\" was lost", info->name),
+				 errdetail("No usable checkpoint held it, and the WAL needed to rebuild it is gone."),
+				 errhint("Run SELECT stream_state.rebuild('%s') to recompute it from its source table.",
+						 info->name)));
+	}
+}
+
 static void
 check_window_open(const StreamStateQuery *q, int64 end_us)
 {
@@ -803,6 +883,7 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 	if (db == NULL)
 		PG_RETURN_INT64(0);
 	q = db_query(db, info->id);
+	check_not_lost(db, q, info);
 	if (q != NULL)
 	{
 		char		buf[SSTATE_KEYBUF];
@@ -899,6 +980,7 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	if (db == NULL)
 		return (Datum) 0;
 	q = db_query(db, info->id);
+	check_not_lost(db, q, info);
 	if (q != NULL)
 	{
 		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
@@ -961,7 +1043,35 @@ query_status(StreamStateDb *db, StreamStateQuery *q)
 		return "restoring";
 	if (q->status == SSQ_PAUSED_MEMORY)
 		return "paused: memory full";
+	if (q->status == SSQ_NEEDS_REBUILD)
+		return "needs rebuild";
 	return "running";
+}
+
+/*
+ * The worker of this database, for the queries view: stopped, starting,
+ * restoring, running, or "state lost" (queries it does not know need a
+ * rebuild).
+ */
+Datum
+stream_state_worker_status(PG_FUNCTION_ARGS)
+{
+	StreamStateDb *db;
+	const char *status;
+
+	sstate_shmem_check();
+	db = sstate_db_find(MyDatabaseId);
+	if (db == NULL || db->worker_state == SSW_NONE)
+		status = "stopped";
+	else if (db->worker_state == SSW_STARTING)
+		status = "starting";
+	else if (db->worker_state == SSW_RESTORING)
+		status = "restoring";
+	else if (db->state_lost)
+		status = "state lost";
+	else
+		status = "running";
+	PG_RETURN_TEXT_P(cstring_to_text(status));
 }
 
 Datum

@@ -41,6 +41,18 @@ extern void sstate_store_evict(dshash_table *table, StreamStateQuery *q,
 							   int64 dead_below);
 extern void sstate_store_drop_query(dshash_table *table, StreamStateQuery *q);
 
+/* restoring a checkpoint (worker only) */
+typedef enum StreamStateLoadResult
+{
+	SSL_OK,
+	SSL_OUT_OF_MEMORY,
+	SSL_DUPLICATE
+} StreamStateLoadResult;
+
+extern StreamStateLoadResult sstate_store_load(dshash_table *table, StreamStateQuery *q,
+											   const char *key, uint32 keylen,
+											   const StreamStatePane *panes, int npanes);
+
 /* readers */
 extern int64 sstate_store_sum(dshash_table *table, int32 qid,
 							  const char *key, uint32 keylen,

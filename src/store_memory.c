@@ -483,3 +483,59 @@ sstate_store_scan(dshash_table *table, int32 qid, sstate_store_scan_cb cb, void 
 	}
 	dshash_seq_term(&status);
 }
+
+/*
+ * Put one key with its panes (sorted, distinct, nonzero counts) into an
+ * empty slot of the table: restoring a checkpoint.  Worker only.
+ */
+StreamStateLoadResult
+sstate_store_load(dshash_table *table, StreamStateQuery *q, const char *key,
+				  uint32 keylen, const StreamStatePane *panes, int npanes)
+{
+	dsa_area   *area = sstate_area();
+	KeyTag		tag;
+	Entry	   *e;
+	bool		found;
+	dsa_pointer dp;
+	dsa_pointer kp = InvalidDsaPointer;
+
+	make_tag(&tag, q->def.id, key, keylen);
+	e = find_or_insert_no_oom(table, &tag, &found);
+	if (e == NULL)
+		return SSL_OUT_OF_MEMORY;
+	if (found)
+	{
+		dshash_release_lock(table, e);
+		return SSL_DUPLICATE;
+	}
+	if (keylen > KEY_INLINE)
+	{
+		kp = dsa_allocate_extended(area, keylen, DSA_ALLOC_NO_OOM);
+		if (!DsaPointerIsValid(kp))
+		{
+			dshash_delete_entry(table, e);
+			return SSL_OUT_OF_MEMORY;
+		}
+		memcpy(dsa_get_address(area, kp), key, keylen);
+		e->tag.u.ext.dp = kp;
+		e->tag.u.ext.local = NULL;
+	}
+	dp = dsa_allocate_extended(area, sizeof(StreamStatePane) * npanes, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+	{
+		if (DsaPointerIsValid(kp))
+			dsa_free(area, kp);
+		dshash_delete_entry(table, e);
+		return SSL_OUT_OF_MEMORY;
+	}
+	memcpy(dsa_get_address(area, dp), panes, sizeof(StreamStatePane) * npanes);
+	e->panes = dp;
+	e->npanes = npanes;
+	e->cap = npanes;
+	q->keys++;
+	q->panes += npanes;
+	q->bytes += ENTRY_BYTES + (int64) npanes * sizeof(StreamStatePane) +
+		(keylen > KEY_INLINE ? keylen : 0);
+	dshash_release_lock(table, e);
+	return SSL_OK;
+}

@@ -54,7 +54,9 @@ typedef enum StreamStateQueryStatus
 {
 	SSQ_FREE = 0,
 	SSQ_RUNNING,
-	SSQ_PAUSED_MEMORY			/* a commit could not be applied: memory full */
+	SSQ_PAUSED_MEMORY,			/* a commit could not be applied: memory full */
+	SSQ_NEEDS_REBUILD			/* its state is lost; a RESET (rebuild or
+								 * TRUNCATE) brings it back */
 } StreamStateQueryStatus;
 
 /*
@@ -104,6 +106,17 @@ typedef struct StreamStateDb
 	dshash_table_handle table;	/* InvalidDsaPointer: none */
 	XLogRecPtr	last_ensure_lsn;	/* WAL insert position at the last
 									 * create_query; under shared->lock */
+	bool		state_lost;		/* restored without a usable checkpoint
+								 * after the slot had moved: queries the
+								 * worker does not know need a rebuild */
+
+	/* checkpoints, under mutex */
+	uint32		ckpt_requested; /* bumped by checkpoint() */
+	uint32		ckpt_answered;	/* the request the worker answered last */
+	bool		ckpt_running;
+	int64		ckpt_result_id; /* of the last answered request; 0: failed */
+	char		ckpt_result_error[256];
+	int64		ckpt_restored_id;	/* the checkpoint the worker started from */
 } StreamStateDb;
 
 typedef struct StreamStateShared
@@ -128,7 +141,16 @@ extern int	sstate_read_consistency;
 extern int	sstate_read_timeout_ms;
 extern int	sstate_max_delta_entries;
 extern int	sstate_worker_naptime_ms;
+extern int	sstate_checkpoint_interval_s;
+extern int	sstate_checkpoint_retain;
+extern int	sstate_checkpoint_target;
+extern char *sstate_checkpoint_directory;
 extern void sstate_guc_define(void);
+
+typedef enum
+{
+	SSTATE_CKPT_FILE
+} StreamStateCheckpointTarget;
 
 typedef enum
 {
@@ -152,6 +174,7 @@ extern void sstate_capture_init(void);
 extern XLogRecPtr sstate_capture_last_commit(void);
 extern void sstate_capture_log_ddl(const char *data, Size len);
 extern void sstate_capture_note_ddl(void);
+extern void sstate_capture_reset(int32 qid);
 
 /* worker.c */
 extern void sstate_worker_register_launcher(void);

@@ -26,10 +26,11 @@
  * DROP of the paused query, read by the main reader, frees its memory at
  * once, so space can return while a query is paused.
  *
- * Which WAL position is safe to release: in this version the slot stays at
- * the position it got when the database's first query was created (or at
- * the last DROP EXTENSION), because the state is rebuilt from the WAL on
- * every worker start.  Checkpoints will move it.
+ * Which WAL position is safe to release: sstate_apply_restart_lsn() says
+ * where reading must start again to rebuild the state as it is now; a
+ * checkpoint records it, and once the checkpoint is durable the slot moves
+ * there (checkpoint.c).  A worker restored from a checkpoint at applied
+ * position L skips commits before L (sstate_apply_skip_below).
  *
  * IDENTIFICATION
  *	  src/wal_reader.c
@@ -88,6 +89,8 @@ typedef struct Applier
 	int32		only_id;
 	bool		failed;			/* catch-up: paused again */
 	List	   *resets;			/* ResetMark of the commit being applied */
+	XLogRecPtr	skip_below;		/* commits before it are in the checkpoint
+								 * the state was restored from */
 } Applier;
 
 /* A query's source was truncated at lsn in the commit being applied */
@@ -318,6 +321,14 @@ apply_commit(Applier *a, TransactionId xid, int nsub, TransactionId *subxacts,
 	}
 	if (msgs == NIL)
 		return SSA_OK;
+
+	/* restored from a checkpoint that holds this commit already */
+	if (lsn < a->skip_below)
+	{
+		list_free(msgs);
+		discard_xids(a, xid, nsub, subxacts);
+		return SSA_OK;
+	}
 
 	/* catch-up: commits before the paused one were applied already */
 	if (a->only == NULL || lsn >= a->only->paused_lsn)
@@ -554,9 +565,22 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			int32		qid;
 			StreamStateQuery *q;
 
+			if (!sstate_delta_get_qid(&r, &qid) || (q = find_query(qid)) == NULL)
+				continue;
+
+			/* a rebuild, or a TRUNCATE, gives a lost query its state back */
+			if (q->status == SSQ_NEEDS_REBUILD && a->only == NULL)
+			{
+				LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+				q->status = SSQ_RUNNING;
+				LWLockRelease(&apply_db->lock);
+				ereport(LOG,
+						(errmsg("stream_state: continuous query \"%s\" is rebuilt from its source at %X/%X",
+								q->def.name, LSN_FORMAT_ARGS(msg->lsn))));
+			}
+
 			/* whoever applies the query's data applies its truncation */
-			if (sstate_delta_get_qid(&r, &qid) && (q = find_query(qid)) != NULL &&
-				applies_to(a, q))
+			if (applies_to(a, q))
 			{
 				ResetMark  *m = palloc(sizeof(ResetMark));
 
@@ -807,6 +831,33 @@ StreamStateApplyResult
 sstate_apply_record(XLogReaderState *record)
 {
 	return applier_record(&main_applier, record);
+}
+
+/*
+ * The state was restored from a checkpoint at applied position L: commits
+ * before it are already in the state.
+ */
+void
+sstate_apply_skip_below(XLogRecPtr lsn)
+{
+	main_applier.skip_below = lsn;
+}
+
+/*
+ * Where WAL must be read again to rebuild the state as it is when the main
+ * reader is at applied: the first message of every transaction still open,
+ * and every paused query's own restart position.
+ */
+XLogRecPtr
+sstate_apply_restart_lsn(XLogRecPtr applied)
+{
+	StreamStateQuery *qs = sstate_db_queries(apply_db);
+	XLogRecPtr	result = oldest_open_lsn(&main_applier, applied);
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status == SSQ_PAUSED_MEMORY && qs[i].paused_restart < result)
+			result = qs[i].paused_restart;
+	return result;
 }
 
 /* Number of transactions with buffered messages. */

@@ -27,6 +27,8 @@ extern XLogReaderState *sstate_wal_reader_create(ReadLocalXLogPageNoWaitPrivate 
 extern void sstate_apply_init(StreamStateDb *db, dshash_table *table);
 extern StreamStateApplyResult sstate_apply_record(XLogReaderState *record);
 extern long sstate_apply_open_xacts(void);
+extern void sstate_apply_skip_below(XLogRecPtr lsn);
+extern XLogRecPtr sstate_apply_restart_lsn(XLogRecPtr applied);
 extern int	sstate_apply_catch_up(XLogRecPtr upto);
 extern bool sstate_apply_any_paused(void);
 

@@ -47,11 +47,13 @@
 #include "utils/memutils.h"
 #include "utils/wait_event.h"
 
+#include "checkpoint.h"
 #include "store.h"
 #include "wal_reader.h"
 
 #define WORKER_BATCH		10000	/* records between progress reports */
 #define RESTART_DELAY_MS	1000
+#define CKPT_WRITE_BUDGET	(8 * 1024 * 1024)	/* bytes between WAL batches */
 
 typedef struct LauncherEntry
 {
@@ -61,12 +63,15 @@ typedef struct LauncherEntry
 } LauncherEntry;
 
 static StreamStateDb *worker_db = NULL;
+static StreamStateCkptWriter *worker_ckpt = NULL;
 
 static void launcher_exit(int code, Datum arg);
 static void worker_exit(int code, Datum arg);
 static void launcher_start_worker(LauncherEntry *entry);
 static void worker_release_database(bool drop_slot);
 static void publish_applied(XLogRecPtr lsn);
+static void checkpoint_answer(uint32 request, int64 id, const char *error);
+static void slot_advance(XLogRecPtr target);
 
 void
 sstate_slot_name(Oid dboid, char *buf)
@@ -277,9 +282,17 @@ worker_exit(int code, Datum arg)
 {
 	StreamStateDb *db = worker_db;
 
+	if (worker_ckpt != NULL)
+	{
+		sstate_ckpt_abandon(worker_ckpt);
+		worker_ckpt = NULL;
+	}
 	if (db == NULL)
 		return;
 	LWLockReleaseAll();
+	SpinLockAcquire(&db->mutex);
+	db->ckpt_running = false;
+	SpinLockRelease(&db->mutex);
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	if (db->worker_pid == MyProcPid)
 	{
@@ -311,6 +324,13 @@ worker_release_database(bool drop_slot)
 {
 	StreamStateDb *db = worker_db;
 
+	if (worker_ckpt != NULL)
+	{
+		sstate_ckpt_abandon(worker_ckpt);
+		worker_ckpt = NULL;
+	}
+	sstate_ckpt_remove_all(db->dboid);
+
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	if (DsaPointerIsValid(db->table))
 	{
@@ -324,6 +344,8 @@ worker_release_database(bool drop_slot)
 	db->worker_pid = 0;
 	db->worker_latch = NULL;
 	db->worker_state = SSW_NONE;
+	db->state_lost = false;
+	db->ckpt_restored_id = 0;
 	db->dboid = InvalidOid;
 	LWLockRelease(&db->lock);
 	ConditionVariableBroadcast(&db->applied_cv);
@@ -337,6 +359,45 @@ worker_release_database(bool drop_slot)
 		ReplicationSlotRelease();
 		ReplicationSlotDrop(name, true);
 	}
+}
+
+/* Tell the backend that asked for checkpoint number request how it went. */
+static void
+checkpoint_answer(uint32 request, int64 id, const char *error)
+{
+	StreamStateDb *db = worker_db;
+
+	SpinLockAcquire(&db->mutex);
+	db->ckpt_running = false;
+	if (request != 0)
+	{
+		db->ckpt_answered = request;
+		db->ckpt_result_id = id;
+		strlcpy(db->ckpt_result_error, error ? error : "", sizeof(db->ckpt_result_error));
+	}
+	SpinLockRelease(&db->mutex);
+	ConditionVariableBroadcast(&db->applied_cv);
+}
+
+/*
+ * Move the slot's restart position forward to target (never back) and make
+ * that durable, so the WAL before it can be removed.
+ */
+static void
+slot_advance(XLogRecPtr target)
+{
+	XLogRecPtr	current;
+
+	SpinLockAcquire(&MyReplicationSlot->mutex);
+	current = MyReplicationSlot->data.restart_lsn;
+	if (target > current)
+		MyReplicationSlot->data.restart_lsn = target;
+	SpinLockRelease(&MyReplicationSlot->mutex);
+	if (target <= current)
+		return;
+	ReplicationSlotMarkDirty();
+	ReplicationSlotSave();
+	ReplicationSlotsComputeRequiredLSN();
 }
 
 void
@@ -355,6 +416,11 @@ stream_state_worker_main(Datum arg)
 	bool		dropped_extension = false;
 	TimestampTz last_catch_up = 0;
 	bool		reported_paused = false;
+	StreamStateCkptRestored restored;
+	TimestampTz last_ckpt;
+	XLogRecPtr	last_ckpt_applied;
+	uint32		ckpt_request = 0;
+	XLogRecPtr	ckpt_restart = InvalidXLogRecPtr;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -386,7 +452,7 @@ stream_state_worker_main(Datum arg)
 				 errdetail("Its WAL was removed; the state of database %u cannot be rebuilt from WAL.", dboid),
 				 errhint("Drop the slot and create the queries again.")));
 
-	/* a fresh table: everything is rebuilt from the kept WAL */
+	/* a fresh table, filled from the newest usable checkpoint */
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	if (DsaPointerIsValid(db->table))
 		sstate_store_destroy(sstate_store_attach(sstate_area(), db->table));
@@ -397,20 +463,52 @@ stream_state_worker_main(Datum arg)
 	db->worker_pid = MyProcPid;
 	db->worker_latch = MyLatch;
 	db->worker_state = SSW_RESTORING;
+	db->state_lost = false;
+	db->ckpt_restored_id = 0;
 	pg_atomic_write_u64(&db->applied_lsn, 0);
 	LWLockRelease(&db->lock);
+	SpinLockAcquire(&db->mutex);
+	db->ckpt_running = false;
+	SpinLockRelease(&db->mutex);
 
 	sstate_apply_init(db, table);
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "stream_state worker loop",
 									ALLOCSET_DEFAULT_SIZES);
 
 	reader = sstate_wal_reader_create(&priv);
-
 	restore_target = GetFlushRecPtr(NULL);
+
+	pgstat_report_activity(STATE_RUNNING, "restoring state from a checkpoint");
+	sstate_ckpt_worker_init(dboid);
+	sstate_ckpt_restore(db, table, start, &restored);
+	if (restored.id > 0)
+	{
+		start = restored.restart;
+		sstate_apply_skip_below(restored.applied);
+		dropped_extension = (restored.flags & SSC_FLAG_EXTENSION_DROPPED) != 0;
+		db->ckpt_restored_id = restored.id;
+		ereport(LOG,
+				(errmsg("stream_state: restored checkpoint %lld of database %u at %X/%X; re-reading WAL from %X/%X up to %X/%X",
+						(long long) restored.id, dboid, LSN_FORMAT_ARGS(restored.applied),
+						LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target))));
+	}
+	else if (restored.wal_lost)
+	{
+		db->state_lost = true;
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stream_state: no usable checkpoint of database %u, and its WAL before %X/%X is gone",
+						dboid, LSN_FORMAT_ARGS(start)),
+				 errdetail("Continuous queries created before that position have lost their state."),
+				 errhint("Run SELECT stream_state.rebuild(name) for each query that stream_state.queries shows as \"needs rebuild\".")));
+	}
+	else
+		ereport(LOG,
+				(errmsg("stream_state: rebuilding state of database %u from WAL at %X/%X up to %X/%X",
+						dboid, LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target))));
 	pgstat_report_activity(STATE_RUNNING, "restoring state from WAL");
-	ereport(LOG,
-			(errmsg("stream_state: rebuilding state of database %u from WAL at %X/%X up to %X/%X",
-					dboid, LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target))));
+	last_ckpt = GetCurrentTimestamp();
+	last_ckpt_applied = restored.id > 0 ? restored.applied : InvalidXLogRecPtr;
 
 	while (!ShutdownRequestPending)
 	{
@@ -517,6 +615,69 @@ stream_state_worker_main(Datum arg)
 		}
 
 		/*
+		 * Checkpoints: asked for, or due.  The state is copied at a record
+		 * boundary (next), then written a few megabytes per round.
+		 */
+		if (worker_ckpt == NULL && db->worker_state == SSW_RUNNING &&
+			!XLogRecPtrIsInvalid(next))
+		{
+			uint32		requested;
+			bool		asked;
+			bool		due;
+
+			SpinLockAcquire(&db->mutex);
+			requested = db->ckpt_requested;
+			asked = (requested != db->ckpt_answered);
+			SpinLockRelease(&db->mutex);
+			due = sstate_checkpoint_interval_s > 0 && next > last_ckpt_applied &&
+				TimestampDifferenceExceeds(last_ckpt, GetCurrentTimestamp(),
+										   sstate_checkpoint_interval_s * 1000);
+			if (asked || due)
+			{
+				ckpt_request = asked ? requested : 0;
+				ckpt_restart = sstate_apply_restart_lsn(next);
+				SpinLockAcquire(&db->mutex);
+				db->ckpt_running = true;
+				SpinLockRelease(&db->mutex);
+				pgstat_report_activity(STATE_RUNNING, "writing a checkpoint");
+				worker_ckpt = sstate_ckpt_begin(db, table, next, ckpt_restart,
+												dropped_extension ? SSC_FLAG_EXTENSION_DROPPED : 0);
+				last_ckpt_applied = next;
+			}
+		}
+		if (worker_ckpt != NULL)
+		{
+			int64		id;
+			char	   *error;
+
+			if (sstate_ckpt_continue(worker_ckpt, CKPT_WRITE_BUDGET, &id, &error))
+			{
+				worker_ckpt = NULL;
+				last_ckpt = GetCurrentTimestamp();
+				if (id > 0)
+				{
+					XLogRecPtr	target = sstate_ckpt_slot_target(ckpt_restart);
+
+					slot_advance(target);
+					sstate_ckpt_retain(target);
+					ereport(DEBUG1,
+							(errmsg("stream_state: checkpoint %lld of database %u written; WAL is kept from %X/%X",
+									(long long) id, dboid, LSN_FORMAT_ARGS(target))));
+				}
+				else
+				{
+					ereport(LOG,
+							(errmsg("stream_state: could not write a checkpoint of database %u: %s",
+									dboid, error)));
+					last_ckpt_applied = InvalidXLogRecPtr;	/* try again when due */
+				}
+				checkpoint_answer(ckpt_request, id, error);
+				pgstat_report_activity(STATE_RUNNING, NULL);
+				reported_paused = false;
+			}
+		}
+
+		/*
 		 * The extension was dropped and nothing was created since: once the
 		 * WAL is read to its end, with no transaction of ours open and no
 		 * create_query since (in this server's lifetime), drop the slot and
@@ -549,10 +710,17 @@ stream_state_worker_main(Datum arg)
 									   paused ? "a query is paused: memory full" : NULL);
 				reported_paused = paused;
 			}
-			(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
-							 paused ? Min(sstate_worker_naptime_ms, 1000) : sstate_worker_naptime_ms,
-							 PG_WAIT_EXTENSION);
-			ResetLatch(MyLatch);
+			if (worker_ckpt == NULL)
+			{
+				long		nap = paused ? Min(sstate_worker_naptime_ms, 1000) :
+					sstate_worker_naptime_ms;
+
+				if (sstate_checkpoint_interval_s > 0)
+					nap = Min(nap, sstate_checkpoint_interval_s * 1000L);
+				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
+								 nap, PG_WAIT_EXTENSION);
+				ResetLatch(MyLatch);
+			}
 		}
 		/* absorbs ProcSignalBarriers too, which DROP DATABASE waits for */
 		CHECK_FOR_INTERRUPTS();

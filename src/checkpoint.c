@@ -1,0 +1,1283 @@
+/*-------------------------------------------------------------------------
+ *
+ * checkpoint.c
+ *	  Checkpoints: the whole state of a database's queries at one applied
+ *	  WAL position, written to a file, validated and loaded again.
+ *
+ * A checkpoint holds the state at applied position L (every commit whose
+ * record starts before L is in it, none after) and the restart position R
+ * (the smallest first-message LSN among transactions still open at L, and
+ * of paused queries' own restart positions; L when there are none).  To
+ * restore, the worker loads it, reads WAL from R and applies only commits
+ * at or after L.
+ *
+ * File format, version 1 (native byte order; the prefix records it):
+ *
+ *	prefix	"SSCKPT\r\n", uint32 version, uint32 PostgreSQL major version,
+ *			uint32 byte-order mark 0x01020304, uint32 sizeof(CkptQuery)
+ *	blocks	uint32 type, uint32 length, uint32 CRC-32C (of type, length and
+ *			payload), payload
+ *		HEADER	  system identifier, database, flags, id, L, R, created_at,
+ *				  number of queries
+ *		QUERIES	  one CkptQuery per query: definition, status, watermark,
+ *				  counters
+ *		ENTRIES	  (any number, about 1 MB each) per key: varint query id,
+ *				  varint key length, key image, varint number of panes, then
+ *				  per pane the pane (zigzag varint, later ones as a varint
+ *				  delta from the previous) and its count (zigzag varint)
+ *		END		  number of keys, of (key, pane) entries and of blocks
+ *
+ * A file that ends early, has a block whose CRC does not match, a wrong
+ * version, another database or server, or anything after END is damaged:
+ * the worker logs why and falls back to the previous checkpoint.
+ *
+ * Files go to a temporary name, are fsynced, and renamed into place with
+ * durable_rename.  Copying the state (the only time the worker stops
+ * applying) is separated from writing it: the worker writes a few
+ * megabytes between batches of WAL, so a large checkpoint delays applying
+ * by no more than its copy.  The copy lives in the worker's local memory,
+ * not in stream_state.memory_limit.
+ *
+ * History.  stream_state/<database oid>/history under the data directory
+ * lists every checkpoint (id, location, L, R, sizes, status), newest last,
+ * and the highest position the worker ever moved the slot to.  It is a
+ * small text file replaced atomically; only the worker writes it.
+ *
+ * The slot.  After a checkpoint is durable the worker moves the slot's
+ * restart position forward to the R of the previous valid checkpoint (of
+ * the new one when stream_state.checkpoint_retain is 1), so that a damaged
+ * newest checkpoint can always fall back to the one before it and still
+ * find all the WAL it needs.  WAL kept for stream_state is therefore
+ * bounded by about two checkpoint intervals.
+ *
+ * IDENTIFICATION
+ *	  src/checkpoint.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "access/xlog.h"
+#include "common/file_perm.h"
+#include "lib/stringinfo.h"
+#include "miscadmin.h"
+#include "port/pg_crc32c.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+#include "utils/timestamp.h"
+
+#include "checkpoint.h"
+#include "store.h"
+
+#define CKPT_MAGIC			"SSCKPT\r\n"
+#define CKPT_BOM			0x01020304
+#define CKPT_BLOCK_TARGET	(1024 * 1024)
+#define CKPT_BLOCK_MAX		(256 * 1024 * 1024)
+#define HISTORY_MAX_DELETED 100
+
+enum
+{
+	CKB_HEADER = 1,
+	CKB_QUERIES = 2,
+	CKB_ENTRIES = 3,
+	CKB_END = 4
+};
+
+typedef struct CkptPrefix
+{
+	char		magic[8];
+	uint32		version;
+	uint32		pg_major;
+	uint32		bom;
+	uint32		query_size;
+} CkptPrefix;
+
+typedef struct CkptBlockHead
+{
+	uint32		type;
+	uint32		len;
+	pg_crc32c	crc;
+} CkptBlockHead;
+
+typedef struct CkptHeader
+{
+	uint64		sysid;
+	uint32		dboid;
+	uint32		flags;
+	int64		id;
+	uint64		applied;
+	uint64		restart;
+	int64		created_at;
+	uint32		nqueries;
+	uint32		reserved;
+} CkptHeader;
+
+typedef struct CkptQuery
+{
+	int32		id;
+	int32		status;
+	int32		processing_time;
+	int32		reserved;
+	int64		pane_us;
+	int64		window_us;
+	int64		slide_us;
+	int64		lateness_us;
+	char		name[NAMEDATALEN];
+	uint64		paused_lsn;
+	uint64		paused_restart;
+	int64		max_event_us;
+	int64		dead_below;
+	uint64		events_applied;
+	uint64		late_events;
+	uint64		skipped;
+} CkptQuery;
+
+typedef struct CkptEnd
+{
+	uint64		nkeys;
+	uint64		nentries;
+	uint32		nblocks;
+	uint32		reserved;
+} CkptEnd;
+
+/* A block in memory, CRC computed when written */
+typedef struct CkptBlock
+{
+	CkptBlockHead head;
+	char		data[FLEXIBLE_ARRAY_MEMBER];
+} CkptBlock;
+
+struct StreamStateCkptWriter
+{
+	MemoryContext cxt;
+	Oid			dboid;
+	int64		id;
+	char		path[MAXPGPATH];
+	char		tmppath[MAXPGPATH];
+	List	   *blocks;
+	int			next_block;
+	int			fd;
+	XLogRecPtr	applied;
+	XLogRecPtr	restart;
+	TimestampTz started;
+	int32		nqueries;
+	int64		nkeys;
+	int64		nentries;
+	int64		bytes;
+	StringInfoData cur;			/* ENTRIES payload being filled */
+};
+
+typedef struct History
+{
+	XLogRecPtr	slot_advanced;	/* highest restart position set, 0: never */
+	List	   *entries;		/* StreamStateCkptInfo *, oldest first */
+} History;
+
+static Oid	worker_dboid = InvalidOid;
+static int64 next_id = 1;
+static History worker_history;
+
+static void history_path(Oid dboid, char *buf);
+static History history_read(Oid dboid);
+static void history_write(Oid dboid, History *h);
+
+/* ---------------------------------------------------------------------
+ * Places
+ * ---------------------------------------------------------------------
+ */
+
+/* Where this database's checkpoint files go now. */
+void
+sstate_ckpt_dir(Oid dboid, char *buf)
+{
+	if (sstate_checkpoint_directory != NULL && sstate_checkpoint_directory[0] != '\0')
+		snprintf(buf, MAXPGPATH, "%s/%u", sstate_checkpoint_directory, dboid);
+	else
+		snprintf(buf, MAXPGPATH, "stream_state/%u", dboid);
+}
+
+static void
+history_path(Oid dboid, char *buf)
+{
+	snprintf(buf, MAXPGPATH, "stream_state/%u/history", dboid);
+}
+
+static bool
+make_dir(const char *path, char **error)
+{
+	char	   *copy = pstrdup(path);
+
+	if (pg_mkdir_p(copy, pg_dir_create_mode) != 0 && errno != EEXIST)
+	{
+		*error = psprintf("could not create directory \"%s\": %m", path);
+		return false;
+	}
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * History
+ * ---------------------------------------------------------------------
+ */
+
+static History
+history_read(Oid dboid)
+{
+	History		h = {InvalidXLogRecPtr, NIL};
+	char		path[MAXPGPATH];
+	FILE	   *f;
+	char		line[MAXPGPATH + 512];
+
+	history_path(dboid, path);
+	f = AllocateFile(path, "r");
+	if (f == NULL)
+		return h;
+	while (fgets(line, sizeof(line), f) != NULL)
+	{
+		StreamStateCkptInfo *ci = palloc0(sizeof(StreamStateCkptInfo));
+		uint32		ah,
+					al,
+					rh,
+					rl;
+		long long	id,
+					created,
+					entries,
+					bytes,
+					duration;
+		int			queries;
+		char		target[8],
+					status[12];
+
+		if (sscanf(line, "slot_advanced %X/%X", &ah, &al) == 2)
+		{
+			h.slot_advanced = ((uint64) ah << 32) | al;
+			continue;
+		}
+		/* id target created applied restart queries entries bytes ms status location */
+		if (sscanf(line, "%lld %7s %lld %X/%X %X/%X %d %lld %lld %lld %11s ",
+				   &id, target, &created, &ah, &al, &rh, &rl, &queries,
+				   &entries, &bytes, &duration, status) != 12)
+			continue;			/* a damaged line: the files still speak */
+		{
+			char	   *loc = line;
+			int			fields = 0;
+
+			/* the location is everything after the 10th separator */
+			while (*loc && fields < 10)
+			{
+				if (*loc == ' ')
+					fields++;
+				loc++;
+			}
+			loc[strcspn(loc, "\n")] = '\0';
+			strlcpy(ci->location, loc, MAXPGPATH);
+		}
+		ci->id = id;
+		strlcpy(ci->target, target, sizeof(ci->target));
+		ci->created_at = created;
+		ci->applied = ((uint64) ah << 32) | al;
+		ci->restart = ((uint64) rh << 32) | rl;
+		ci->queries = queries;
+		ci->entries = entries;
+		ci->bytes = bytes;
+		ci->duration_ms = duration;
+		strlcpy(ci->status, status, sizeof(ci->status));
+		h.entries = lappend(h.entries, ci);
+	}
+	FreeFile(f);
+	return h;
+}
+
+/*
+ * Replace the history file.  Failing to write it is logged, not raised:
+ * the checkpoint files are what restore relies on.
+ */
+static void
+history_write(Oid dboid, History *h)
+{
+	char		path[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	char		dir[MAXPGPATH];
+	char	   *error;
+	FILE	   *f;
+	ListCell   *lc;
+	int			ndeleted = 0;
+
+	snprintf(dir, MAXPGPATH, "stream_state/%u", dboid);
+	if (!make_dir(dir, &error))
+	{
+		ereport(LOG, (errmsg("stream_state: %s", error)));
+		return;
+	}
+	history_path(dboid, path);
+	snprintf(tmp, MAXPGPATH, "%s.tmp", path);
+
+	foreach(lc, h->entries)
+		if (strcmp(((StreamStateCkptInfo *) lfirst(lc))->status, "deleted") == 0)
+			ndeleted++;
+
+	f = AllocateFile(tmp, PG_BINARY_W);
+	if (f == NULL)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("stream_state: could not write checkpoint history \"%s\": %m", tmp)));
+		return;
+	}
+	if (!XLogRecPtrIsInvalid(h->slot_advanced))
+		fprintf(f, "slot_advanced %X/%X\n", LSN_FORMAT_ARGS(h->slot_advanced));
+	foreach(lc, h->entries)
+	{
+		StreamStateCkptInfo *ci = lfirst(lc);
+
+		/* the oldest deleted ones go first */
+		if (strcmp(ci->status, "deleted") == 0 && ndeleted > HISTORY_MAX_DELETED)
+		{
+			ndeleted--;
+			continue;
+		}
+		fprintf(f, "%lld %s %lld %X/%X %X/%X %d %lld %lld %lld %s %s\n",
+				(long long) ci->id, ci->target, (long long) ci->created_at,
+				LSN_FORMAT_ARGS(ci->applied), LSN_FORMAT_ARGS(ci->restart),
+				ci->queries, (long long) ci->entries, (long long) ci->bytes,
+				(long long) ci->duration_ms, ci->status, ci->location);
+	}
+	if (fflush(f) != 0 || pg_fsync(fileno(f)) != 0)
+	{
+		ereport(LOG,
+				(errcode_for_file_access(),
+				 errmsg("stream_state: could not write checkpoint history \"%s\": %m", tmp)));
+		FreeFile(f);
+		unlink(tmp);
+		return;
+	}
+	FreeFile(f);
+	(void) durable_rename(tmp, path, LOG);
+}
+
+/* The history of a database, oldest first (for the checkpoints view). */
+List *
+sstate_ckpt_history(Oid dboid)
+{
+	return history_read(dboid).entries;
+}
+
+/* ---------------------------------------------------------------------
+ * Varints
+ * ---------------------------------------------------------------------
+ */
+
+static inline void
+put_uvarint(StringInfo buf, uint64 v)
+{
+	char		tmp[10];
+	int			n = 0;
+
+	do
+	{
+		uint8		b = v & 0x7F;
+
+		v >>= 7;
+		if (v)
+			b |= 0x80;
+		tmp[n++] = (char) b;
+	} while (v);
+	appendBinaryStringInfo(buf, tmp, n);
+}
+
+static inline void
+put_svarint(StringInfo buf, int64 v)
+{
+	put_uvarint(buf, ((uint64) v << 1) ^ (uint64) (v >> 63));
+}
+
+static inline bool
+get_uvarint(const char **p, const char *end, uint64 *v)
+{
+	uint64		result = 0;
+	int			shift = 0;
+
+	while (*p < end && shift < 64)
+	{
+		uint8		b = (uint8) *(*p)++;
+
+		result |= (uint64) (b & 0x7F) << shift;
+		if ((b & 0x80) == 0)
+		{
+			*v = result;
+			return true;
+		}
+		shift += 7;
+	}
+	return false;
+}
+
+static inline bool
+get_svarint(const char **p, const char *end, int64 *v)
+{
+	uint64		u;
+
+	if (!get_uvarint(p, end, &u))
+		return false;
+	*v = (int64) (u >> 1) ^ -(int64) (u & 1);
+	return true;
+}
+
+/* ---------------------------------------------------------------------
+ * Writing
+ * ---------------------------------------------------------------------
+ */
+
+/* Called once at worker start: directories, history, the next id. */
+void
+sstate_ckpt_worker_init(Oid dboid)
+{
+	char		dir[MAXPGPATH];
+	char	   *error;
+	ListCell   *lc;
+	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+
+	worker_dboid = dboid;
+	snprintf(dir, MAXPGPATH, "stream_state/%u", dboid);
+	if (!make_dir(dir, &error))
+		ereport(LOG, (errmsg("stream_state: %s", error)));
+	worker_history = history_read(dboid);
+	next_id = 1;
+	foreach(lc, worker_history.entries)
+	{
+		StreamStateCkptInfo *ci = lfirst(lc);
+
+		if (ci->id >= next_id)
+			next_id = ci->id + 1;
+	}
+	MemoryContextSwitchTo(old);
+}
+
+static CkptBlock *
+block_make(MemoryContext cxt, uint32 type, const char *data, uint32 len)
+{
+	CkptBlock  *b = MemoryContextAlloc(cxt, offsetof(CkptBlock, data) + len);
+
+	b->head.type = type;
+	b->head.len = len;
+	if (len > 0)
+		memcpy(b->data, data, len);
+	return b;
+}
+
+static void
+writer_flush_entries(StreamStateCkptWriter *w)
+{
+	if (w->cur.len == 0)
+		return;
+	w->blocks = lappend(w->blocks,
+						block_make(w->cxt, CKB_ENTRIES, w->cur.data, w->cur.len));
+	resetStringInfo(&w->cur);
+}
+
+static void
+copy_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			const StreamStatePane *panes, int npanes)
+{
+	StreamStateCkptWriter *w = arg;
+	int			i;
+
+	put_uvarint(&w->cur, (uint64) (uint32) qid);
+	put_uvarint(&w->cur, keylen);
+	appendBinaryStringInfo(&w->cur, key, keylen);
+	put_uvarint(&w->cur, (uint64) npanes);
+	for (i = 0; i < npanes; i++)
+	{
+		if (i == 0)
+			put_svarint(&w->cur, panes[0].pane);
+		else
+			put_uvarint(&w->cur, (uint64) (panes[i].pane - panes[i - 1].pane));
+		put_svarint(&w->cur, panes[i].count);
+	}
+	w->nkeys++;
+	w->nentries += npanes;
+	if (w->cur.len >= CKPT_BLOCK_TARGET)
+	{
+		MemoryContext old = MemoryContextSwitchTo(w->cxt);
+
+		writer_flush_entries(w);
+		MemoryContextSwitchTo(old);
+	}
+}
+
+/*
+ * Copy the state of every query into a new checkpoint, at applied position
+ * applied with restart position restart.  This is the part that stops the
+ * worker; the writing is done by sstate_ckpt_continue.
+ */
+StreamStateCkptWriter *
+sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
+				  XLogRecPtr restart, uint32 flags)
+{
+	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "stream_state checkpoint",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	StreamStateCkptWriter *w = palloc0(sizeof(StreamStateCkptWriter));
+	StreamStateQuery *qs = sstate_db_queries(db);
+	StringInfoData qbuf;
+	CkptHeader	hdr;
+	CkptEnd		end;
+	char		dir[MAXPGPATH];
+	int			i;
+
+	w->cxt = cxt;
+	w->dboid = db->dboid;
+	w->id = next_id++;
+	w->fd = -1;
+	w->applied = applied;
+	w->restart = restart;
+	w->started = GetCurrentTimestamp();
+	sstate_ckpt_dir(db->dboid, dir);
+	snprintf(w->path, MAXPGPATH, "%s/%lld.ckpt", dir, (long long) w->id);
+	snprintf(w->tmppath, MAXPGPATH, "%s/%lld.ckpt.tmp", dir, (long long) w->id);
+
+	initStringInfo(&qbuf);
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		CkptQuery	cq;
+
+		if (q->status == SSQ_FREE)
+			continue;
+		memset(&cq, 0, sizeof(cq));
+		cq.id = q->def.id;
+		cq.status = (int32) q->status;
+		cq.processing_time = q->def.processing_time ? 1 : 0;
+		cq.pane_us = q->def.pane_us;
+		cq.window_us = q->def.window_us;
+		cq.slide_us = q->def.slide_us;
+		cq.lateness_us = q->def.lateness_us;
+		strlcpy(cq.name, q->def.name, NAMEDATALEN);
+		cq.paused_lsn = q->paused_lsn;
+		cq.paused_restart = q->paused_restart;
+		cq.max_event_us = q->max_event_us;
+		cq.dead_below = q->dead_below;
+		cq.events_applied = q->events_applied;
+		cq.late_events = q->late_events;
+		cq.skipped = q->skipped;
+		appendBinaryStringInfo(&qbuf, (char *) &cq, sizeof(cq));
+		w->nqueries++;
+	}
+
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.sysid = GetSystemIdentifier();
+	hdr.dboid = db->dboid;
+	hdr.flags = flags;
+	hdr.id = w->id;
+	hdr.applied = applied;
+	hdr.restart = restart;
+	hdr.created_at = w->started;
+	hdr.nqueries = w->nqueries;
+	w->blocks = list_make1(block_make(cxt, CKB_HEADER, (char *) &hdr, sizeof(hdr)));
+	w->blocks = lappend(w->blocks, block_make(cxt, CKB_QUERIES, qbuf.data, qbuf.len));
+
+	initStringInfo(&w->cur);
+	enlargeStringInfo(&w->cur, CKPT_BLOCK_TARGET + 1024);
+	MemoryContextSwitchTo(old);
+	sstate_store_scan(table, 0, copy_key_cb, w);
+	MemoryContextSwitchTo(cxt);
+	writer_flush_entries(w);
+
+	memset(&end, 0, sizeof(end));
+	end.nkeys = w->nkeys;
+	end.nentries = w->nentries;
+	end.nblocks = list_length(w->blocks) + 1;
+	w->blocks = lappend(w->blocks, block_make(cxt, CKB_END, (char *) &end, sizeof(end)));
+	MemoryContextSwitchTo(old);
+	return w;
+}
+
+static bool
+write_all(int fd, const void *data, Size len)
+{
+	const char *p = data;
+
+	while (len > 0)
+	{
+		ssize_t		n = write(fd, p, len);
+
+		if (n <= 0)
+		{
+			if (n == 0)
+				errno = ENOSPC;
+			return false;
+		}
+		p += n;
+		len -= n;
+	}
+	return true;
+}
+
+static void
+writer_fail(StreamStateCkptWriter *w, char **error, const char *msg)
+{
+	*error = MemoryContextStrdup(TopMemoryContext, msg);
+	if (w->fd >= 0)
+		CloseTransientFile(w->fd);
+	w->fd = -1;
+	unlink(w->tmppath);
+}
+
+/*
+ * Write up to budget bytes of checkpoint w.  Returns true when done: *id is
+ * the new checkpoint's id, or 0 with *error set (a palloc'd message in
+ * TopMemoryContext).  Frees w when done.
+ */
+bool
+sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget, int64 *id, char **error)
+{
+	Size		written = 0;
+	StreamStateCkptInfo *ci;
+	MemoryContext old;
+
+	*id = 0;
+	*error = NULL;
+
+	if (w->fd < 0)
+	{
+		char		dir[MAXPGPATH];
+		CkptPrefix	prefix;
+		char	   *err;
+
+		sstate_ckpt_dir(w->dboid, dir);
+		if (!make_dir(dir, &err))
+		{
+			writer_fail(w, error, err);
+			goto done;
+		}
+		w->fd = OpenTransientFile(w->tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
+		if (w->fd < 0)
+		{
+			writer_fail(w, error, psprintf("could not create file \"%s\": %m", w->tmppath));
+			goto done;
+		}
+		memset(&prefix, 0, sizeof(prefix));
+		memcpy(prefix.magic, CKPT_MAGIC, 8);
+		prefix.version = STREAM_STATE_CKPT_VERSION;
+		prefix.pg_major = PG_VERSION_NUM / 100;
+		prefix.bom = CKPT_BOM;
+		prefix.query_size = sizeof(CkptQuery);
+		if (!write_all(w->fd, &prefix, sizeof(prefix)))
+		{
+			writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
+			goto done;
+		}
+		w->bytes = sizeof(prefix);
+	}
+
+	while (w->next_block < list_length(w->blocks) && written < budget)
+	{
+		CkptBlock  *b = list_nth(w->blocks, w->next_block);
+		pg_crc32c	crc;
+
+		INIT_CRC32C(crc);
+		COMP_CRC32C(crc, &b->head.type, sizeof(uint32) * 2);
+		COMP_CRC32C(crc, b->data, b->head.len);
+		FIN_CRC32C(crc);
+		b->head.crc = crc;
+		if (!write_all(w->fd, &b->head, sizeof(CkptBlockHead)) ||
+			!write_all(w->fd, b->data, b->head.len))
+		{
+			writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
+			goto done;
+		}
+		written += sizeof(CkptBlockHead) + b->head.len;
+		w->bytes += sizeof(CkptBlockHead) + b->head.len;
+		w->next_block++;
+		pfree(b);
+		list_nth_cell(w->blocks, w->next_block - 1)->ptr_value = NULL;
+	}
+	if (w->next_block < list_length(w->blocks))
+		return false;
+
+	if (pg_fsync(w->fd) != 0)
+	{
+		writer_fail(w, error, psprintf("could not fsync file \"%s\": %m", w->tmppath));
+		goto done;
+	}
+	if (CloseTransientFile(w->fd) != 0)
+	{
+		w->fd = -1;
+		writer_fail(w, error, psprintf("could not close file \"%s\": %m", w->tmppath));
+		goto done;
+	}
+	w->fd = -1;
+	if (durable_rename(w->tmppath, w->path, LOG) != 0)
+	{
+		writer_fail(w, error, psprintf("could not rename \"%s\" to \"%s\"", w->tmppath, w->path));
+		goto done;
+	}
+
+	old = MemoryContextSwitchTo(TopMemoryContext);
+	ci = palloc0(sizeof(StreamStateCkptInfo));
+	ci->id = w->id;
+	strlcpy(ci->target, "file", sizeof(ci->target));
+	if (is_absolute_path(w->path))
+		strlcpy(ci->location, w->path, MAXPGPATH);
+	else
+		snprintf(ci->location, MAXPGPATH, "%s/%s", DataDir, w->path);
+	ci->created_at = w->started;
+	ci->applied = w->applied;
+	ci->restart = w->restart;
+	ci->queries = w->nqueries;
+	ci->entries = w->nentries;
+	ci->bytes = w->bytes;
+	ci->duration_ms = TimestampDifferenceMilliseconds(w->started, GetCurrentTimestamp());
+	strlcpy(ci->status, "valid", sizeof(ci->status));
+	worker_history.entries = lappend(worker_history.entries, ci);
+	MemoryContextSwitchTo(old);
+	history_write(w->dboid, &worker_history);
+	*id = w->id;
+
+done:
+	MemoryContextDelete(w->cxt);
+	return true;
+}
+
+/* Give up a checkpoint being written (the worker is exiting). */
+void
+sstate_ckpt_abandon(StreamStateCkptWriter *w)
+{
+	if (w->fd >= 0)
+		CloseTransientFile(w->fd);
+	unlink(w->tmppath);
+	MemoryContextDelete(w->cxt);
+}
+
+/*
+ * Where the slot may move once the checkpoint with restart position
+ * newest_restart is durable: the restart position of the previous valid
+ * checkpoint, so one damaged checkpoint can always fall back to the one
+ * before it (the new one's own when only one is retained).
+ */
+XLogRecPtr
+sstate_ckpt_slot_target(XLogRecPtr newest_restart)
+{
+	ListCell   *lc;
+	int			seen = 0;
+	XLogRecPtr	result = newest_restart;
+
+	if (sstate_checkpoint_retain < 2)
+		return newest_restart;
+	/* newest last: walk backwards to the second newest valid one */
+	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
+	{
+		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
+
+		if (strcmp(ci->status, "valid") != 0)
+			continue;
+		if (++seen == 2)
+		{
+			result = Min(ci->restart, newest_restart);
+			break;
+		}
+	}
+	(void) lc;
+	return result;
+}
+
+/*
+ * Record that the slot moved to slot_restart, and delete checkpoints
+ * beyond the newest stream_state.checkpoint_retain valid ones, but never
+ * one whose WAL the slot still keeps for a fallback.
+ */
+void
+sstate_ckpt_retain(XLogRecPtr slot_restart)
+{
+	int			kept = 0;
+	bool		changed = false;
+
+	if (slot_restart > worker_history.slot_advanced)
+	{
+		worker_history.slot_advanced = slot_restart;
+		changed = true;
+	}
+	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
+	{
+		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
+		bool		valid = (strcmp(ci->status, "valid") == 0);
+
+		if (strcmp(ci->status, "deleted") == 0)
+			continue;
+		if (valid && (kept < sstate_checkpoint_retain || ci->restart == slot_restart))
+		{
+			kept++;
+			continue;
+		}
+		if (unlink(ci->location) != 0 && errno != ENOENT)
+		{
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("stream_state: could not remove checkpoint file \"%s\": %m",
+							ci->location)));
+			continue;
+		}
+		strlcpy(ci->status, "deleted", sizeof(ci->status));
+		changed = true;
+	}
+	if (changed)
+		history_write(worker_dboid, &worker_history);
+}
+
+/* The extension or the database is gone: remove every checkpoint. */
+void
+sstate_ckpt_remove_all(Oid dboid)
+{
+	char		dir[MAXPGPATH];
+	History		h = history_read(dboid);
+	ListCell   *lc;
+	struct stat st;
+
+	foreach(lc, h.entries)
+	{
+		StreamStateCkptInfo *ci = lfirst(lc);
+
+		if (strcmp(ci->status, "deleted") != 0)
+			(void) unlink(ci->location);
+	}
+	sstate_ckpt_dir(dboid, dir);
+	if (stat(dir, &st) == 0 && !rmtree(dir, true))
+		ereport(LOG,
+				(errmsg("stream_state: could not remove directory \"%s\"", dir)));
+	snprintf(dir, MAXPGPATH, "stream_state/%u", dboid);
+	if (stat(dir, &st) == 0 && !rmtree(dir, true))
+		ereport(LOG,
+				(errmsg("stream_state: could not remove directory \"%s\"", dir)));
+	list_free_deep(worker_history.entries);
+	worker_history.entries = NIL;
+	worker_history.slot_advanced = InvalidXLogRecPtr;
+}
+
+/* ---------------------------------------------------------------------
+ * Reading
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct CkptReader
+{
+	int			fd;
+	const char *path;
+	off_t		offset;
+	char	   *why;			/* why it is damaged */
+	int			nblocks;
+} CkptReader;
+
+static bool
+read_exact(CkptReader *r, void *buf, Size len, const char *what)
+{
+	char	   *p = buf;
+	Size		left = len;
+
+	while (left > 0)
+	{
+		ssize_t		n = read(r->fd, p, left);
+
+		if (n < 0)
+		{
+			r->why = psprintf("could not read %s at byte %lld: %m", what, (long long) r->offset);
+			return false;
+		}
+		if (n == 0)
+		{
+			r->why = psprintf("the file ends at byte %lld, inside %s",
+							  (long long) r->offset, what);
+			return false;
+		}
+		p += n;
+		left -= n;
+		r->offset += n;
+	}
+	return true;
+}
+
+/* Read the next block; its payload is palloc'd. */
+static bool
+read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
+{
+	pg_crc32c	crc;
+	off_t		at = r->offset;
+
+	if (!read_exact(r, head, sizeof(CkptBlockHead), "a block header"))
+		return false;
+	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_END)
+	{
+		r->why = psprintf("block %d at byte %lld has a bad header (type %u, length %u)",
+						  r->nblocks + 1, (long long) at, head->type, head->len);
+		return false;
+	}
+	*data = palloc(Max(head->len, 1));
+	if (!read_exact(r, *data, head->len, "a block"))
+		return false;
+	INIT_CRC32C(crc);
+	COMP_CRC32C(crc, &head->type, sizeof(uint32) * 2);
+	COMP_CRC32C(crc, *data, head->len);
+	FIN_CRC32C(crc);
+	if (!EQ_CRC32C(crc, head->crc))
+	{
+		r->why = psprintf("block %d at byte %lld fails its CRC-32C check",
+						  r->nblocks + 1, (long long) at);
+		return false;
+	}
+	r->nblocks++;
+	if (expect != 0 && head->type != expect &&
+		!(expect == CKB_ENTRIES && head->type == CKB_END))
+	{
+		r->why = psprintf("block %d at byte %lld has type %u where %u was expected",
+						  r->nblocks, (long long) at, head->type, expect);
+		return false;
+	}
+	return true;
+}
+
+static void
+clear_state(StreamStateDb *db, dshash_table *table)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		if (qs[i].status != SSQ_FREE)
+			sstate_store_drop_query(table, &qs[i]);
+	}
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	memset(qs, 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
+	LWLockRelease(&db->lock);
+}
+
+static StreamStateQuery *
+slot_of(StreamStateDb *db, int32 qid)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
+			return &qs[i];
+	return NULL;
+}
+
+/* Parse one ENTRIES block into the table. */
+static bool
+load_entries(CkptReader *r, StreamStateDb *db, dshash_table *table,
+			 const char *data, uint32 len, uint64 *nkeys, uint64 *nentries)
+{
+	const char *p = data;
+	const char *end = data + len;
+	StreamStatePane *panes = NULL;
+	int			cap = 0;
+
+	while (p < end)
+	{
+		uint64		qid,
+					keylen,
+					npanes;
+		const char *key;
+		StreamStateQuery *q;
+		StreamStateLoadResult res;
+
+		if (!get_uvarint(&p, end, &qid) || !get_uvarint(&p, end, &keylen) ||
+			keylen > (uint64) (end - p))
+			goto malformed;
+		key = p;
+		p += keylen;
+		if (!get_uvarint(&p, end, &npanes) || npanes == 0 || npanes > (uint64) (end - p))
+			goto malformed;
+		if ((int) npanes > cap)
+		{
+			cap = Max((int) npanes, 64);
+			panes = panes ? repalloc(panes, sizeof(StreamStatePane) * cap) :
+				palloc(sizeof(StreamStatePane) * cap);
+		}
+		for (uint64 i = 0; i < npanes; i++)
+		{
+			if (i == 0)
+			{
+				if (!get_svarint(&p, end, &panes[0].pane))
+					goto malformed;
+			}
+			else
+			{
+				uint64		d;
+
+				if (!get_uvarint(&p, end, &d) || d == 0)
+					goto malformed;
+				panes[i].pane = panes[i - 1].pane + (int64) d;
+			}
+			if (!get_svarint(&p, end, &panes[i].count) || panes[i].count == 0)
+				goto malformed;
+		}
+		(*nkeys)++;
+		(*nentries) += npanes;
+		q = slot_of(db, (int32) qid);
+		if (q == NULL)
+		{
+			r->why = psprintf("block %d names query id %u, which the checkpoint does not define",
+							  r->nblocks, (uint32) qid);
+			return false;
+		}
+		if (q->status == SSQ_NEEDS_REBUILD)
+			continue;
+		res = sstate_store_load(table, q, key, (uint32) keylen, panes, (int) npanes);
+		if (res == SSL_DUPLICATE)
+		{
+			r->why = psprintf("block %d holds a key of query \"%s\" twice", r->nblocks, q->def.name);
+			return false;
+		}
+		if (res == SSL_OUT_OF_MEMORY)
+		{
+			/* the checkpoint is fine; this query does not fit any more */
+			ereport(LOG,
+					(errmsg("stream_state: memory full while restoring continuous query \"%s\"; it needs a rebuild",
+							q->def.name),
+					 errhint("Increase stream_state.memory_limit, then run SELECT stream_state.rebuild('%s').",
+							 q->def.name)));
+			sstate_store_drop_query(table, q);
+			LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+			q->status = SSQ_NEEDS_REBUILD;
+			LWLockRelease(&db->lock);
+			continue;
+		}
+	}
+	if (panes)
+		pfree(panes);
+	return true;
+
+malformed:
+	r->why = psprintf("block %d holds a malformed entry at offset %lld",
+					  r->nblocks, (long long) (p - data));
+	return false;
+}
+
+/*
+ * Load checkpoint file path into the (empty) state of db.  On failure the
+ * state is left empty and *why says what is wrong.
+ */
+static bool
+ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table, bool foreign_ok,
+		  CkptHeader *hdr_out, char **why)
+{
+	CkptReader	r;
+	CkptPrefix	prefix;
+	CkptBlockHead head;
+	CkptHeader	hdr;
+	CkptEnd		endb;
+	char	   *data;
+	uint64		nkeys = 0,
+				nentries = 0;
+	bool		ok = false;
+	char		extra;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state restore",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+
+	memset(&r, 0, sizeof(r));
+	r.path = path;
+	r.fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	if (r.fd < 0)
+	{
+		r.why = psprintf("could not open it: %m");
+		goto out;
+	}
+	if (!read_exact(&r, &prefix, sizeof(prefix), "the file prefix"))
+		goto out;
+	if (memcmp(prefix.magic, CKPT_MAGIC, 8) != 0)
+	{
+		r.why = pstrdup("it is not a stream_state checkpoint file");
+		goto out;
+	}
+	if (prefix.bom != CKPT_BOM || prefix.query_size != sizeof(CkptQuery))
+	{
+		r.why = pstrdup("it was written on a machine of another architecture");
+		goto out;
+	}
+	if (prefix.version != STREAM_STATE_CKPT_VERSION)
+	{
+		r.why = psprintf("it has format version %u; this server reads version %d",
+						 prefix.version, STREAM_STATE_CKPT_VERSION);
+		goto out;
+	}
+	if (prefix.pg_major != PG_VERSION_NUM / 100)
+	{
+		r.why = psprintf("it was written by PostgreSQL %u; this server is PostgreSQL %d",
+						 prefix.pg_major, PG_VERSION_NUM / 100);
+		goto out;
+	}
+	if (!read_block(&r, CKB_HEADER, &head, &data))
+		goto out;
+	if (head.len != sizeof(CkptHeader))
+	{
+		r.why = pstrdup("its header block has the wrong length");
+		goto out;
+	}
+	memcpy(&hdr, data, sizeof(hdr));
+	if (!foreign_ok && (hdr.sysid != GetSystemIdentifier() || hdr.dboid != db->dboid))
+	{
+		r.why = psprintf("it belongs to database %u of the server with system identifier " UINT64_FORMAT,
+						 hdr.dboid, hdr.sysid);
+		goto out;
+	}
+
+	/* queries */
+	if (!read_block(&r, CKB_QUERIES, &head, &data))
+		goto out;
+	if (head.len != hdr.nqueries * sizeof(CkptQuery) || hdr.nqueries > sstate_shared->max_queries)
+	{
+		r.why = psprintf("its query block holds %u bytes for %u queries (at most %d fit)",
+						 head.len, hdr.nqueries, sstate_shared->max_queries);
+		goto out;
+	}
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	for (uint32 i = 0; i < hdr.nqueries; i++)
+	{
+		CkptQuery	cq;
+		StreamStateQuery *q = &sstate_db_queries(db)[i];
+
+		memcpy(&cq, data + i * sizeof(CkptQuery), sizeof(cq));
+		memset(q, 0, sizeof(StreamStateQuery));
+		q->def.id = cq.id;
+		q->def.processing_time = cq.processing_time != 0;
+		q->def.pane_us = cq.pane_us;
+		q->def.window_us = cq.window_us;
+		q->def.slide_us = cq.slide_us;
+		q->def.lateness_us = cq.lateness_us;
+		strlcpy(q->def.name, cq.name, NAMEDATALEN);
+		q->status = (cq.status == SSQ_PAUSED_MEMORY || cq.status == SSQ_NEEDS_REBUILD) ?
+			(StreamStateQueryStatus) cq.status : SSQ_RUNNING;
+		q->paused_lsn = cq.paused_lsn;
+		q->paused_restart = cq.paused_restart;
+		q->max_event_us = cq.max_event_us;
+		q->dead_below = cq.dead_below;
+		q->events_applied = cq.events_applied;
+		q->late_events = cq.late_events;
+		q->skipped = cq.skipped;
+		if (q->def.pane_us <= 0 || q->def.id <= 0)
+		{
+			LWLockRelease(&db->lock);
+			r.why = psprintf("its query block defines query %d with a pane of %lld microseconds",
+							 q->def.id, (long long) q->def.pane_us);
+			goto out;
+		}
+	}
+	LWLockRelease(&db->lock);
+
+	/* entries, then the end */
+	for (;;)
+	{
+		if (!read_block(&r, CKB_ENTRIES, &head, &data))
+			goto out;
+		if (head.type == CKB_END)
+			break;
+		if (!load_entries(&r, db, table, data, head.len, &nkeys, &nentries))
+			goto out;
+		pfree(data);
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (head.len != sizeof(CkptEnd))
+	{
+		r.why = pstrdup("its end block has the wrong length");
+		goto out;
+	}
+	memcpy(&endb, data, sizeof(endb));
+	if (endb.nkeys != nkeys || endb.nentries != nentries || endb.nblocks != (uint32) r.nblocks)
+	{
+		r.why = psprintf("its end block counts %llu keys, %llu entries and %u blocks; the file has %llu, %llu and %d",
+						 (unsigned long long) endb.nkeys, (unsigned long long) endb.nentries,
+						 endb.nblocks, (unsigned long long) nkeys,
+						 (unsigned long long) nentries, r.nblocks);
+		goto out;
+	}
+	if (read(r.fd, &extra, 1) != 0)
+	{
+		r.why = psprintf("it has data after its end block, at byte %lld", (long long) r.offset);
+		goto out;
+	}
+	ok = true;
+	*hdr_out = hdr;
+
+out:
+	if (r.fd >= 0)
+		CloseTransientFile(r.fd);
+	MemoryContextSwitchTo(old);
+	if (!ok)
+	{
+		*why = MemoryContextStrdup(CurrentMemoryContext, r.why ? r.why : "unknown");
+		clear_state(db, table);
+	}
+	MemoryContextDelete(cxt);
+	return ok;
+}
+
+/*
+ * Restore the state of db from its newest usable checkpoint.  A checkpoint
+ * is usable when it loads without fault and the slot still keeps the WAL
+ * from its restart position.  Damaged ones are logged and marked so in the
+ * history.  With none usable, out->id is 0, and out->wal_lost says whether
+ * the WAL since the database's first query is incomplete (the slot was
+ * moved by an earlier checkpoint).
+ */
+void
+sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_restart,
+					StreamStateCkptRestored *out)
+{
+	bool		changed = false;
+	int			candidates = 0;
+
+	memset(out, 0, sizeof(*out));
+	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
+	{
+		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
+		CkptHeader	hdr;
+		char	   *why = NULL;
+
+		if (strcmp(ci->status, "deleted") == 0)
+			continue;
+		candidates++;
+		if (strcmp(ci->status, "valid") != 0)
+			continue;
+		if (ci->restart < slot_restart)
+		{
+			ereport(LOG,
+					(errmsg("stream_state: checkpoint %lld of database %u is not used: it needs WAL from %X/%X and the slot keeps WAL from %X/%X",
+							(long long) ci->id, db->dboid, LSN_FORMAT_ARGS(ci->restart),
+							LSN_FORMAT_ARGS(slot_restart))));
+			continue;
+		}
+		if (ckpt_load_file(ci->location, db, table, false, &hdr, &why))
+		{
+			if (hdr.id != ci->id || hdr.applied != ci->applied || hdr.restart != ci->restart)
+			{
+				clear_state(db, table);
+				why = psprintf("its header says checkpoint %lld at %X/%X, the history says checkpoint %lld at %X/%X",
+							   (long long) hdr.id, LSN_FORMAT_ARGS(hdr.applied),
+							   (long long) ci->id, LSN_FORMAT_ARGS(ci->applied));
+			}
+			else
+			{
+				out->id = hdr.id;
+				out->applied = hdr.applied;
+				out->restart = hdr.restart;
+				out->flags = hdr.flags;
+				break;
+			}
+		}
+		ereport(LOG,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stream_state: checkpoint %lld of database %u is damaged: %s",
+						(long long) ci->id, db->dboid, why),
+				 errdetail("File \"%s\".", ci->location),
+				 errhint("The previous checkpoint is used instead.")));
+		strlcpy(ci->status, "damaged", sizeof(ci->status));
+		changed = true;
+	}
+	if (changed)
+		history_write(db->dboid, &worker_history);
+
+	if (out->id == 0 && candidates > 0 && !XLogRecPtrIsInvalid(worker_history.slot_advanced))
+		out->wal_lost = true;
+}

@@ -29,7 +29,7 @@ REGRESS = setup errors exactness transactions keys windows privileges
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
 	--load-extension=stream_state
 
-ISOLATION = concurrent_writers create_during_inserts
+ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \
 	--inputdir=test/isolation --outputdir=test/isolation/output_iso --load-extension=stream_state
 

@@ -369,6 +369,33 @@ sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
 }
 
 /*
+ * Add count events of key image img to pane: importing a checkpoint.
+ * Counts beyond a delta entry's 32 bits go in several adds.
+ */
+void
+sstate_capture_add(StreamStateCapture *cap, const char *img, uint32 len,
+				   int64 pane, int64 count)
+{
+	while (count > 0)
+	{
+		int64		part = Min(count, (int64) PG_INT32_MAX / 2);
+
+		delta_add(cap->level, cap->dq, img, len, pane, part);
+		if (cap->level->nentries >= sstate_max_delta_entries)
+			level_flush(cap->level);
+		count -= part;
+	}
+}
+
+/* The watermark the imported state had: its newest event time. */
+void
+sstate_capture_note_event(StreamStateCapture *cap, int64 event_us)
+{
+	if (event_us != SSTATE_NO_TIME && event_us > cap->dq->max_event_us)
+		cap->dq->max_event_us = event_us;
+}
+
+/*
  * Rows whose key fits in a word wait in small batches: the bucket of each is
  * prefetched when it arrives and filled when the batch is full, so the cache
  * misses of a large delta overlap instead of adding up.

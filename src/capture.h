@@ -26,5 +26,8 @@ extern void sstate_capture_begin(StreamStateCapture *cap,
 								 const StreamStateQueryInfo *info);
 extern void sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
 							   Datum time, bool time_null);
+extern void sstate_capture_add(StreamStateCapture *cap, const char *img, uint32 len,
+							   int64 pane, int64 count);
+extern void sstate_capture_note_event(StreamStateCapture *cap, int64 event_us);
 
 #endif							/* STREAM_STATE_CAPTURE_H */

@@ -167,6 +167,7 @@ struct StreamStateCkptWriter
 	int64		nentries;
 	int64		bytes;
 	StringInfoData cur;			/* ENTRIES payload being filled */
+	int64		pause_ms;
 };
 
 typedef struct History
@@ -245,7 +246,8 @@ history_read(Oid dboid)
 					created,
 					entries,
 					bytes,
-					duration;
+					duration,
+					pause;
 		int			queries;
 		char		target[8],
 					status[12];
@@ -255,17 +257,20 @@ history_read(Oid dboid)
 			h.slot_advanced = ((uint64) ah << 32) | al;
 			continue;
 		}
-		/* id target created applied restart queries entries bytes ms status location */
-		if (sscanf(line, "%lld %7s %lld %X/%X %X/%X %d %lld %lld %lld %11s ",
+		/*
+		 * id target created applied restart queries entries bytes
+		 * duration_ms pause_ms status location
+		 */
+		if (sscanf(line, "%lld %7s %lld %X/%X %X/%X %d %lld %lld %lld %lld %11s ",
 				   &id, target, &created, &ah, &al, &rh, &rl, &queries,
-				   &entries, &bytes, &duration, status) != 12)
+				   &entries, &bytes, &duration, &pause, status) != 13)
 			continue;			/* a damaged line: the files still speak */
 		{
 			char	   *loc = line;
 			int			fields = 0;
 
-			/* the location is everything after the 10th separator */
-			while (*loc && fields < 10)
+			/* the location is everything after the 11th separator */
+			while (*loc && fields < 11)
 			{
 				if (*loc == ' ')
 					fields++;
@@ -283,6 +288,7 @@ history_read(Oid dboid)
 		ci->entries = entries;
 		ci->bytes = bytes;
 		ci->duration_ms = duration;
+		ci->pause_ms = pause;
 		strlcpy(ci->status, status, sizeof(ci->status));
 		h.entries = lappend(h.entries, ci);
 	}
@@ -338,11 +344,12 @@ history_write(Oid dboid, History *h)
 			ndeleted--;
 			continue;
 		}
-		fprintf(f, "%lld %s %lld %X/%X %X/%X %d %lld %lld %lld %s %s\n",
+		fprintf(f, "%lld %s %lld %X/%X %X/%X %d %lld %lld %lld %lld %s %s\n",
 				(long long) ci->id, ci->target, (long long) ci->created_at,
 				LSN_FORMAT_ARGS(ci->applied), LSN_FORMAT_ARGS(ci->restart),
 				ci->queries, (long long) ci->entries, (long long) ci->bytes,
-				(long long) ci->duration_ms, ci->status, ci->location);
+				(long long) ci->duration_ms, (long long) ci->pause_ms,
+				ci->status, ci->location);
 	}
 	if (fflush(f) != 0 || pg_fsync(fileno(f)) != 0)
 	{
@@ -430,6 +437,31 @@ get_svarint(const char **p, const char *end, int64 *v)
  * ---------------------------------------------------------------------
  */
 
+/* Files a crash left half written: *.tmp */
+static void
+remove_temp_files(const char *dir)
+{
+	DIR		   *d = AllocateDir(dir);
+	struct dirent *de;
+
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		size_t		len = strlen(de->d_name);
+		char		path[MAXPGPATH];
+
+		if (len < 4 || strcmp(de->d_name + len - 4, ".tmp") != 0)
+			continue;
+		snprintf(path, MAXPGPATH, "%s/%s", dir, de->d_name);
+		if (unlink(path) != 0)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("stream_state: could not remove \"%s\": %m", path)));
+	}
+	FreeDir(d);
+}
+
 /* Called once at worker start: directories, history, the next id. */
 void
 sstate_ckpt_worker_init(Oid dboid)
@@ -443,6 +475,9 @@ sstate_ckpt_worker_init(Oid dboid)
 	snprintf(dir, MAXPGPATH, "stream_state/%u", dboid);
 	if (!make_dir(dir, &error))
 		ereport(LOG, (errmsg("stream_state: %s", error)));
+	remove_temp_files(dir);
+	sstate_ckpt_dir(dboid, dir);
+	remove_temp_files(dir);
 	worker_history = history_read(dboid);
 	next_id = 1;
 	foreach(lc, worker_history.entries)
@@ -591,6 +626,7 @@ sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
 	end.nblocks = list_length(w->blocks) + 1;
 	w->blocks = lappend(w->blocks, block_make(cxt, CKB_END, (char *) &end, sizeof(end)));
 	MemoryContextSwitchTo(old);
+	w->pause_ms = TimestampDifferenceMilliseconds(w->started, GetCurrentTimestamp());
 	return w;
 }
 
@@ -730,6 +766,7 @@ sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget, int64 *id, char **er
 	ci->entries = w->nentries;
 	ci->bytes = w->bytes;
 	ci->duration_ms = TimestampDifferenceMilliseconds(w->started, GetCurrentTimestamp());
+	ci->pause_ms = w->pause_ms;
 	strlcpy(ci->status, "valid", sizeof(ci->status));
 	worker_history.entries = lappend(worker_history.entries, ci);
 	MemoryContextSwitchTo(old);
@@ -863,7 +900,6 @@ sstate_ckpt_remove_all(Oid dboid)
 typedef struct CkptReader
 {
 	int			fd;
-	const char *path;
 	off_t		offset;
 	char	   *why;			/* why it is damaged */
 	int			nblocks;
@@ -936,35 +972,9 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 	return true;
 }
 
-static void
-clear_state(StreamStateDb *db, dshash_table *table)
-{
-	StreamStateQuery *qs = sstate_db_queries(db);
-
-	for (int i = 0; i < sstate_shared->max_queries; i++)
-	{
-		if (qs[i].status != SSQ_FREE)
-			sstate_store_drop_query(table, &qs[i]);
-	}
-	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
-	memset(qs, 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
-	LWLockRelease(&db->lock);
-}
-
-static StreamStateQuery *
-slot_of(StreamStateDb *db, int32 qid)
-{
-	StreamStateQuery *qs = sstate_db_queries(db);
-
-	for (int i = 0; i < sstate_shared->max_queries; i++)
-		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
-			return &qs[i];
-	return NULL;
-}
-
-/* Parse one ENTRIES block into the table. */
+/* Parse one ENTRIES block, calling cb->key for every key. */
 static bool
-load_entries(CkptReader *r, StreamStateDb *db, dshash_table *table,
+scan_entries(CkptReader *r, const StreamStateCkptScan *cb, void *arg,
 			 const char *data, uint32 len, uint64 *nkeys, uint64 *nentries)
 {
 	const char *p = data;
@@ -978,8 +988,6 @@ load_entries(CkptReader *r, StreamStateDb *db, dshash_table *table,
 					keylen,
 					npanes;
 		const char *key;
-		StreamStateQuery *q;
-		StreamStateLoadResult res;
 
 		if (!get_uvarint(&p, end, &qid) || !get_uvarint(&p, end, &keylen) ||
 			keylen > (uint64) (end - p))
@@ -1009,40 +1017,14 @@ load_entries(CkptReader *r, StreamStateDb *db, dshash_table *table,
 					goto malformed;
 				panes[i].pane = panes[i - 1].pane + (int64) d;
 			}
-			if (!get_svarint(&p, end, &panes[i].count) || panes[i].count == 0)
+			if (!get_svarint(&p, end, &panes[i].count) || panes[i].count <= 0)
 				goto malformed;
 		}
 		(*nkeys)++;
 		(*nentries) += npanes;
-		q = slot_of(db, (int32) qid);
-		if (q == NULL)
-		{
-			r->why = psprintf("block %d names query id %u, which the checkpoint does not define",
-							  r->nblocks, (uint32) qid);
+		if (cb->key != NULL &&
+			!cb->key(arg, (int32) qid, key, (uint32) keylen, panes, (int) npanes, &r->why))
 			return false;
-		}
-		if (q->status == SSQ_NEEDS_REBUILD)
-			continue;
-		res = sstate_store_load(table, q, key, (uint32) keylen, panes, (int) npanes);
-		if (res == SSL_DUPLICATE)
-		{
-			r->why = psprintf("block %d holds a key of query \"%s\" twice", r->nblocks, q->def.name);
-			return false;
-		}
-		if (res == SSL_OUT_OF_MEMORY)
-		{
-			/* the checkpoint is fine; this query does not fit any more */
-			ereport(LOG,
-					(errmsg("stream_state: memory full while restoring continuous query \"%s\"; it needs a rebuild",
-							q->def.name),
-					 errhint("Increase stream_state.memory_limit, then run SELECT stream_state.rebuild('%s').",
-							 q->def.name)));
-			sstate_store_drop_query(table, q);
-			LWLockAcquire(&db->lock, LW_EXCLUSIVE);
-			q->status = SSQ_NEEDS_REBUILD;
-			LWLockRelease(&db->lock);
-			continue;
-		}
 	}
 	if (panes)
 		pfree(panes);
@@ -1055,29 +1037,30 @@ malformed:
 }
 
 /*
- * Load checkpoint file path into the (empty) state of db.  On failure the
- * state is left empty and *why says what is wrong.
+ * Read checkpoint file path from start to end, checking every block, and
+ * hand its header, queries and keys to cb (any callback may be NULL; one
+ * that returns false stops the scan with its reason).  Returns false with
+ * *why set when the file is damaged or a callback refused it.
  */
-static bool
-ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table, bool foreign_ok,
-		  CkptHeader *hdr_out, char **why)
+bool
+sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg, char **why)
 {
 	CkptReader	r;
 	CkptPrefix	prefix;
 	CkptBlockHead head;
 	CkptHeader	hdr;
+	StreamStateCkptHeader info;
 	CkptEnd		endb;
 	char	   *data;
 	uint64		nkeys = 0,
 				nentries = 0;
 	bool		ok = false;
 	char		extra;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state restore",
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state checkpoint read",
 											  ALLOCSET_DEFAULT_SIZES);
 	MemoryContext old = MemoryContextSwitchTo(cxt);
 
 	memset(&r, 0, sizeof(r));
-	r.path = path;
 	r.fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	if (r.fd < 0)
 	{
@@ -1116,55 +1099,59 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table, bool fo
 		goto out;
 	}
 	memcpy(&hdr, data, sizeof(hdr));
-	if (!foreign_ok && (hdr.sysid != GetSystemIdentifier() || hdr.dboid != db->dboid))
-	{
-		r.why = psprintf("it belongs to database %u of the server with system identifier " UINT64_FORMAT,
-						 hdr.dboid, hdr.sysid);
+	info.sysid = hdr.sysid;
+	info.dboid = hdr.dboid;
+	info.flags = hdr.flags;
+	info.id = hdr.id;
+	info.applied = hdr.applied;
+	info.restart = hdr.restart;
+	info.created_at = hdr.created_at;
+	info.nqueries = hdr.nqueries;
+	if (cb->header != NULL && !cb->header(arg, &info, &r.why))
 		goto out;
-	}
 
 	/* queries */
 	if (!read_block(&r, CKB_QUERIES, &head, &data))
 		goto out;
-	if (head.len != hdr.nqueries * sizeof(CkptQuery) || hdr.nqueries > sstate_shared->max_queries)
+	if (head.len != (uint64) hdr.nqueries * sizeof(CkptQuery))
 	{
-		r.why = psprintf("its query block holds %u bytes for %u queries (at most %d fit)",
-						 head.len, hdr.nqueries, sstate_shared->max_queries);
+		r.why = psprintf("its query block holds %u bytes for %u queries",
+						 head.len, hdr.nqueries);
 		goto out;
 	}
-	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	for (uint32 i = 0; i < hdr.nqueries; i++)
 	{
 		CkptQuery	cq;
-		StreamStateQuery *q = &sstate_db_queries(db)[i];
+		StreamStateQuery q;
 
 		memcpy(&cq, data + i * sizeof(CkptQuery), sizeof(cq));
-		memset(q, 0, sizeof(StreamStateQuery));
-		q->def.id = cq.id;
-		q->def.processing_time = cq.processing_time != 0;
-		q->def.pane_us = cq.pane_us;
-		q->def.window_us = cq.window_us;
-		q->def.slide_us = cq.slide_us;
-		q->def.lateness_us = cq.lateness_us;
-		strlcpy(q->def.name, cq.name, NAMEDATALEN);
-		q->status = (cq.status == SSQ_PAUSED_MEMORY || cq.status == SSQ_NEEDS_REBUILD) ?
+		memset(&q, 0, sizeof(q));
+		q.def.id = cq.id;
+		q.def.processing_time = cq.processing_time != 0;
+		q.def.pane_us = cq.pane_us;
+		q.def.window_us = cq.window_us;
+		q.def.slide_us = cq.slide_us;
+		q.def.lateness_us = cq.lateness_us;
+		memcpy(q.def.name, cq.name, NAMEDATALEN);
+		q.def.name[NAMEDATALEN - 1] = '\0';
+		q.status = (cq.status == SSQ_PAUSED_MEMORY || cq.status == SSQ_NEEDS_REBUILD) ?
 			(StreamStateQueryStatus) cq.status : SSQ_RUNNING;
-		q->paused_lsn = cq.paused_lsn;
-		q->paused_restart = cq.paused_restart;
-		q->max_event_us = cq.max_event_us;
-		q->dead_below = cq.dead_below;
-		q->events_applied = cq.events_applied;
-		q->late_events = cq.late_events;
-		q->skipped = cq.skipped;
-		if (q->def.pane_us <= 0 || q->def.id <= 0)
+		q.paused_lsn = cq.paused_lsn;
+		q.paused_restart = cq.paused_restart;
+		q.max_event_us = cq.max_event_us;
+		q.dead_below = cq.dead_below;
+		q.events_applied = cq.events_applied;
+		q.late_events = cq.late_events;
+		q.skipped = cq.skipped;
+		if (q.def.pane_us <= 0 || q.def.id <= 0)
 		{
-			LWLockRelease(&db->lock);
 			r.why = psprintf("its query block defines query %d with a pane of %lld microseconds",
-							 q->def.id, (long long) q->def.pane_us);
+							 q.def.id, (long long) q.def.pane_us);
 			goto out;
 		}
+		if (cb->query != NULL && !cb->query(arg, &q, &r.why))
+			goto out;
 	}
-	LWLockRelease(&db->lock);
 
 	/* entries, then the end */
 	for (;;)
@@ -1173,7 +1160,7 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table, bool fo
 			goto out;
 		if (head.type == CKB_END)
 			break;
-		if (!load_entries(&r, db, table, data, head.len, &nkeys, &nentries))
+		if (!scan_entries(&r, cb, arg, data, head.len, &nkeys, &nentries))
 			goto out;
 		pfree(data);
 		CHECK_FOR_INTERRUPTS();
@@ -1198,19 +1185,147 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table, bool fo
 		goto out;
 	}
 	ok = true;
-	*hdr_out = hdr;
 
 out:
 	if (r.fd >= 0)
 		CloseTransientFile(r.fd);
 	MemoryContextSwitchTo(old);
 	if (!ok)
-	{
-		*why = MemoryContextStrdup(CurrentMemoryContext, r.why ? r.why : "unknown");
-		clear_state(db, table);
-	}
+		*why = pstrdup(r.why ? r.why : "unknown");
 	MemoryContextDelete(cxt);
 	return ok;
+}
+
+/* ---------------------------------------------------------------------
+ * Loading into the worker's state
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct LoadState
+{
+	StreamStateDb *db;
+	dshash_table *table;
+	StreamStateCkptHeader hdr;
+	int			nqueries;
+	int32		last_qid;		/* slot_of cache */
+	StreamStateQuery *last_q;
+} LoadState;
+
+static void
+clear_state(StreamStateDb *db, dshash_table *table)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		if (qs[i].status != SSQ_FREE)
+			sstate_store_drop_query(table, &qs[i]);
+	}
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	memset(qs, 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
+	LWLockRelease(&db->lock);
+}
+
+static bool
+load_header(void *arg, const StreamStateCkptHeader *h, char **why)
+{
+	LoadState  *ls = arg;
+
+	if (h->sysid != GetSystemIdentifier() || h->dboid != ls->db->dboid)
+	{
+		*why = psprintf("it belongs to database %u of the server with system identifier " UINT64_FORMAT,
+						h->dboid, h->sysid);
+		return false;
+	}
+	if (h->nqueries > (uint32) sstate_shared->max_queries)
+	{
+		*why = psprintf("it holds %u queries; stream_state.max_queries is %d",
+						h->nqueries, sstate_shared->max_queries);
+		return false;
+	}
+	ls->hdr = *h;
+	return true;
+}
+
+static bool
+load_query(void *arg, const StreamStateQuery *q, char **why)
+{
+	LoadState  *ls = arg;
+	StreamStateQuery *slot = &sstate_db_queries(ls->db)[ls->nqueries++];
+
+	LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
+	*slot = *q;
+	LWLockRelease(&ls->db->lock);
+	return true;
+}
+
+static bool
+load_key(void *arg, int32 qid, const char *key, uint32 keylen,
+		 const StreamStatePane *panes, int npanes, char **why)
+{
+	LoadState  *ls = arg;
+	StreamStateQuery *q = ls->last_q;
+	StreamStateLoadResult res;
+
+	if (q == NULL || ls->last_qid != qid)
+	{
+		q = NULL;
+		for (int i = 0; i < ls->nqueries; i++)
+			if (sstate_db_queries(ls->db)[i].def.id == qid)
+				q = &sstate_db_queries(ls->db)[i];
+		if (q == NULL)
+		{
+			*why = psprintf("it has a key of query id %d, which it does not define", qid);
+			return false;
+		}
+		ls->last_q = q;
+		ls->last_qid = qid;
+	}
+	if (q->status == SSQ_NEEDS_REBUILD)
+		return true;
+	res = sstate_store_load(ls->table, q, key, keylen, panes, npanes);
+	if (res == SSL_DUPLICATE)
+	{
+		*why = psprintf("it holds a key of query \"%s\" twice", q->def.name);
+		return false;
+	}
+	if (res == SSL_OUT_OF_MEMORY)
+	{
+		/* the checkpoint is fine; this query does not fit any more */
+		ereport(LOG,
+				(errmsg("stream_state: memory full while restoring continuous query \"%s\"; it needs a rebuild",
+						q->def.name),
+				 errhint("Increase stream_state.memory_limit, then run SELECT stream_state.rebuild('%s').",
+						 q->def.name)));
+		sstate_store_drop_query(ls->table, q);
+		LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
+		q->status = SSQ_NEEDS_REBUILD;
+		LWLockRelease(&ls->db->lock);
+	}
+	return true;
+}
+
+/*
+ * Load checkpoint file path into the (empty) state of db.  On failure the
+ * state is left empty and *why says what is wrong.
+ */
+static bool
+ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table,
+			   StreamStateCkptHeader *hdr_out, char **why)
+{
+	StreamStateCkptScan cb = {load_header, load_query, load_key};
+	LoadState	ls;
+
+	memset(&ls, 0, sizeof(ls));
+	ls.db = db;
+	ls.table = table;
+	if (!sstate_ckpt_scan_file(path, &cb, &ls, why))
+	{
+		clear_state(db, table);
+		return false;
+	}
+	*hdr_out = ls.hdr;
+	return true;
 }
 
 /*
@@ -1232,7 +1347,7 @@ sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_rest
 	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
 	{
 		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
-		CkptHeader	hdr;
+		StreamStateCkptHeader hdr;
 		char	   *why = NULL;
 
 		if (strcmp(ci->status, "deleted") == 0)
@@ -1248,7 +1363,7 @@ sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_rest
 							LSN_FORMAT_ARGS(slot_restart))));
 			continue;
 		}
-		if (ckpt_load_file(ci->location, db, table, false, &hdr, &why))
+		if (ckpt_load_file(ci->location, db, table, &hdr, &why))
 		{
 			if (hdr.id != ci->id || hdr.applied != ci->applied || hdr.restart != ci->restart)
 			{

@@ -11,7 +11,7 @@
 #ifndef STREAM_STATE_CHECKPOINT_H
 #define STREAM_STATE_CHECKPOINT_H
 
-#include "stream_state.h"
+#include "store.h"
 
 #define STREAM_STATE_CKPT_VERSION	1
 
@@ -31,6 +31,7 @@ typedef struct StreamStateCkptInfo
 	int64		entries;		/* (key, pane) entries */
 	int64		bytes;
 	int64		duration_ms;
+	int64		pause_ms;		/* how long the worker stopped applying */
 	char		status[12];		/* valid, damaged, deleted */
 } StreamStateCkptInfo;
 
@@ -45,6 +46,28 @@ typedef struct StreamStateCkptRestored
 } StreamStateCkptRestored;
 
 typedef struct StreamStateCkptWriter StreamStateCkptWriter;
+
+/* A checkpoint file's header */
+typedef struct StreamStateCkptHeader
+{
+	uint64		sysid;
+	Oid			dboid;
+	uint32		flags;
+	int64		id;
+	XLogRecPtr	applied;
+	XLogRecPtr	restart;
+	TimestampTz created_at;
+	uint32		nqueries;
+} StreamStateCkptHeader;
+
+/* Callbacks of sstate_ckpt_scan_file; each returns false (with *why) to stop */
+typedef struct StreamStateCkptScan
+{
+	bool		(*header) (void *arg, const StreamStateCkptHeader *h, char **why);
+	bool		(*query) (void *arg, const StreamStateQuery *q, char **why);
+	bool		(*key) (void *arg, int32 qid, const char *key, uint32 keylen,
+						const StreamStatePane *panes, int npanes, char **why);
+} StreamStateCkptScan;
 
 /* worker */
 extern void sstate_ckpt_worker_init(Oid dboid);
@@ -62,6 +85,8 @@ extern void sstate_ckpt_retain(XLogRecPtr slot_restart);
 extern void sstate_ckpt_remove_all(Oid dboid);
 
 /* anyone */
+extern bool sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb,
+								  void *arg, char **why);
 extern List *sstate_ckpt_history(Oid dboid);
 extern void sstate_ckpt_dir(Oid dboid, char *buf);
 

@@ -155,7 +155,7 @@ load_query(const char *where, Datum arg, Oid argtype)
 			int			n;
 			int			i;
 
-			deconstruct_array(readers, OIDOID, sizeof(Oid), true, TYPALIGN_INT,
+			deconstruct_array(readers, REGROLEOID, sizeof(Oid), true, TYPALIGN_INT,
 							  &elems, NULL, &n);
 			info->nreaders = n;
 			info->readers = MemoryContextAlloc(query_cache_cxt,

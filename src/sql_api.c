@@ -55,6 +55,7 @@
 #include "delta.h"
 #include "query.h"
 #include "store.h"
+#include "tcop/utility.h"
 #include "window.h"
 
 PG_FUNCTION_INFO_V1(stream_state_create_query);
@@ -423,6 +424,10 @@ trigger_depend_auto(Oid trigger_oid, const char *funcname)
 	recordDependencyOn(&trigobj, &funcobj, DEPENDENCY_AUTO);
 }
 
+/* create_query is creating a capture trigger itself (not a restore) */
+static bool own_trigger_ddl = false;
+static ProcessUtility_hook_type prev_process_utility = NULL;
+
 static void
 spi_exec(const char *sql, int expected)
 {
@@ -663,7 +668,16 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
 					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
 					 quote_identifier(trigname), relname, info.id);
-	spi_exec(sql.data, SPI_OK_UTILITY);
+	own_trigger_ddl = true;
+	PG_TRY();
+	{
+		spi_exec(sql.data, SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		own_trigger_ddl = false;
+	}
+	PG_END_TRY();
 	trigger_oid = get_trigger_oid(relid, trigname, false);
 	trigger_depend_auto(trigger_oid, "_capture");
 
@@ -782,6 +796,138 @@ stream_state_rebuild(PG_FUNCTION_ARGS)
 	PG_RETURN_VOID();
 }
 
+/*
+ * pg_restore: the column numbers of a dumped definition are those of the
+ * dumped server, where dropped columns may have taken numbers.  Keep a
+ * number that still names a column of the right type, else find the column
+ * by its name.
+ */
+static void
+restore_fix_attnums(StreamStateQueryInfo *info)
+{
+	const char *cols[2] = {"key", "time"};
+
+	for (int i = 0; i < 2; i++)
+	{
+		AttrNumber	attnum = (i == 0) ? info->key_attnum : info->time_attnum;
+		Oid			type = (i == 0) ? info->key_type : info->time_type;
+		char	   *sql;
+		AttrNumber	found;
+
+		if (attnum <= 0)
+			continue;
+		if (get_atttype(info->source, attnum) == type)
+			continue;
+		sql = psprintf("SELECT %s_column FROM stream_state.query_def WHERE id = %d",
+					   cols[i], info->id);
+		spi_exec(sql, SPI_OK_SELECT);
+		{
+			bool		isnull;
+			Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+			found = isnull ? InvalidAttrNumber :
+				get_attnum(info->source, NameStr(*DatumGetName(d)));
+		}
+		if (found == InvalidAttrNumber || get_atttype(info->source, found) != type)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("restored continuous query \"%s\" does not match its source table",
+							info->name),
+					 errdetail("Its %s column is not in table %s with type %s.", cols[i],
+							   get_rel_name(info->source), format_type_be(type))));
+		sql = psprintf("UPDATE stream_state.query_def SET %s_attnum = %d WHERE id = %d",
+					   cols[i], found, info->id);
+		spi_exec(sql, SPI_OK_UPDATE);
+		if (i == 0)
+			info->key_attnum = found;
+		else
+			info->time_attnum = found;
+	}
+	sstate_capture_note_ddl();
+}
+
+/*
+ * A capture trigger created by someone else than create_query: pg_restore
+ * (or psql replaying a dump) re-creating it after loading the data.  The
+ * rows it loaded fired no trigger; count them now, once, as rebuild does.
+ */
+static void
+restore_trigger(int32 qid, Oid relid)
+{
+	StreamStateQueryInfo *found;
+	StreamStateQueryInfo info;
+	OwnerContext oc;
+	char	   *key_column;
+	char	   *time_column = NULL;
+
+	sstate_query_cache_reset();
+	found = sstate_query_by_id(qid);
+	if (found == NULL || found->source != relid)
+		return;					/* not a definition of this database */
+	info = *found;
+
+	sstate_ensure_slot(MyDatabaseId);
+	owner_begin(&oc);
+	restore_fix_attnums(&info);
+	key_column = get_attname(relid, info.key_attnum, false);
+	if (info.time_attnum > 0)
+		time_column = get_attname(relid, info.time_attnum, false);
+	log_definition(&info);
+	sstate_capture_reset(info.id);
+	backfill(&info, relid, key_column, time_column);
+	owner_end(&oc);
+	ereport(NOTICE,
+			(errmsg("continuous query \"%s\" counted the rows of %s",
+					info.name, get_rel_name(relid))));
+}
+
+/* "EXECUTE FUNCTION stream_state._capture('<id>')": the id, else 0 */
+static int32
+capture_trigger_qid(CreateTrigStmt *stmt)
+{
+	if (list_length(stmt->funcname) != 2 || list_length(stmt->args) != 1 ||
+		strcmp(strVal(linitial(stmt->funcname)), "stream_state") != 0 ||
+		strcmp(strVal(lsecond(stmt->funcname)), "_capture") != 0)
+		return 0;
+	return pg_strtoint32(strVal(linitial(stmt->args)));
+}
+
+static void
+sstate_process_utility(PlannedStmt *pstmt, const char *queryString, bool readOnlyTree,
+					   ProcessUtilityContext context, ParamListInfo params,
+					   QueryEnvironment *queryEnv, DestReceiver *dest,
+					   QueryCompletion *qc)
+{
+	Node	   *parsetree = pstmt->utilityStmt;
+	int32		qid = 0;
+	Oid			relid = InvalidOid;
+
+	if (IsA(parsetree, CreateTrigStmt) && !own_trigger_ddl && sstate_shared != NULL)
+		qid = capture_trigger_qid((CreateTrigStmt *) parsetree);
+
+	if (prev_process_utility)
+		prev_process_utility(pstmt, queryString, readOnlyTree, context, params,
+							 queryEnv, dest, qc);
+	else
+		standard_ProcessUtility(pstmt, queryString, readOnlyTree, context, params,
+								queryEnv, dest, qc);
+
+	if (qid > 0)
+	{
+		/* CREATE TRIGGER holds a lock on it that conflicts with inserts */
+		relid = RangeVarGetRelid(((CreateTrigStmt *) parsetree)->relation, NoLock, false);
+		CommandCounterIncrement();
+		restore_trigger(qid, relid);
+	}
+}
+
+void
+sstate_sql_api_init(void)
+{
+	prev_process_utility = ProcessUtility_hook;
+	ProcessUtility_hook = sstate_process_utility;
+}
+
 static void
 change_readers(FunctionCallInfo fcinfo, bool grant)
 {
@@ -795,10 +941,10 @@ change_readers(FunctionCallInfo fcinfo, bool grant)
 	sstate_query_check_owner(info);
 	owner_begin(&oc);
 	if (grant)
-		sql = psprintf("UPDATE stream_state.query_def SET readers = array_append(array_remove(readers, %u::oid), %u::oid) WHERE id = %d",
+		sql = psprintf("UPDATE stream_state.query_def SET readers = array_append(array_remove(readers, %u::regrole), %u::regrole) WHERE id = %d",
 					   role, role, id);
 	else
-		sql = psprintf("UPDATE stream_state.query_def SET readers = array_remove(readers, %u::oid) WHERE id = %d",
+		sql = psprintf("UPDATE stream_state.query_def SET readers = array_remove(readers, %u::regrole) WHERE id = %d",
 					   role, id);
 	spi_exec(sql, SPI_OK_UPDATE);
 	owner_end(&oc);

@@ -16,20 +16,30 @@
  */
 #include "postgres.h"
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include "access/xlog.h"
+#include "catalog/pg_authid.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
 #include "replication/slot.h"
+#include "storage/fd.h"
+#include "utils/acl.h"
 #include "utils/builtins.h"
 #include "utils/pg_lsn.h"
 #include "utils/timestamp.h"
 #include "utils/wait_event.h"
 
+#include "capture.h"
 #include "checkpoint.h"
+#include "query.h"
 
 PG_FUNCTION_INFO_V1(stream_state_checkpoint);
 PG_FUNCTION_INFO_V1(stream_state_checkpoints);
+PG_FUNCTION_INFO_V1(stream_state_export_checkpoint);
+PG_FUNCTION_INFO_V1(stream_state_import_checkpoint);
 
 static void
 check_target(const char *target)
@@ -146,8 +156,8 @@ stream_state_checkpoints(PG_FUNCTION_ARGS)
 	foreach(lc, history)
 	{
 		StreamStateCkptInfo *ci = lfirst(lc);
-		Datum		values[11];
-		bool		nulls[11] = {0};
+		Datum		values[12];
+		bool		nulls[12] = {0};
 
 		values[0] = Int64GetDatum(ci->id);
 		values[1] = CStringGetTextDatum(ci->target);
@@ -164,7 +174,317 @@ stream_state_checkpoints(PG_FUNCTION_ARGS)
 			iv->time = ci->duration_ms * 1000;
 			values[9] = IntervalPGetDatum(iv);
 		}
-		values[10] = CStringGetTextDatum(ci->status);
+		{
+			Interval   *iv = palloc0(sizeof(Interval));
+
+			iv->time = ci->pause_ms * 1000;
+			values[10] = IntervalPGetDatum(iv);
+		}
+		values[11] = CStringGetTextDatum(ci->status);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * Export and import
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A path given by the user, made absolute (relative ones are relative to
+ * the data directory, as for COPY).  Outside the data directory, it needs
+ * pg_write_server_files (writing) or pg_read_server_files (reading).
+ */
+static char *
+user_path(text *arg, bool writing)
+{
+	char	   *path = text_to_cstring(arg);
+	Oid			role = writing ? ROLE_PG_WRITE_SERVER_FILES : ROLE_PG_READ_SERVER_FILES;
+
+	if (path[0] == '\0')
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("path must not be empty")));
+	canonicalize_path(path);
+	if (!is_absolute_path(path))
+		path = psprintf("%s/%s", DataDir, path);
+	if ((path_contains_parent_reference(path) || !path_is_prefix_of_path(DataDir, path)) &&
+		!has_privs_of_role(GetUserId(), role))
+		ereport(ERROR,
+				(errcode(ERRCODE_INSUFFICIENT_PRIVILEGE),
+				 errmsg("permission denied to %s checkpoint file \"%s\"",
+						writing ? "write" : "read", path),
+				 errdetail("Only roles with privileges of the \"%s\" role may %s files outside the data directory.",
+						   writing ? "pg_write_server_files" : "pg_read_server_files",
+						   writing ? "write" : "read")));
+	return path;
+}
+
+static StreamStateCkptInfo *
+find_checkpoint(int64 id)
+{
+	List	   *history = sstate_ckpt_history(MyDatabaseId);
+	ListCell   *lc;
+
+	foreach(lc, history)
+	{
+		StreamStateCkptInfo *ci = lfirst(lc);
+
+		if (ci->id == id)
+		{
+			if (strcmp(ci->status, "valid") != 0)
+				ereport(ERROR,
+						(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+						 errmsg("checkpoint %lld of this database is %s", (long long) id, ci->status)));
+			return ci;
+		}
+	}
+	ereport(ERROR,
+			(errcode(ERRCODE_UNDEFINED_OBJECT),
+			 errmsg("checkpoint %lld of this database does not exist", (long long) id),
+			 errhint("See stream_state.checkpoints.")));
+	return NULL;				/* keep compiler quiet */
+}
+
+/*
+ * export_checkpoint(id, path): a copy of checkpoint id, checked block by
+ * block first, written to path (temporary name, fsync, rename).  Returns
+ * its size.
+ */
+Datum
+stream_state_export_checkpoint(PG_FUNCTION_ARGS)
+{
+	int64		id = PG_GETARG_INT64(0);
+	char	   *path = user_path(PG_GETARG_TEXT_PP(1), true);
+	StreamStateCkptInfo *ci;
+	StreamStateCkptScan cb = {NULL, NULL, NULL};
+	char	   *why;
+	char	   *tmp;
+	int			in,
+				out;
+	char	   *buf;
+	int64		total = 0;
+	struct stat st;
+
+	sstate_shmem_check();
+	ci = find_checkpoint(id);
+	if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("checkpoint %lld is damaged: %s", (long long) id, why),
+				 errdetail("File \"%s\".", ci->location)));
+	if (stat(path, &st) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_FILE),
+				 errmsg("file \"%s\" already exists", path)));
+
+	tmp = psprintf("%s.tmp", path);
+	in = OpenTransientFile(ci->location, O_RDONLY | PG_BINARY);
+	if (in < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not open file \"%s\": %m", ci->location)));
+	out = OpenTransientFile(tmp, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
+	if (out < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", tmp)));
+	buf = palloc(BLCKSZ * 16);
+	for (;;)
+	{
+		ssize_t		n = read(in, buf, BLCKSZ * 16);
+
+		if (n < 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not read file \"%s\": %m", ci->location)));
+		if (n == 0)
+			break;
+		errno = 0;
+		if (write(out, buf, n) != n)
+		{
+			int			save = errno ? errno : ENOSPC;
+
+			unlink(tmp);
+			errno = save;
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not write file \"%s\": %m", tmp)));
+		}
+		total += n;
+		CHECK_FOR_INTERRUPTS();
+	}
+	if (pg_fsync(out) != 0)
+	{
+		int			save = errno;
+
+		unlink(tmp);
+		errno = save;
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not fsync file \"%s\": %m", tmp)));
+	}
+	CloseTransientFile(out);
+	CloseTransientFile(in);
+	if (durable_rename(tmp, path, ERROR) != 0)
+		unlink(tmp);
+	PG_RETURN_INT64(total);
+}
+
+typedef struct ImportQuery
+{
+	StreamStateQuery q;			/* as in the file */
+	StreamStateQueryInfo *info; /* the query of this database, or NULL */
+	StreamStateCapture cap;
+	int64		keys;
+	int64		entries;
+} ImportQuery;
+
+typedef struct ImportState
+{
+	List	   *queries;		/* ImportQuery * */
+	ImportQuery *last;
+	bool		applying;		/* second pass: add to the delta */
+	MemoryContext cxt;			/* the scan runs in a context of its own */
+} ImportState;
+
+static bool
+import_query(void *arg, const StreamStateQuery *q, char **why)
+{
+	ImportState *is = arg;
+	MemoryContext old = MemoryContextSwitchTo(is->cxt);
+	ImportQuery *iq = palloc0(sizeof(ImportQuery));
+
+	iq->q = *q;
+	is->queries = lappend(is->queries, iq);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static ImportQuery *
+import_find(ImportState *is, int32 qid)
+{
+	ListCell   *lc;
+
+	if (is->last != NULL && is->last->q.def.id == qid)
+		return is->last;
+	foreach(lc, is->queries)
+	{
+		ImportQuery *iq = lfirst(lc);
+
+		if (iq->q.def.id == qid)
+			return is->last = iq;
+	}
+	return NULL;
+}
+
+static bool
+import_key(void *arg, int32 qid, const char *key, uint32 keylen,
+		   const StreamStatePane *panes, int npanes, char **why)
+{
+	ImportState *is = arg;
+	ImportQuery *iq = import_find(is, qid);
+
+	if (iq == NULL)
+	{
+		*why = psprintf("it has a key of query id %d, which it does not define", qid);
+		return false;
+	}
+	if (!is->applying || iq->info == NULL)
+		return true;
+	for (int i = 0; i < npanes; i++)
+		sstate_capture_add(&iq->cap, key, keylen, panes[i].pane, panes[i].count);
+	iq->keys++;
+	iq->entries += npanes;
+	return true;
+}
+
+/*
+ * import_checkpoint(path): the state of every query in the file that this
+ * database defines too (by name, with the same panes) replaces that query's
+ * state, in this transaction: a RESET and the file's (key, pane) counts go
+ * through the same messages as inserts, so the import commits or rolls back
+ * with the transaction and the worker applies it exactly once.
+ */
+Datum
+stream_state_import_checkpoint(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	char	   *path = user_path(PG_GETARG_TEXT_PP(0), false);
+	StreamStateCkptScan cb = {NULL, import_query, import_key};
+	ImportState is;
+	ListCell   *lc;
+	char	   *why;
+
+	sstate_shmem_check();
+	InitMaterializedSRF(fcinfo, 0);
+	memset(&is, 0, sizeof(is));
+	is.cxt = CurrentMemoryContext;
+
+	/* first pass: the whole file is sound, and its queries fit ours */
+	if (!sstate_ckpt_scan_file(path, &cb, &is, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not import checkpoint file \"%s\": %s", path, why)));
+	foreach(lc, is.queries)
+	{
+		ImportQuery *iq = lfirst(lc);
+		StreamStateQueryInfo *info = sstate_query_by_name(iq->q.def.name, true);
+
+		if (info == NULL)
+		{
+			ereport(NOTICE,
+					(errmsg("continuous query \"%s\" of the checkpoint is not defined in this database; its state is not imported",
+							iq->q.def.name)));
+			continue;
+		}
+		sstate_query_check_owner(info);
+		if (info->def.pane_us != iq->q.def.pane_us || info->def.window_us != iq->q.def.window_us ||
+			info->def.slide_us != iq->q.def.slide_us || info->def.processing_time != iq->q.def.processing_time)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("continuous query \"%s\" of the checkpoint has other windows than the one of this database",
+							iq->q.def.name),
+					 errhint("Create the query with the same window_size, slide and time column.")));
+		if (info->def.processing_time)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("continuous query \"%s\" uses processing time; its state cannot be imported",
+							iq->q.def.name),
+					 errdetail("Its panes are the commit times of the exporting server.")));
+		iq->info = info;
+	}
+
+	/* second pass: replace the state, in this transaction */
+	sstate_ensure_slot(MyDatabaseId);
+	foreach(lc, is.queries)
+	{
+		ImportQuery *iq = lfirst(lc);
+
+		if (iq->info == NULL)
+			continue;
+		sstate_capture_reset(iq->info->id);
+		sstate_capture_begin(&iq->cap, iq->info);
+		sstate_capture_note_event(&iq->cap, iq->q.max_event_us);
+	}
+	is.applying = true;
+	if (!sstate_ckpt_scan_file(path, &cb, &is, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not import checkpoint file \"%s\": %s", path, why)));
+
+	foreach(lc, is.queries)
+	{
+		ImportQuery *iq = lfirst(lc);
+		Datum		values[3];
+		bool		nulls[3] = {0};
+
+		if (iq->info == NULL)
+			continue;
+		values[0] = CStringGetTextDatum(iq->q.def.name);
+		values[1] = Int64GetDatum(iq->keys);
+		values[2] = Int64GetDatum(iq->entries);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

@@ -27,6 +27,7 @@ _PG_init(void)
 {
 	sstate_guc_define();		/* guc.c */
 	sstate_capture_init();		/* capture.c: transaction callbacks */
+	sstate_sql_api_init();		/* sql_api.c: capture triggers restored */
 
 	if (!process_shared_preload_libraries_in_progress)
 		return;

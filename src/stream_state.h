@@ -185,6 +185,7 @@ extern PGDLLEXPORT void stream_state_launcher_main(Datum arg);
 extern PGDLLEXPORT void stream_state_worker_main(Datum arg);
 
 /* sql_api.c */
+extern void sstate_sql_api_init(void);
 extern void sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout);
 
 #endif							/* STREAM_STATE_H */

@@ -417,6 +417,7 @@ stream_state_worker_main(Datum arg)
 	TimestampTz last_catch_up = 0;
 	bool		reported_paused = false;
 	StreamStateCkptRestored restored;
+	long		restore_ms;
 	TimestampTz last_ckpt;
 	XLogRecPtr	last_ckpt_applied;
 	uint32		ckpt_request = 0;
@@ -480,7 +481,12 @@ stream_state_worker_main(Datum arg)
 
 	pgstat_report_activity(STATE_RUNNING, "restoring state from a checkpoint");
 	sstate_ckpt_worker_init(dboid);
-	sstate_ckpt_restore(db, table, start, &restored);
+	{
+		TimestampTz t0 = GetCurrentTimestamp();
+
+		sstate_ckpt_restore(db, table, start, &restored);
+		restore_ms = TimestampDifferenceMilliseconds(t0, GetCurrentTimestamp());
+	}
 	if (restored.id > 0)
 	{
 		start = restored.restart;
@@ -490,7 +496,8 @@ stream_state_worker_main(Datum arg)
 		ereport(LOG,
 				(errmsg("stream_state: restored checkpoint %lld of database %u at %X/%X; re-reading WAL from %X/%X up to %X/%X",
 						(long long) restored.id, dboid, LSN_FORMAT_ARGS(restored.applied),
-						LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target))));
+						LSN_FORMAT_ARGS(start), LSN_FORMAT_ARGS(restore_target)),
+				 errdetail("Loading the checkpoint took %ld ms.", restore_ms)));
 	}
 	else if (restored.wal_lost)
 	{

@@ -71,6 +71,13 @@ sub check_all
 	return;
 }
 
+# The worker starts after the server: wait for its log line (true when seen).
+sub wait_log
+{
+	my ($re, $offset) = @_;
+	return eval { $node->wait_for_log($re, $offset); 1 } ? 1 : 0;
+}
+
 sub slot_restart
 {
 	return $node->safe_psql($db,
@@ -143,7 +150,7 @@ check_all('before the restart');
 my $offset = -s $node->logfile;
 $node->stop('immediate');
 $node->start;
-ok( $node->log_contains(
+ok( wait_log(
 		qr/stream_state: restored checkpoint 2 of database \d+ at [0-9A-F\/]+; re-reading WAL from/,
 		$offset),
 	'the worker restored checkpoint 2 at start');
@@ -208,10 +215,10 @@ sub damage_case
 	$damage->($file);
 	my $off = -s $node->logfile;
 	$node->start;
-	ok( $node->log_contains(
+	ok( wait_log(
 			qr/stream_state: checkpoint $id of database \d+ is damaged: $why/, $off),
 		"$label: the log says checkpoint $id is damaged and why");
-	ok( $node->log_contains(qr/stream_state: restored checkpoint $prev of database/, $off),
+	ok( wait_log(qr/stream_state: restored checkpoint $prev of database/, $off),
 		"$label: checkpoint $prev, the previous one, is restored instead");
 	is($node->safe_psql($db, "SELECT status FROM stream_state.checkpoints WHERE id = $id"),
 		'damaged', "$label: the checkpoints view marks $id damaged");
@@ -257,7 +264,7 @@ $node->stop('fast');
 unlink glob("$cdir/*.ckpt");
 $offset = -s $node->logfile;
 $node->start;
-ok( $node->log_contains(
+ok( wait_log(
 		qr/WARNING:  stream_state: no usable checkpoint of database \d+, and its WAL before [0-9A-F\/]+ is gone/,
 		$offset),
 	'state lost: the log warns that no checkpoint is usable and the WAL is gone');

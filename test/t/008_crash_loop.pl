@@ -1,0 +1,198 @@
+
+# Copyright (c) stream_state contributors
+
+# The crash loop: 20 rounds of random inserts, rollbacks, rolled-back
+# sub-transactions and two-phase commits from several sessions, with
+# checkpoints every second (and, every third round, one asked for just
+# before the kill, which lands while it runs or just after), then kill -9
+# of the postmaster and its processes at a random moment, and a restart.
+# After every round both queries equal their recomputation from the source
+# table: the state restored from the newest checkpoint plus the WAL after it
+# counts every committed row once, and nothing else.
+#
+# Event times are random within 2026-11-24 10:00:00 .. 10:34:59, keys random
+# in 1 .. 50; lateness is a day, so no event is ever late.
+
+use strict;
+use warnings FATAL => 'all';
+
+use FindBin;
+use lib $FindBin::RealBin;
+
+use PostgreSQL::Test::Cluster;
+use PostgreSQL::Test::Utils;
+use StreamStateTest;
+use Test::More;
+use Time::HiRes qw(usleep);
+
+my $rounds = 20;
+my $node = ss_new_node('loop',
+	"restart_after_crash = on\nstream_state.checkpoint_interval = 1\nstream_state.checkpoint_retain = 3\n");
+my $db = 'postgres';
+
+my @tumble_at = map { ss_ts(300 * $_ + 60) } (-1 .. 7);
+my @slide_at = map { ss_ts(120 * $_ + 30) } (-2 .. 22);
+
+sub check_all
+{
+	my ($label) = @_;
+	ss_wait_applied($node, $db, $label);
+	my $rows = $node->safe_psql($db, 'SELECT count(*) FROM events');
+	ss_check_event_windows(
+		$node, $db,
+		name => $label,
+		query => 'tumble_5m',
+		table => 'events',
+		key => 'user_id',
+		time => 'ts',
+		size => 300,
+		slide => 300,
+		at => \@tumble_at,
+		total => $rows);
+	ss_check_event_windows(
+		$node, $db,
+		name => $label,
+		query => 'slide_10m',
+		table => 'events',
+		key => 'user_id',
+		time => 'ts',
+		size => 600,
+		slide => 120,
+		at => \@slide_at,
+		total => 5 * $rows);
+	return;
+}
+
+# A session committing, rolling back, and rolling back sub-transactions at
+# random, until the server goes away.
+sub start_writer
+{
+	my $s = $node->background_psql($db, on_error_stop => 0);
+	$s->query_until(
+		qr/writing/, q{
+\echo writing
+DO $$
+BEGIN
+	LOOP
+		INSERT INTO events (user_id, ts)
+		SELECT 1 + (random() * 49)::int,
+			   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
+		  FROM generate_series(1, 1 + (random() * 10)::int);
+		BEGIN
+			INSERT INTO events (user_id, ts)
+			SELECT 1 + (random() * 49)::int,
+				   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
+			  FROM generate_series(1, 1 + (random() * 5)::int);
+			IF random() < 0.3 THEN
+				RAISE EXCEPTION 'roll back the sub-transaction';
+			END IF;
+		EXCEPTION WHEN raise_exception THEN
+			NULL;
+		END;
+		IF random() < 0.3 THEN
+			ROLLBACK;
+		ELSE
+			COMMIT;
+		END IF;
+		PERFORM pg_sleep(0.01);
+	END LOOP;
+END
+$$;
+});
+	return $s;
+}
+
+# Two-phase commits: prepared, then committed or rolled back; the last one
+# of each round stays prepared across the crash.
+sub two_phase
+{
+	my ($round) = @_;
+	for my $i (1 .. 4)
+	{
+		my $gid = "r${round}_$i";
+		$node->safe_psql(
+			$db, qq{BEGIN;
+INSERT INTO events (user_id, ts)
+SELECT 1 + (random() * 49)::int,
+	   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
+  FROM generate_series(1, 10);
+PREPARE TRANSACTION '$gid';});
+		next if $i == 4;
+		$node->safe_psql($db,
+			($i % 2 ? 'COMMIT' : 'ROLLBACK') . " PREPARED '$gid'");
+	}
+	return;
+}
+
+# kill -9 of the postmaster and of every process it started, as when the
+# whole service is killed at once (backends busy in a loop would not notice a
+# dead postmaster on their own).  The postmaster is stopped first so it forks
+# nothing between the listing of its children and the kill.
+sub kill9_and_restart
+{
+	my $pid = $node->{_pid};
+	kill 'STOP', $pid;
+	my @children = grep { /^\d+$/ } split /\s+/, `ps -o pid= --ppid $pid`;
+	$node->kill9;
+	kill 'KILL', @children;
+	for (1 .. 300)
+	{
+		last unless grep { kill(0, $_) } @children;
+		usleep(100_000);
+	}
+	$node->start;
+	return;
+}
+
+$node->safe_psql($db, 'CREATE EXTENSION stream_state');
+$node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
+$node->safe_psql(
+	$db, q{
+SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
+								 window_size => '5 minutes', lateness => '1 day');
+SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
+								 window_size => '10 minutes', slide => '2 minutes',
+								 lateness => '1 day');
+});
+
+my $restored = 0;
+for my $round (1 .. $rounds)
+{
+	my $offset = -s $node->logfile;
+	my @writers = map { start_writer() } (1 .. 3);
+	two_phase($round);
+	usleep(200_000 + int(rand(1_300_000)));
+	my $asker;
+	if ($round % 3 == 0)
+	{
+		# a checkpoint asked for right before the kill, likely still running
+		$asker = $node->background_psql($db, on_error_stop => 0);
+		$asker->query_until(qr/asking/,
+			"\\echo asking\nSELECT stream_state.checkpoint();\n");
+		usleep(int(rand(50_000)));
+	}
+	kill9_and_restart();
+	ss_bg_abandon($_) for @writers;
+	# its psql may have reconnected to the new server: no waiting for it
+	eval { $asker->{run}->kill_kill; 1 } if $asker;
+
+	# transactions prepared before the crash are resolved after it
+	for my $gid (split /\n/,
+		$node->safe_psql($db, 'SELECT gid FROM pg_prepared_xacts ORDER BY gid'))
+	{
+		$node->safe_psql($db, (rand() < 0.5 ? 'COMMIT' : 'ROLLBACK') . " PREPARED '$gid'");
+	}
+	check_all("round $round");
+	# the worker has logged how it started: wait_applied waited for it
+	$restored++
+	  if $node->log_contains(qr/stream_state: restored checkpoint \d+ of database/, $offset);
+}
+ok($restored >= $rounds / 2,
+	"the worker restored from a checkpoint after most crashes ($restored of $rounds)");
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FROM stream_state.checkpoints WHERE status = 'damaged'}),
+	'0',
+	'no checkpoint was left damaged by a crash (they are renamed into place only when complete)');
+
+$node->stop;
+done_testing();

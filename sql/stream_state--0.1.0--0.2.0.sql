@@ -18,6 +18,12 @@ RETURNS SETOF record
 AS 'MODULE_PATHNAME', 'stream_state_import_checkpoint'
 LANGUAGE C STRICT VOLATILE;
 
+CREATE FUNCTION stream_state.restore_checkpoint(id bigint,
+	OUT query text, OUT action text)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stream_state_restore_checkpoint'
+LANGUAGE C STRICT VOLATILE;
+
 CREATE FUNCTION stream_state.rebuild(name text)
 RETURNS void
 AS 'MODULE_PATHNAME', 'stream_state_rebuild'
@@ -47,6 +53,7 @@ SELECT id, target, location, created_at, applied_lsn, restart_lsn, queries,
 REVOKE EXECUTE ON FUNCTION stream_state.checkpoint(text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stream_state.export_checkpoint(bigint, text) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stream_state.import_checkpoint(text) FROM PUBLIC;
+REVOKE EXECUTE ON FUNCTION stream_state.restore_checkpoint(bigint) FROM PUBLIC;
 REVOKE EXECUTE ON FUNCTION stream_state._checkpoints() FROM PUBLIC;
 GRANT EXECUTE ON FUNCTION stream_state._checkpoints() TO pg_monitor;
 GRANT SELECT ON stream_state.checkpoints TO pg_monitor;

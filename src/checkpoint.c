@@ -1338,7 +1338,7 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table,
  */
 void
 sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_restart,
-					StreamStateCkptRestored *out)
+					int64 only_id, StreamStateCkptRestored *out)
 {
 	bool		changed = false;
 	int			candidates = 0;
@@ -1355,7 +1355,14 @@ sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_rest
 		candidates++;
 		if (strcmp(ci->status, "valid") != 0)
 			continue;
-		if (ci->restart < slot_restart)
+		if (only_id != 0 && ci->id != only_id)
+			continue;
+		if (only_id != 0 && ci->restart < slot_restart)
+		{
+			/* asked for by restore_checkpoint: its WAL is gone, so rebuild */
+			out->partial = true;
+		}
+		else if (ci->restart < slot_restart)
 		{
 			ereport(LOG,
 					(errmsg("stream_state: checkpoint %lld of database %u is not used: it needs WAL from %X/%X and the slot keeps WAL from %X/%X",
@@ -1389,9 +1396,14 @@ sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_rest
 				 errhint("The previous checkpoint is used instead.")));
 		strlcpy(ci->status, "damaged", sizeof(ci->status));
 		changed = true;
+		out->partial = false;
+		if (only_id != 0)
+			break;				/* the caller falls back to the newest */
 	}
 	if (changed)
 		history_write(db->dboid, &worker_history);
+	if (only_id != 0)
+		return;
 
 	if (out->id == 0 && candidates > 0 && !XLogRecPtrIsInvalid(worker_history.slot_advanced))
 		out->wal_lost = true;

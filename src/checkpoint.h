@@ -43,6 +43,7 @@ typedef struct StreamStateCkptRestored
 	XLogRecPtr	restart;
 	uint32		flags;
 	bool		wal_lost;		/* checkpoints were taken, none is usable */
+	bool		partial;		/* restore_checkpoint of one whose WAL is gone */
 } StreamStateCkptRestored;
 
 typedef struct StreamStateCkptWriter StreamStateCkptWriter;
@@ -72,7 +73,7 @@ typedef struct StreamStateCkptScan
 /* worker */
 extern void sstate_ckpt_worker_init(Oid dboid);
 extern void sstate_ckpt_restore(StreamStateDb *db, dshash_table *table,
-								XLogRecPtr slot_restart,
+								XLogRecPtr slot_restart, int64 only_id,
 								StreamStateCkptRestored *out);
 extern StreamStateCkptWriter *sstate_ckpt_begin(StreamStateDb *db, dshash_table *table,
 												XLogRecPtr applied, XLogRecPtr restart,

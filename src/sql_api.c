@@ -760,27 +760,23 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
  * that lost it), a RESET that drops the state of every earlier commit, and
  * a count of the rows there now.  The worker applies all three at commit.
  */
-Datum
-stream_state_rebuild(PG_FUNCTION_ARGS)
+/*
+ * Rebuild query qid (see stream_state_rebuild); no owner check.  False if
+ * the query or its source is gone.
+ */
+bool
+sstate_rebuild_query(int32 qid)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	StreamStateQueryInfo *found = sstate_query_by_id(qid);
 	StreamStateQueryInfo copy;
 	Relation	rel;
 	char	   *key_column;
 	char	   *time_column = NULL;
 	OwnerContext oc;
 
-	sstate_shmem_check();
-	sstate_query_check_owner(info);
-	copy = *info;
-	if (get_rel_name(copy.source) == NULL)
-		ereport(ERROR,
-				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("continuous query \"%s\" cannot be rebuilt: its source table was dropped",
-						copy.name),
-				 errhint("Drop the query with stream_state.drop_query.")));
-
+	if (found == NULL || get_rel_name(found->source) == NULL)
+		return false;
+	copy = *found;
 	rel = relation_open(copy.source, ShareRowExclusiveLock);
 	key_column = get_attname(copy.source, copy.key_attnum, false);
 	if (copy.time_attnum > 0)
@@ -793,6 +789,23 @@ stream_state_rebuild(PG_FUNCTION_ARGS)
 	backfill(&copy, copy.source, key_column, time_column);
 	owner_end(&oc);
 	relation_close(rel, NoLock);
+	return true;
+}
+
+Datum
+stream_state_rebuild(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+
+	sstate_shmem_check();
+	sstate_query_check_owner(info);
+	if (!sstate_rebuild_query(info->id))
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("continuous query \"%s\" cannot be rebuilt: its source table was dropped",
+						info->name),
+				 errhint("Drop the query with stream_state.drop_query.")));
 	PG_RETURN_VOID();
 }
 

@@ -19,8 +19,11 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <signal.h>
+
 #include "access/xlog.h"
 #include "catalog/pg_authid.h"
+#include "executor/spi.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "pgstat.h"
@@ -40,6 +43,7 @@ PG_FUNCTION_INFO_V1(stream_state_checkpoint);
 PG_FUNCTION_INFO_V1(stream_state_checkpoints);
 PG_FUNCTION_INFO_V1(stream_state_export_checkpoint);
 PG_FUNCTION_INFO_V1(stream_state_import_checkpoint);
+PG_FUNCTION_INFO_V1(stream_state_restore_checkpoint);
 
 static void
 check_target(const char *target)
@@ -487,5 +491,120 @@ stream_state_import_checkpoint(PG_FUNCTION_ARGS)
 		values[2] = Int64GetDatum(iq->entries);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
+	return (Datum) 0;
+}
+
+/* ---------------------------------------------------------------------
+ * restore_checkpoint
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * restore_checkpoint(id): the worker starts again from checkpoint id.  If
+ * the slot still keeps the WAL from its restart position, the commits after
+ * it are re-applied from there ("replayed"); if not, every query is rebuilt
+ * from its source table in this transaction ("rebuilt").  Returns one row
+ * per query saying which.
+ */
+Datum
+stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	int64		id = PG_GETARG_INT64(0);
+	StreamStateCkptInfo *ci;
+	StreamStateCkptScan cb = {NULL, NULL, NULL};
+	StreamStateDb *db;
+	char	   *why;
+	int			result = 0;
+	pid_t		pid;
+	int			ret;
+
+	sstate_shmem_check();
+	InitMaterializedSRF(fcinfo, 0);
+	db = sstate_db_find(MyDatabaseId);
+	ci = find_checkpoint(id);
+	if (db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the stream_state worker of this database is not running")));
+	if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("checkpoint %lld is damaged: %s", (long long) id, why),
+				 errdetail("File \"%s\".", ci->location)));
+
+	SpinLockAcquire(&db->mutex);
+	if (db->restore_requested != 0)
+	{
+		SpinLockRelease(&db->mutex);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_IN_USE),
+				 errmsg("a restore of this database's state is already running")));
+	}
+	db->restore_requested = id;
+	db->restore_answered = 0;
+	SpinLockRelease(&db->mutex);
+
+	/* the launcher starts the worker again, which takes the request */
+	pid = db->worker_pid;
+	if (pid != 0)
+		kill(pid, SIGTERM);
+
+	for (;;)
+	{
+		bool		done;
+
+		SpinLockAcquire(&db->mutex);
+		done = (db->restore_answered == id);
+		result = db->restore_result;
+		SpinLockRelease(&db->mutex);
+		if (done && db->worker_state == SSW_RUNNING)
+			break;
+		(void) ConditionVariableTimedSleep(&db->applied_cv, 100, PG_WAIT_EXTENSION);
+		CHECK_FOR_INTERRUPTS();
+	}
+	ConditionVariableCancelSleep();
+
+	if (result == SSR_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("checkpoint %lld could not be restored", (long long) id),
+				 errdetail("The worker restored the newest valid checkpoint instead; the server log says why.")));
+
+	/* every query of the catalog: replayed, or rebuilt from its source */
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	ret = SPI_execute("SELECT id, name FROM stream_state.query_def ORDER BY name", true, 0);
+	if (ret != SPI_OK_SELECT)
+		elog(ERROR, "stream_state: reading query_def failed");
+	{
+		uint64		n = SPI_processed;
+		int32	   *ids = palloc(sizeof(int32) * Max(n, 1));
+		char	  **names = palloc(sizeof(char *) * Max(n, 1));
+
+		/* copied first: rebuilding runs SPI statements of its own */
+		for (uint64 i = 0; i < n; i++)
+		{
+			bool		isnull;
+
+			ids[i] = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 1, &isnull));
+			names[i] = SPI_getvalue(SPI_tuptable->vals[i], SPI_tuptable->tupdesc, 2);
+		}
+		for (uint64 i = 0; i < n; i++)
+		{
+			const char *action;
+			Datum		values[2];
+			bool		nulls[2] = {0};
+
+			if (result == SSR_REBUILD)
+				action = sstate_rebuild_query(ids[i]) ? "rebuilt" : "source dropped";
+			else
+				action = "replayed";
+			values[0] = CStringGetTextDatum(names[i]);
+			values[1] = CStringGetTextDatum(action);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+		}
+	}
+	SPI_finish();
 	return (Datum) 0;
 }

@@ -117,7 +117,17 @@ typedef struct StreamStateDb
 	int64		ckpt_result_id; /* of the last answered request; 0: failed */
 	char		ckpt_result_error[256];
 	int64		ckpt_restored_id;	/* the checkpoint the worker started from */
+
+	/* restore_checkpoint(), under mutex */
+	int64		restore_requested;	/* checkpoint id asked for; 0: none */
+	int64		restore_answered;	/* the id the worker answered last */
+	int			restore_result; /* SSR_* */
 } StreamStateDb;
+
+/* How the worker answered a restore_checkpoint() */
+#define SSR_REPLAYED	1		/* loaded, and the WAL after it re-applied */
+#define SSR_REBUILD		2		/* loaded, but its WAL is gone: rebuild */
+#define SSR_FAILED		3		/* it could not be loaded (see the log) */
 
 typedef struct StreamStateShared
 {
@@ -186,6 +196,7 @@ extern PGDLLEXPORT void stream_state_worker_main(Datum arg);
 
 /* sql_api.c */
 extern void sstate_sql_api_init(void);
+extern bool sstate_rebuild_query(int32 qid);
 extern void sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout);
 
 #endif							/* STREAM_STATE_H */

@@ -483,8 +483,46 @@ stream_state_worker_main(Datum arg)
 	sstate_ckpt_worker_init(dboid);
 	{
 		TimestampTz t0 = GetCurrentTimestamp();
+		int64		asked;
 
-		sstate_ckpt_restore(db, table, start, &restored);
+		SpinLockAcquire(&db->mutex);
+		asked = db->restore_requested;
+		SpinLockRelease(&db->mutex);
+		restored.id = 0;
+		if (asked != 0)
+		{
+			int			result;
+
+			/* restore_checkpoint(asked): that one, or the newest if it fails */
+			sstate_ckpt_restore(db, table, start, asked, &restored);
+			result = restored.id == 0 ? SSR_FAILED :
+				restored.partial ? SSR_REBUILD : SSR_REPLAYED;
+			if (restored.partial)
+			{
+				/* commits between it and the WAL kept are gone: rebuild */
+				StreamStateQuery *qs = sstate_db_queries(db);
+
+				LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+				for (int i = 0; i < sstate_shared->max_queries; i++)
+					if (qs[i].status != SSQ_FREE)
+						qs[i].status = SSQ_NEEDS_REBUILD;
+				db->state_lost = true;
+				LWLockRelease(&db->lock);
+				for (int i = 0; i < sstate_shared->max_queries; i++)
+					if (qs[i].status != SSQ_FREE)
+						sstate_store_drop_query(table, &qs[i]);
+				restored.applied = start;
+				restored.restart = start;
+			}
+			SpinLockAcquire(&db->mutex);
+			db->restore_requested = 0;
+			db->restore_answered = asked;
+			db->restore_result = result;
+			SpinLockRelease(&db->mutex);
+			ConditionVariableBroadcast(&db->applied_cv);
+		}
+		if (restored.id == 0)
+			sstate_ckpt_restore(db, table, start, 0, &restored);
 		restore_ms = TimestampDifferenceMilliseconds(t0, GetCurrentTimestamp());
 	}
 	if (restored.id > 0)

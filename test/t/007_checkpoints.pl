@@ -359,6 +359,54 @@ is($node->safe_psql($db, 'SELECT max(id) FROM stream_state.checkpoints'),
 	$ids_before + 1, 'the first checkpoint() completes once the worker runs again; the refused one wrote nothing');
 check_all('after the refused checkpoint');
 
+# --- restore_checkpoint -----------------------------------------------------------
+# the newest: its WAL is kept, the commits after it are replayed
+my $a = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+insert_rows($g, $g + 49);
+$g += 50;
+$offset = -s $node->logfile;
+is($node->safe_psql($db, "SELECT string_agg(query || '=' || action, ',' ORDER BY query) FROM stream_state.restore_checkpoint($a)"),
+	'slide_10m=replayed,tumble_5m=replayed',
+	"restore_checkpoint($a), the newest: both queries replayed from the kept WAL");
+ok(wait_log(qr/stream_state: restored checkpoint $a of database/, $offset),
+	"restore_checkpoint($a): the worker started again from it");
+check_all("restore_checkpoint($a), replayed");
+
+# an old one: the slot no longer keeps its WAL, so the queries are rebuilt
+my $b = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+insert_rows($g, $g + 49);
+$g += 50;
+$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+insert_rows($g, $g + 49);
+$g += 50;
+$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+is( $node->safe_psql(
+		$db, "SELECT restart_lsn < (SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%') FROM stream_state.checkpoints WHERE id = $b"),
+	't', "checkpoint $b needs WAL the slot no longer keeps");
+insert_rows($g, $g + 49);
+$g += 50;
+is($node->safe_psql($db, "SELECT string_agg(query || '=' || action, ',' ORDER BY query) FROM stream_state.restore_checkpoint($b)"),
+	'slide_10m=rebuilt,tumble_5m=rebuilt',
+	"restore_checkpoint($b), an old one: both queries rebuilt from their source table");
+check_all("restore_checkpoint($b), rebuilt");
+is( $node->safe_psql(
+		$db, q{SELECT string_agg(name || '=' || status, ',' ORDER BY name) FROM stream_state.queries}),
+	'slide_10m=running,tumble_5m=running',
+	"restore_checkpoint($b): both queries run");
+
+like(error_of($db, 'SELECT * FROM stream_state.restore_checkpoint(9999)'),
+	qr/ERROR:  42704: checkpoint 9999 of this database does not exist/,
+	'restore_checkpoint of an unknown id (42704)');
+my ($damaged, $dfile) = split /\|/, $node->safe_psql($db,
+	"SELECT id, location FROM stream_state.checkpoints WHERE status = 'valid' ORDER BY id LIMIT 1");
+flip_byte($dfile, (-s $dfile) - 40);
+like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($damaged)"),
+	qr/ERROR:  XX001: checkpoint $damaged is damaged: block \d+ at byte \d+ fails its CRC-32C check/,
+	'restore_checkpoint of a damaged checkpoint file is refused before anything changes (XX001)');
+like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($a)", 'plain'),
+	qr/ERROR:  42501: permission denied for function restore_checkpoint/,
+	'restore_checkpoint needs EXECUTE, which PUBLIC does not have (42501)');
+
 # --- DROP EXTENSION removes the checkpoints ---------------------------------
 my $dir = ckpt_dir();
 $node->safe_psql($db, 'DROP EXTENSION stream_state CASCADE');

@@ -407,6 +407,28 @@ like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($a)", 'plain')
 	qr/ERROR:  42501: permission denied for function restore_checkpoint/,
 	'restore_checkpoint needs EXECUTE, which PUBLIC does not have (42501)');
 
+# --- stream_state.checkpoint_directory -------------------------------------------
+my $elsewhere = PostgreSQL::Test::Utils::tempdir;
+chmod 0777, $elsewhere;
+$node->append_conf('postgresql.conf', "stream_state.checkpoint_directory = '$elsewhere'\n");
+$node->reload;
+my $oid = $node->safe_psql($db, "SELECT oid FROM pg_database WHERE datname = '$db'");
+ok($node->poll_query_until($db, "SELECT current_setting('stream_state.checkpoint_directory') = '$elsewhere'"),
+	'checkpoint_directory set by a reload');
+# the worker re-reads its configuration when woken
+my $c = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+is($node->safe_psql($db, "SELECT location FROM stream_state.checkpoints WHERE id = $c"),
+	"$elsewhere/$oid/$c.ckpt",
+	'with checkpoint_directory set, the checkpoint file goes to <directory>/<database oid>/');
+insert_rows($g, $g + 49);
+$g += 50;
+$offset = -s $node->logfile;
+$node->stop('immediate');
+$node->start;
+ok(wait_log(qr/stream_state: restored checkpoint $c of database/, $offset),
+	'a checkpoint in checkpoint_directory is restored at start');
+check_all('restored from checkpoint_directory');
+
 # --- DROP EXTENSION removes the checkpoints ---------------------------------
 my $dir = ckpt_dir();
 $node->safe_psql($db, 'DROP EXTENSION stream_state CASCADE');
@@ -414,6 +436,7 @@ ok( $node->poll_query_until(
 		$db, q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'}),
 	'DROP EXTENSION: the slot goes');
 ok(!-e $dir, 'DROP EXTENSION: the checkpoint directory goes with it');
+ok(!-e "$elsewhere/$oid", 'DROP EXTENSION: and its directory under checkpoint_directory');
 
 $node->stop;
 done_testing();

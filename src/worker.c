@@ -418,6 +418,7 @@ stream_state_worker_main(Datum arg)
 	bool		reported_paused = false;
 	StreamStateCkptRestored restored;
 	long		restore_ms;
+	bool		wal_gone = false;
 	TimestampTz last_ckpt;
 	XLogRecPtr	last_ckpt_applied;
 	uint32		ckpt_request = 0;
@@ -447,11 +448,27 @@ stream_state_worker_main(Datum arg)
 	start = MyReplicationSlot->data.restart_lsn;
 	SpinLockRelease(&MyReplicationSlot->mutex);
 	if (XLogRecPtrIsInvalid(start))
-		ereport(FATAL,
+	{
+		/*
+		 * The slot was invalidated (max_slot_wal_keep_size): the WAL it kept
+		 * is gone.  Keep WAL from here on and go on, with every query whose
+		 * commits may be in the lost WAL marked as needing a rebuild.
+		 */
+		ReplicationSlotReserveWal();
+		ReplicationSlotMarkDirty();
+		ReplicationSlotSave();
+		ReplicationSlotsComputeRequiredLSN();
+		SpinLockAcquire(&MyReplicationSlot->mutex);
+		start = MyReplicationSlot->data.restart_lsn;
+		SpinLockRelease(&MyReplicationSlot->mutex);
+		wal_gone = true;
+		ereport(WARNING,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
-				 errmsg("replication slot \"%s\" keeps no WAL", slotname),
-				 errdetail("Its WAL was removed; the state of database %u cannot be rebuilt from WAL.", dboid),
-				 errhint("Drop the slot and create the queries again.")));
+				 errmsg("stream_state: replication slot \"%s\" lost its WAL; it keeps WAL from %X/%X again",
+						slotname, LSN_FORMAT_ARGS(start)),
+				 errdetail("The server removed WAL the slot still needed (max_slot_wal_keep_size)."),
+				 errhint("Queries shown as \"needs rebuild\" in stream_state.queries must be rebuilt with stream_state.rebuild(name).")));
+	}
 
 	/* a fresh table, filled from the newest usable checkpoint */
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
@@ -523,6 +540,8 @@ stream_state_worker_main(Datum arg)
 		}
 		if (restored.id == 0)
 			sstate_ckpt_restore(db, table, start, 0, &restored);
+		if (restored.id == 0 && wal_gone)
+			restored.wal_lost = true;
 		restore_ms = TimestampDifferenceMilliseconds(t0, GetCurrentTimestamp());
 	}
 	if (restored.id > 0)

@@ -25,6 +25,7 @@ int			sstate_read_timeout_ms = 10000;
 int			sstate_max_delta_entries = 524288;
 int			sstate_worker_naptime_ms = 1000;
 int			sstate_checkpoint_interval_s = 300;
+int			sstate_max_kept_wal_mb = -1;
 int			sstate_checkpoint_retain = 3;
 int			sstate_checkpoint_target = SSTATE_CKPT_FILE;
 char	   *sstate_checkpoint_directory = NULL;
@@ -83,6 +84,14 @@ sstate_guc_define(void)
 							&sstate_checkpoint_interval_s,
 							300, 0, 86400 * 7,
 							PGC_SIGHUP, GUC_UNIT_S,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.max_kept_wal",
+							"WAL a paused query may hold back before it is given up and needs a rebuild; -1: no limit.",
+							"A query paused because memory is full keeps the WAL since it paused; past this, its state is dropped and the WAL released.",
+							&sstate_max_kept_wal_mb,
+							-1, -1, INT_MAX,
+							PGC_SIGHUP, GUC_UNIT_MB,
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stream_state.checkpoint_retain",

@@ -153,6 +153,7 @@ extern int	sstate_max_delta_entries;
 extern int	sstate_worker_naptime_ms;
 extern int	sstate_checkpoint_interval_s;
 extern int	sstate_checkpoint_retain;
+extern int	sstate_max_kept_wal_mb;
 extern int	sstate_checkpoint_target;
 extern char *sstate_checkpoint_directory;
 extern void sstate_guc_define(void);

@@ -953,6 +953,48 @@ sstate_apply_catch_up(XLogRecPtr upto)
 	return resumed;
 }
 
+/*
+ * Give up paused queries that hold back more than stream_state.max_kept_wal
+ * of WAL behind the reader at applied: their state is dropped and they need
+ * a rebuild, so the slot can move on.  Returns how many were given up.
+ */
+int
+sstate_apply_limit_kept_wal(XLogRecPtr applied)
+{
+	StreamStateQuery *qs = sstate_db_queries(apply_db);
+	int			n = 0;
+
+	if (sstate_max_kept_wal_mb < 0)
+		return 0;
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		uint64		held;
+
+		if (q->status != SSQ_PAUSED_MEMORY || q->paused_restart >= applied)
+			continue;
+		held = applied - q->paused_restart;
+		if (held <= (uint64) sstate_max_kept_wal_mb * 1024 * 1024)
+			continue;
+		sstate_store_drop_query(apply_table, q);
+		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+		q->status = SSQ_NEEDS_REBUILD;
+		q->paused_lsn = InvalidXLogRecPtr;
+		q->paused_restart = InvalidXLogRecPtr;
+		LWLockRelease(&apply_db->lock);
+		ereport(WARNING,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("stream_state: continuous query \"%s\" was paused for too long and needs a rebuild",
+						q->def.name),
+				 errdetail("It held back %llu MB of WAL, more than stream_state.max_kept_wal (%d MB); its state was dropped and that WAL is released.",
+						   (unsigned long long) (held / (1024 * 1024)), sstate_max_kept_wal_mb),
+				 errhint("Free memory (stream_state.memory_limit), then run SELECT stream_state.rebuild('%s').",
+						 q->def.name)));
+		n++;
+	}
+	return n;
+}
+
 /* Does any query of this database wait for memory? */
 bool
 sstate_apply_any_paused(void)

@@ -31,5 +31,6 @@ extern void sstate_apply_skip_below(XLogRecPtr lsn);
 extern XLogRecPtr sstate_apply_restart_lsn(XLogRecPtr applied);
 extern int	sstate_apply_catch_up(XLogRecPtr upto);
 extern bool sstate_apply_any_paused(void);
+extern int	sstate_apply_limit_kept_wal(XLogRecPtr applied);
 
 #endif							/* STREAM_STATE_WAL_READER_H */

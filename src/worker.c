@@ -696,6 +696,9 @@ stream_state_worker_main(Datum arg)
 			due = sstate_checkpoint_interval_s > 0 && next > last_ckpt_applied &&
 				TimestampDifferenceExceeds(last_ckpt, GetCurrentTimestamp(),
 										   sstate_checkpoint_interval_s * 1000);
+			/* paused queries that hold back too much WAL: give up, release */
+			if (sstate_apply_any_paused() && sstate_apply_limit_kept_wal(next) > 0)
+				due = true;
 			if (asked || due)
 			{
 				ckpt_request = asked ? requested : 0;

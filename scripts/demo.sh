@@ -6,8 +6,10 @@
 # Starts a throwaway server as postgres (temp dir, unix socket only, with
 # test/stream_state.conf), defines a sliding-window count over an events
 # table, inserts a few thousand events (and one transaction that rolls
-# back), then shows the state next to a recomputation from the table.  The
-# server and its directory are removed on exit.
+# back), then shows the state next to a recomputation from the table; takes
+# a checkpoint, commits more events, kills the server (immediate stop) and
+# starts it again, and shows the state restored, again next to the table.
+# The server and its directory are removed on exit.
 #
 #   DEMO_SKIP_SETUP=1   do not run scripts/setup.sh (use what is installed)
 set -euo pipefail
@@ -132,5 +134,36 @@ SELECT coalesce(s.user_id, r.user_id) AS user_id, s.window_start, s.window_end,
 SELECT * FROM stream_state.queries;
 SQL
 
+
+# Checkpoints and a crash: the state comes back exactly.
+ss_psql -d demo -e <<'SQL'
+\set QUIET on
+\echo
+\echo '-- a checkpoint now (periodic ones come every stream_state.checkpoint_interval)'
+\set QUIET off
+SELECT stream_state.checkpoint();
+SELECT id, applied_lsn, restart_lsn, entries, bytes, status FROM stream_state.checkpoints;
+\echo
+\echo '-- 500 more events for user 1, committed after the checkpoint'
+INSERT INTO events SELECT 1, now() - interval '1 second', 'click' FROM generate_series(1, 500);
+SQL
+echo
+echo "demo: kill -9 of the whole server (an immediate stop: no shutdown checkpoint), then a start"
+ss_as_pg "$SS_PGBIN/pg_ctl" -D "$SS_DIR/data" -m immediate -t 60 stop >/dev/null
+ss_as_pg "$SS_PGBIN/pg_ctl" -D "$SS_DIR/data" -l "$SS_DIR/server.log" -w -t 120 start >/dev/null
+grep -E 'stream_state: (restored checkpoint|state of database)' "$SS_DIR/server.log" | sed 's/^/  server log: /'
+ss_psql -d demo -e <<'SQL'
+\set QUIET on
+\echo
+\echo '-- after the crash: the state is the checkpoint plus the WAL after it, still equal to the table'
+\set QUIET off
+SELECT stream_state.wait_applied();
+SELECT s.key AS user_id, s.count AS stream_state_count,
+       (SELECT count(*) FROM events e
+         WHERE e.user_id = s.key::bigint
+           AND e.ts >= s.window_start AND e.ts < s.window_end) AS recomputed_count
+  FROM stream_state.window_counts('clicks_5m') s
+ ORDER BY 1;
+SQL
 echo
 echo "demo: done; stopping the server and removing $T"

@@ -32,11 +32,13 @@
  * the worker logs why and falls back to the previous checkpoint.
  *
  * Files go to a temporary name, are fsynced, and renamed into place with
- * durable_rename.  Copying the state (the only time the worker stops
- * applying) is separated from writing it: the worker writes a few
- * megabytes between batches of WAL, so a large checkpoint delays applying
- * by no more than its copy.  The copy lives in the worker's local memory,
- * not in stream_state.memory_limit.
+ * durable_rename.  The worker does not stop for a checkpoint: it writes the
+ * header and queries, then a scanner process (stream_state_ckpt_scanner_main)
+ * appends the entries while the worker goes on applying and copies on write
+ * the entries it changes before the scanner reached them (store_memory.c,
+ * cow_touch); then the worker appends its copies and the END block.  If no
+ * background worker slot is free, the worker copies the whole state itself
+ * and writes it a few megabytes at a time between batches of WAL.
  *
  * History.  stream_state/<database oid>/history under the data directory
  * lists every checkpoint (id, location, L, R, sizes, status), newest last,
@@ -61,6 +63,10 @@
 
 #include "access/xlog.h"
 #include "common/file_perm.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "postmaster/interrupt.h"
+#include "storage/ipc.h"
 #include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "port/pg_crc32c.h"
@@ -168,6 +174,11 @@ struct StreamStateCkptWriter
 	int64		bytes;
 	StringInfoData cur;			/* ENTRIES payload being filled */
 	int64		pause_ms;
+	int			nblocks;		/* blocks in the file so far */
+	bool		ended;			/* END block queued */
+	bool		scanning;		/* the scanner process has the file */
+	BackgroundWorkerHandle *scanner;
+	StreamStateDb *db;
 };
 
 typedef struct History
@@ -512,25 +523,32 @@ writer_flush_entries(StreamStateCkptWriter *w)
 	resetStringInfo(&w->cur);
 }
 
+/* One key in the ENTRIES format (see the file header). */
+static void
+encode_key(StringInfo buf, int32 qid, const char *key, uint32 keylen,
+		   const StreamStatePane *panes, int npanes)
+{
+	put_uvarint(buf, (uint64) (uint32) qid);
+	put_uvarint(buf, keylen);
+	appendBinaryStringInfo(buf, key, keylen);
+	put_uvarint(buf, (uint64) npanes);
+	for (int i = 0; i < npanes; i++)
+	{
+		if (i == 0)
+			put_svarint(buf, panes[0].pane);
+		else
+			put_uvarint(buf, (uint64) (panes[i].pane - panes[i - 1].pane));
+		put_svarint(buf, panes[i].count);
+	}
+}
+
 static void
 copy_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 			const StreamStatePane *panes, int npanes)
 {
 	StreamStateCkptWriter *w = arg;
-	int			i;
 
-	put_uvarint(&w->cur, (uint64) (uint32) qid);
-	put_uvarint(&w->cur, keylen);
-	appendBinaryStringInfo(&w->cur, key, keylen);
-	put_uvarint(&w->cur, (uint64) npanes);
-	for (i = 0; i < npanes; i++)
-	{
-		if (i == 0)
-			put_svarint(&w->cur, panes[0].pane);
-		else
-			put_uvarint(&w->cur, (uint64) (panes[i].pane - panes[i - 1].pane));
-		put_svarint(&w->cur, panes[i].count);
-	}
+	encode_key(&w->cur, qid, key, keylen, panes, npanes);
 	w->nkeys++;
 	w->nentries += npanes;
 	if (w->cur.len >= CKPT_BLOCK_TARGET)
@@ -540,6 +558,102 @@ copy_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 		writer_flush_entries(w);
 		MemoryContextSwitchTo(old);
 	}
+}
+
+/* forward: writing helpers below */
+static bool write_all(int fd, const void *data, Size len);
+static bool write_blocks(StreamStateCkptWriter *w, Size budget, Size *written);
+
+static uint32 snapshot_epoch = 0;
+
+/*
+ * Create the temporary file and write the prefix, header and queries into
+ * it.  On failure the file is left for sstate_ckpt_continue to report
+ * (w->fd stays -1).
+ */
+static bool
+writer_open(StreamStateCkptWriter *w)
+{
+	char		dir[MAXPGPATH];
+	char	   *err;
+	CkptPrefix	prefix;
+	Size		written = 0;
+
+	sstate_ckpt_dir(w->dboid, dir);
+	if (!make_dir(dir, &err))
+		return false;
+	w->fd = OpenTransientFile(w->tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
+	if (w->fd < 0)
+		return false;
+	memset(&prefix, 0, sizeof(prefix));
+	memcpy(prefix.magic, CKPT_MAGIC, 8);
+	prefix.version = STREAM_STATE_CKPT_VERSION;
+	prefix.pg_major = PG_VERSION_NUM / 100;
+	prefix.bom = CKPT_BOM;
+	prefix.query_size = sizeof(CkptQuery);
+	if (!write_all(w->fd, &prefix, sizeof(prefix)))
+		goto fail;
+	w->bytes = sizeof(prefix);
+	if (!write_blocks(w, SIZE_MAX, &written))
+		goto fail;
+	return true;
+
+fail:
+	CloseTransientFile(w->fd);
+	w->fd = -1;
+	unlink(w->tmppath);
+	return false;
+}
+
+/*
+ * Hand the file to a scanner process for epoch snapshot_epoch + 1 and start
+ * copying on write.  False (nothing started) if no process slot is free.
+ */
+static bool
+start_scanner(StreamStateCkptWriter *w)
+{
+	StreamStateDb *db = w->db;
+	BackgroundWorker bgw;
+
+	/* the scanner appends to the file; the worker takes it back after */
+	if (CloseTransientFile(w->fd) != 0)
+	{
+		w->fd = -1;
+		return false;
+	}
+	w->fd = -1;
+
+	snapshot_epoch++;
+	SpinLockAcquire(&db->mutex);
+	db->scan_epoch = snapshot_epoch;
+	strlcpy(db->scan_path, w->tmppath, MAXPGPATH);
+	db->scan_done = false;
+	db->scan_nblocks = 0;
+	db->scan_nkeys = 0;
+	db->scan_nentries = 0;
+	db->scan_bytes = 0;
+	db->scan_error[0] = '\0';
+	SpinLockRelease(&db->mutex);
+
+	memset(&bgw, 0, sizeof(bgw));
+	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw.bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
+	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_ckpt_scanner_main");
+	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state checkpoint scanner for database %u", db->dboid);
+	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state checkpoint scanner");
+	bgw.bgw_main_arg = ObjectIdGetDatum(db->dboid);
+	bgw.bgw_notify_pid = MyProcPid;
+	if (!RegisterDynamicBackgroundWorker(&bgw, &w->scanner))
+	{
+		/* take the file back and copy synchronously */
+		w->fd = OpenTransientFile(w->tmppath, O_WRONLY | O_APPEND | PG_BINARY);
+		return false;
+	}
+	sstate_store_cow_begin(snapshot_epoch, copy_key_cb, w);
+	w->scanning = true;
+	return true;
 }
 
 /*
@@ -558,7 +672,6 @@ sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
 	StreamStateQuery *qs = sstate_db_queries(db);
 	StringInfoData qbuf;
 	CkptHeader	hdr;
-	CkptEnd		end;
 	char		dir[MAXPGPATH];
 	int			i;
 
@@ -616,15 +729,22 @@ sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
 	initStringInfo(&w->cur);
 	enlargeStringInfo(&w->cur, CKPT_BLOCK_TARGET + 1024);
 	MemoryContextSwitchTo(old);
+	w->db = db;
+
+	/*
+	 * The prefix, header and queries go to the file now.  Then, if a
+	 * scanner process can be started, it appends the entries while this
+	 * worker goes on applying and copies only what it is about to change
+	 * (copy-on-write); else the worker copies everything itself, now.
+	 */
+	if (writer_open(w) && start_scanner(w))
+	{
+		w->pause_ms = TimestampDifferenceMilliseconds(w->started, GetCurrentTimestamp());
+		return w;
+	}
 	sstate_store_scan(table, 0, copy_key_cb, w);
 	MemoryContextSwitchTo(cxt);
 	writer_flush_entries(w);
-
-	memset(&end, 0, sizeof(end));
-	end.nkeys = w->nkeys;
-	end.nentries = w->nentries;
-	end.nblocks = list_length(w->blocks) + 1;
-	w->blocks = lappend(w->blocks, block_make(cxt, CKB_END, (char *) &end, sizeof(end)));
 	MemoryContextSwitchTo(old);
 	w->pause_ms = TimestampDifferenceMilliseconds(w->started, GetCurrentTimestamp());
 	return w;
@@ -647,6 +767,31 @@ write_all(int fd, const void *data, Size len)
 		}
 		p += n;
 		len -= n;
+	}
+	return true;
+}
+
+/* Write the pending blocks of w, up to budget bytes. */
+static bool
+write_blocks(StreamStateCkptWriter *w, Size budget, Size *written)
+{
+	while (w->next_block < list_length(w->blocks) && *written < budget)
+	{
+		CkptBlock  *b = list_nth(w->blocks, w->next_block);
+
+		INIT_CRC32C(b->head.crc);
+		COMP_CRC32C(b->head.crc, &b->head.type, sizeof(uint32) * 2);
+		COMP_CRC32C(b->head.crc, b->data, b->head.len);
+		FIN_CRC32C(b->head.crc);
+		if (!write_all(w->fd, &b->head, sizeof(CkptBlockHead)) ||
+			!write_all(w->fd, b->data, b->head.len))
+			return false;
+		*written += sizeof(CkptBlockHead) + b->head.len;
+		w->bytes += sizeof(CkptBlockHead) + b->head.len;
+		w->nblocks++;
+		w->next_block++;
+		pfree(b);
+		list_nth_cell(w->blocks, w->next_block - 1)->ptr_value = NULL;
 	}
 	return true;
 }
@@ -676,62 +821,89 @@ sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget, int64 *id, char **er
 	*id = 0;
 	*error = NULL;
 
-	if (w->fd < 0)
+	if (w->scanning)
 	{
-		char		dir[MAXPGPATH];
-		CkptPrefix	prefix;
-		char	   *err;
+		StreamStateDb *db = w->db;
+		bool		done;
+		pid_t		pid;
+		char		scan_error[256];
 
-		sstate_ckpt_dir(w->dboid, dir);
-		if (!make_dir(dir, &err))
+		SpinLockAcquire(&db->mutex);
+		done = db->scan_done;
+		strlcpy(scan_error, db->scan_error, sizeof(scan_error));
+		SpinLockRelease(&db->mutex);
+		if (!done)
 		{
-			writer_fail(w, error, err);
+			if (GetBackgroundWorkerPid(w->scanner, &pid) != BGWH_STOPPED)
+				return false;
+			/* it may have finished between the two looks */
+			SpinLockAcquire(&db->mutex);
+			done = db->scan_done;
+			SpinLockRelease(&db->mutex);
+			if (!done)
+			{
+				sstate_store_cow_end();
+				w->scanning = false;
+				writer_fail(w, error, "the checkpoint scanner process stopped before it finished");
+				goto done;
+			}
+		}
+		sstate_store_cow_end();
+		w->scanning = false;
+		if (scan_error[0] != '\0')
+		{
+			writer_fail(w, error, scan_error);
 			goto done;
 		}
-		w->fd = OpenTransientFile(w->tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
-		if (w->fd < 0)
+		ereport(DEBUG1,
+				(errmsg("stream_state: checkpoint %lld: the scanner copied %lld keys, the worker %lld on write",
+						(long long) w->id, (long long) db->scan_nkeys, (long long) w->nkeys)));
+		SpinLockAcquire(&db->mutex);
+		w->nkeys += db->scan_nkeys;
+		w->nentries += db->scan_nentries;
+		w->nblocks += db->scan_nblocks;
+		w->bytes += db->scan_bytes;
+		SpinLockRelease(&db->mutex);
 		{
-			writer_fail(w, error, psprintf("could not create file \"%s\": %m", w->tmppath));
-			goto done;
+			MemoryContext o = MemoryContextSwitchTo(w->cxt);
+
+			writer_flush_entries(w);
+			MemoryContextSwitchTo(o);
 		}
-		memset(&prefix, 0, sizeof(prefix));
-		memcpy(prefix.magic, CKPT_MAGIC, 8);
-		prefix.version = STREAM_STATE_CKPT_VERSION;
-		prefix.pg_major = PG_VERSION_NUM / 100;
-		prefix.bom = CKPT_BOM;
-		prefix.query_size = sizeof(CkptQuery);
-		if (!write_all(w->fd, &prefix, sizeof(prefix)))
-		{
-			writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
-			goto done;
-		}
-		w->bytes = sizeof(prefix);
+		w->fd = OpenTransientFile(w->tmppath, O_WRONLY | O_APPEND | PG_BINARY);
 	}
 
-	while (w->next_block < list_length(w->blocks) && written < budget)
+	if (w->fd < 0)
 	{
-		CkptBlock  *b = list_nth(w->blocks, w->next_block);
-		pg_crc32c	crc;
+		writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
+		goto done;
+	}
 
-		INIT_CRC32C(crc);
-		COMP_CRC32C(crc, &b->head.type, sizeof(uint32) * 2);
-		COMP_CRC32C(crc, b->data, b->head.len);
-		FIN_CRC32C(crc);
-		b->head.crc = crc;
-		if (!write_all(w->fd, &b->head, sizeof(CkptBlockHead)) ||
-			!write_all(w->fd, b->data, b->head.len))
-		{
-			writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
-			goto done;
-		}
-		written += sizeof(CkptBlockHead) + b->head.len;
-		w->bytes += sizeof(CkptBlockHead) + b->head.len;
-		w->next_block++;
-		pfree(b);
-		list_nth_cell(w->blocks, w->next_block - 1)->ptr_value = NULL;
+	if (!write_blocks(w, budget, &written))
+	{
+		writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
+		goto done;
 	}
 	if (w->next_block < list_length(w->blocks))
 		return false;
+	if (!w->ended)
+	{
+		CkptEnd		end;
+		CkptBlock  *b;
+
+		memset(&end, 0, sizeof(end));
+		end.nkeys = w->nkeys;
+		end.nentries = w->nentries;
+		end.nblocks = w->nblocks + 1;
+		b = block_make(w->cxt, CKB_END, (char *) &end, sizeof(end));
+		w->blocks = lappend(w->blocks, b);
+		w->ended = true;
+		if (!write_blocks(w, SIZE_MAX, &written))
+		{
+			writer_fail(w, error, psprintf("could not write file \"%s\": %m", w->tmppath));
+			goto done;
+		}
+	}
 
 	if (pg_fsync(w->fd) != 0)
 	{
@@ -778,10 +950,23 @@ done:
 	return true;
 }
 
+/* Is a scanner process still copying for checkpoint w? */
+bool
+sstate_ckpt_scanning(StreamStateCkptWriter *w)
+{
+	return w->scanning;
+}
+
 /* Give up a checkpoint being written (the worker is exiting). */
 void
 sstate_ckpt_abandon(StreamStateCkptWriter *w)
 {
+	if (w->scanning)
+	{
+		sstate_store_cow_end();
+		TerminateBackgroundWorker(w->scanner);
+		w->scanning = false;
+	}
 	if (w->fd >= 0)
 		CloseTransientFile(w->fd);
 	unlink(w->tmppath);
@@ -1407,4 +1592,170 @@ sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_rest
 
 	if (out->id == 0 && candidates > 0 && !XLogRecPtrIsInvalid(worker_history.slot_advanced))
 		out->wal_lost = true;
+}
+
+/* ---------------------------------------------------------------------
+ * The scanner process
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct ScanState
+{
+	int			fd;
+	StringInfoData cur;
+	int32		nblocks;
+	int64		nkeys;
+	int64		nentries;
+	int64		bytes;
+	bool		failed;
+} ScanState;
+
+static bool
+scan_flush(ScanState *ss)
+{
+	CkptBlockHead head;
+
+	if (ss->cur.len == 0 || ss->failed)
+		return !ss->failed;
+	head.type = CKB_ENTRIES;
+	head.len = ss->cur.len;
+	INIT_CRC32C(head.crc);
+	COMP_CRC32C(head.crc, &head.type, sizeof(uint32) * 2);
+	COMP_CRC32C(head.crc, ss->cur.data, ss->cur.len);
+	FIN_CRC32C(head.crc);
+	if (!write_all(ss->fd, &head, sizeof(head)) ||
+		!write_all(ss->fd, ss->cur.data, ss->cur.len))
+	{
+		ss->failed = true;
+		return false;
+	}
+	ss->bytes += sizeof(head) + ss->cur.len;
+	ss->nblocks++;
+	resetStringInfo(&ss->cur);
+	return true;
+}
+
+static void
+scan_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			const StreamStatePane *panes, int npanes)
+{
+	ScanState  *ss = arg;
+
+	encode_key(&ss->cur, qid, key, keylen, panes, npanes);
+	ss->nkeys++;
+	ss->nentries += npanes;
+	/* written while the partition is held: blocks are 1 MB, a short write */
+	if (ss->cur.len >= CKPT_BLOCK_TARGET)
+		(void) scan_flush(ss);
+}
+
+static StreamStateDb *scanner_db = NULL;
+
+static void
+scanner_exit(int code, Datum arg)
+{
+	if (scanner_db != NULL)
+	{
+		SpinLockAcquire(&scanner_db->mutex);
+		if (scanner_db->scan_pid == MyProcPid)
+			scanner_db->scan_pid = 0;
+		SpinLockRelease(&scanner_db->mutex);
+	}
+}
+
+/*
+ * stream_state checkpoint scanner: started by a database's worker for one
+ * checkpoint.  It appends the ENTRIES blocks of every entry the worker has
+ * not copied on write to the checkpoint's temporary file, reports how many
+ * in the database's slot, and exits; the worker then appends its own
+ * copies and the END block.  It connects to no database.
+ */
+void
+stream_state_ckpt_scanner_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	StreamStateDb *db;
+	ScanState	ss;
+	uint32		epoch;
+	char		path[MAXPGPATH];
+	dshash_table_handle handle;
+	dshash_table *table;
+
+	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);	/* no database */
+
+	db = sstate_db_find(dboid);
+	if (db == NULL)
+		proc_exit(0);
+	scanner_db = db;
+	before_shmem_exit(scanner_exit, (Datum) 0);
+
+	LWLockAcquire(&db->lock, LW_SHARED);
+	SpinLockAcquire(&db->mutex);
+	db->scan_pid = MyProcPid;
+	epoch = db->scan_epoch;
+	strlcpy(path, db->scan_path, MAXPGPATH);
+	SpinLockRelease(&db->mutex);
+	handle = db->table;
+	LWLockRelease(&db->lock);
+	if (!DsaPointerIsValid(handle))
+		proc_exit(0);
+	table = sstate_store_attach(sstate_area(), handle);
+
+	memset(&ss, 0, sizeof(ss));
+	initStringInfo(&ss.cur);
+	enlargeStringInfo(&ss.cur, CKPT_BLOCK_TARGET + 1024);
+	ss.fd = OpenTransientFile(path, O_WRONLY | O_APPEND | PG_BINARY);
+	if (ss.fd < 0)
+		ss.failed = true;
+	else
+	{
+		pgstat_report_activity(STATE_RUNNING, "copying state for a checkpoint");
+		sstate_store_snapshot(table, epoch, scan_key_cb, &ss, &ShutdownRequestPending);
+		if (ShutdownRequestPending)
+			proc_exit(0);		/* the worker sees it stopped unfinished */
+		(void) scan_flush(&ss);
+		if (CloseTransientFile(ss.fd) != 0)
+			ss.failed = true;
+	}
+
+	SpinLockAcquire(&db->mutex);
+	if (db->scan_epoch == epoch)
+	{
+		db->scan_done = true;
+		db->scan_nblocks = ss.nblocks;
+		db->scan_nkeys = ss.nkeys;
+		db->scan_nentries = ss.nentries;
+		db->scan_bytes = ss.bytes;
+		if (ss.failed)
+			snprintf(db->scan_error, sizeof(db->scan_error),
+					 "could not write file \"%s\": %s", path, strerror(errno));
+	}
+	SpinLockRelease(&db->mutex);
+	if (db->worker_latch != NULL)
+		SetLatch(db->worker_latch);
+	proc_exit(0);
+}
+
+/*
+ * A new worker must not replace the table while a scanner of an earlier
+ * one still reads it: wait (up to 10 s) for it to go.
+ */
+void
+sstate_ckpt_wait_scanner(StreamStateDb *db)
+{
+	for (int i = 0; i < 1000; i++)
+	{
+		pid_t		pid;
+
+		SpinLockAcquire(&db->mutex);
+		pid = db->scan_pid;
+		SpinLockRelease(&db->mutex);
+		if (pid == 0 || kill(pid, 0) != 0)
+			return;
+		if (i == 0)
+			kill(pid, SIGTERM);
+		pg_usleep(10000);
+	}
 }

@@ -81,9 +81,12 @@ extern StreamStateCkptWriter *sstate_ckpt_begin(StreamStateDb *db, dshash_table 
 extern bool sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget,
 								 int64 *id, char **error);
 extern void sstate_ckpt_abandon(StreamStateCkptWriter *w);
+extern bool sstate_ckpt_scanning(StreamStateCkptWriter *w);
 extern XLogRecPtr sstate_ckpt_slot_target(XLogRecPtr newest_restart);
 extern void sstate_ckpt_retain(XLogRecPtr slot_restart);
 extern void sstate_ckpt_remove_all(Oid dboid);
+extern void sstate_ckpt_wait_scanner(StreamStateDb *db);
+extern PGDLLEXPORT void stream_state_ckpt_scanner_main(Datum arg);
 
 /* anyone */
 extern bool sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb,

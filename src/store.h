@@ -10,6 +10,8 @@
 #ifndef STREAM_STATE_STORE_H
 #define STREAM_STATE_STORE_H
 
+#include <signal.h>
+
 #include "stream_state.h"
 
 /*
@@ -40,6 +42,12 @@ extern bool sstate_store_add(dshash_table *table, StreamStateQuery *q,
 extern void sstate_store_evict(dshash_table *table, StreamStateQuery *q,
 							   int64 dead_below);
 extern void sstate_store_drop_query(dshash_table *table, StreamStateQuery *q);
+
+/* copy-on-write snapshots for checkpoints */
+extern void sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg);
+extern void sstate_store_cow_end(void);
+extern void sstate_store_snapshot(dshash_table *table, uint32 epoch, sstate_store_scan_cb cb,
+								  void *arg, volatile sig_atomic_t *stop);
 
 /* restoring a checkpoint (worker only) */
 typedef enum StreamStateLoadResult

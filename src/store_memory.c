@@ -58,6 +58,8 @@ typedef struct Entry
 	dsa_pointer panes;			/* StreamStatePane[cap], sorted by pane */
 	int32		npanes;
 	int32		cap;
+	uint32		epoch;			/* checkpoint snapshot that copied it last */
+	uint32		reserved;
 } Entry;
 
 /* dshash puts a next pointer and the hash in front of every entry */
@@ -69,6 +71,46 @@ static dshash_hash keytag_hash(const void *key, size_t size, void *arg);
 static void make_tag(KeyTag *tag, int32 qid, const char *key, uint32 keylen);
 static void free_entry(dsa_area *area, StreamStateQuery *q, Entry *e);
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
+
+/*
+ * Copy-on-write snapshots.  While a checkpoint's snapshot (epoch E) is
+ * taken by the scanner process, the worker hands every entry it is about to
+ * change or delete, and that the scanner has not copied yet (epoch < E), to
+ * cow_cb first, and marks it copied.  Entries created meanwhile get epoch E:
+ * they are not part of the snapshot.  Both sides decide under the entry's
+ * partition lock, held exclusively, so each entry is copied exactly once,
+ * with its value as of the snapshot.
+ */
+static uint32 cow_epoch = 0;
+static sstate_store_scan_cb cow_cb = NULL;
+static void *cow_arg = NULL;
+
+static inline void
+cow_touch(Entry *e)
+{
+	if (unlikely(cow_cb != NULL) && e->epoch < cow_epoch)
+	{
+		if (e->npanes > 0)
+			cow_cb(cow_arg, e->tag.qid, tag_bytes(&e->tag, sstate_area()), e->tag.len,
+				   dsa_get_address(sstate_area(), e->panes), e->npanes);
+		e->epoch = cow_epoch;
+	}
+}
+
+void
+sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg)
+{
+	cow_epoch = epoch;
+	cow_cb = cb;
+	cow_arg = arg;
+}
+
+void
+sstate_store_cow_end(void)
+{
+	cow_cb = NULL;
+	cow_arg = NULL;
+}
 
 static dshash_parameters
 store_params(void)
@@ -289,6 +331,7 @@ sstate_store_add(dshash_table *table, StreamStateQuery *q, const char *key,
 		e = dshash_find(table, &tag, true);
 		if (e == NULL)
 			elog(ERROR, "stream_state: undo of a missing key");
+		cow_touch(e);
 		panes = dsa_get_address(area, e->panes);
 		pos = pane_search(panes, e->npanes, pane, &pfound);
 		if (!pfound)
@@ -314,11 +357,14 @@ sstate_store_add(dshash_table *table, StreamStateQuery *q, const char *key,
 	e = find_or_insert_no_oom(table, &tag, &found);
 	if (e == NULL)
 		return false;
-	if (!found)
+	if (found)
+		cow_touch(e);
+	else
 	{
 		e->panes = InvalidDsaPointer;
 		e->npanes = 0;
 		e->cap = 0;
+		e->epoch = cow_epoch;	/* not part of a snapshot being taken */
 		if (keylen > KEY_INLINE)
 		{
 			dsa_pointer dp = dsa_allocate_extended(area, keylen, DSA_ALLOC_NO_OOM);
@@ -410,6 +456,7 @@ sstate_store_evict(dshash_table *table, StreamStateQuery *q, int64 dead_below)
 			k++;
 		if (k == 0)
 			continue;
+		cow_touch(e);
 		if (k < e->npanes)
 		{
 			memmove(&panes[0], &panes[k], sizeof(StreamStatePane) * (e->npanes - k));
@@ -532,10 +579,41 @@ sstate_store_load(dshash_table *table, StreamStateQuery *q, const char *key,
 	e->panes = dp;
 	e->npanes = npanes;
 	e->cap = npanes;
+	e->epoch = 0;
 	q->keys++;
 	q->panes += npanes;
 	q->bytes += ENTRY_BYTES + (int64) npanes * sizeof(StreamStatePane) +
 		(keylen > KEY_INLINE ? keylen : 0);
 	dshash_release_lock(table, e);
 	return SSL_OK;
+}
+
+/*
+ * The scanner's half of a snapshot: call cb for every entry not copied yet
+ * for epoch (by the worker, or created after the snapshot began), and mark
+ * it copied.  Holds each partition exclusively while it is scanned.  Stops
+ * early when *stop becomes true.
+ */
+void
+sstate_store_snapshot(dshash_table *table, uint32 epoch, sstate_store_scan_cb cb,
+					  void *arg, volatile sig_atomic_t *stop)
+{
+	dsa_area   *area = sstate_area();
+	dshash_seq_status status;
+	Entry	   *e;
+	uint64		n = 0;
+
+	dshash_seq_init(&status, table, true);
+	while ((e = dshash_seq_next(&status)) != NULL)
+	{
+		if (e->epoch >= epoch)
+			continue;
+		e->epoch = epoch;
+		if (e->npanes > 0)
+			cb(arg, e->tag.qid, tag_bytes(&e->tag, area), e->tag.len,
+			   dsa_get_address(area, e->panes), e->npanes);
+		if ((++n & 1023) == 0 && *stop)
+			break;
+	}
+	dshash_seq_term(&status);
 }

@@ -118,6 +118,17 @@ typedef struct StreamStateDb
 	char		ckpt_result_error[256];
 	int64		ckpt_restored_id;	/* the checkpoint the worker started from */
 
+	/* the checkpoint scanner process (checkpoint.c), under mutex */
+	pid_t		scan_pid;
+	uint32		scan_epoch;
+	char		scan_path[MAXPGPATH];
+	bool		scan_done;
+	int32		scan_nblocks;
+	int64		scan_nkeys;
+	int64		scan_nentries;
+	int64		scan_bytes;
+	char		scan_error[256];
+
 	/* restore_checkpoint(), under mutex */
 	int64		restore_requested;	/* checkpoint id asked for; 0: none */
 	int64		restore_answered;	/* the id the worker answered last */

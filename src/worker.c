@@ -329,6 +329,7 @@ worker_release_database(bool drop_slot)
 		sstate_ckpt_abandon(worker_ckpt);
 		worker_ckpt = NULL;
 	}
+	sstate_ckpt_wait_scanner(db);
 	sstate_ckpt_remove_all(db->dboid);
 
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
@@ -471,6 +472,7 @@ stream_state_worker_main(Datum arg)
 	}
 
 	/* a fresh table, filled from the newest usable checkpoint */
+	sstate_ckpt_wait_scanner(db);
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	if (DsaPointerIsValid(db->table))
 		sstate_store_destroy(sstate_store_attach(sstate_area(), db->table));
@@ -777,13 +779,16 @@ stream_state_worker_main(Datum arg)
 									   paused ? "a query is paused: memory full" : NULL);
 				reported_paused = paused;
 			}
-			if (worker_ckpt == NULL)
+			/* writing a checkpoint: go on at once; its scanner wakes us */
+			if (worker_ckpt == NULL || sstate_ckpt_scanning(worker_ckpt))
 			{
 				long		nap = paused ? Min(sstate_worker_naptime_ms, 1000) :
 					sstate_worker_naptime_ms;
 
 				if (sstate_checkpoint_interval_s > 0)
 					nap = Min(nap, sstate_checkpoint_interval_s * 1000L);
+				if (worker_ckpt != NULL)
+					nap = Min(nap, 100);
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 nap, PG_WAIT_EXTENSION);
 				ResetLatch(MyLatch);

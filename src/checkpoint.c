@@ -982,7 +982,6 @@ sstate_ckpt_abandon(StreamStateCkptWriter *w)
 XLogRecPtr
 sstate_ckpt_slot_target(XLogRecPtr newest_restart)
 {
-	ListCell   *lc;
 	int			seen = 0;
 	XLogRecPtr	result = newest_restart;
 
@@ -1001,7 +1000,6 @@ sstate_ckpt_slot_target(XLogRecPtr newest_restart)
 			break;
 		}
 	}
-	(void) lc;
 	return result;
 }
 

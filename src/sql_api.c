@@ -1002,6 +1002,48 @@ check_not_lost(StreamStateDb *db, StreamStateQuery *q, const StreamStateQueryInf
 	}
 }
 
+/*
+ * read_begin for reading one query: its slot in *qp (NULL when the worker
+ * does not know it and this transaction may have created it).  A query the
+ * catalog has and a running worker does not know, once the worker has
+ * applied every commit, has lost its state (its checkpoint and the WAL
+ * behind it are gone): that is an ERROR, never a count of zero.
+ */
+static StreamStateDb *
+read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp)
+{
+	StreamStateDb *db = read_begin(true, info->id);
+	StreamStateQuery *q;
+
+	if (db == NULL)
+		return NULL;
+	q = db_query(db, info->id);
+	if (q == NULL && !db->state_lost && db->worker_state == SSW_RUNNING &&
+		!TransactionIdIsValid(GetTopTransactionIdIfAny()))
+	{
+		/* perhaps created by a commit the worker has not reached yet */
+		read_end(db);
+		(void) wait_applied_internal(inserted_end(), info->id, sstate_read_timeout_ms, true);
+		db = read_begin(false, info->id);
+		if (db == NULL)
+			return NULL;
+		q = db_query(db, info->id);
+		if (q == NULL && db->worker_state == SSW_RUNNING)
+		{
+			read_end(db);
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("the state of continuous query \"%s\" was lost", info->name),
+					 errdetail("The worker has applied every commit and does not know the query: the checkpoint and the WAL that held it are gone."),
+					 errhint("Run SELECT stream_state.rebuild('%s') to recompute it from its source table.",
+							 info->name)));
+		}
+	}
+	check_not_lost(db, q, info);
+	*qp = q;
+	return db;
+}
+
 static void
 check_window_open(const StreamStateQuery *q, int64 end_us)
 {
@@ -1038,11 +1080,9 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 						format_type_be(info->key_type)),
 				 errhint("Cast the key to %s.", format_type_be(info->key_type))));
 
-	db = read_begin(true, info->id);
+	db = read_query_begin(info, &q);
 	if (db == NULL)
 		PG_RETURN_INT64(0);
-	q = db_query(db, info->id);
-	check_not_lost(db, q, info);
 	if (q != NULL)
 	{
 		char		buf[SSTATE_KEYBUF];
@@ -1135,11 +1175,9 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	InitMaterializedSRF(fcinfo, 0);
 
 	cs.keys = NIL;
-	db = read_begin(true, info->id);
+	db = read_query_begin(info, &q);
 	if (db == NULL)
 		return (Datum) 0;
-	q = db_query(db, info->id);
-	check_not_lost(db, q, info);
 	if (q != NULL)
 	{
 		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);

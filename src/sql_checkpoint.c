@@ -77,11 +77,16 @@ stream_state_checkpoint(PG_FUNCTION_ARGS)
 
 	sstate_slot_name(MyDatabaseId, slot);
 	db = sstate_db_find(MyDatabaseId);
-	if (db == NULL || SearchNamedReplicationSlot(slot, true) == NULL)
+	if (SearchNamedReplicationSlot(slot, true) == NULL)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("this database has no stream_state state to checkpoint"),
 				 errhint("Create a continuous query first.")));
+	if (db == NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("the stream_state worker of this database is not running"),
+				 errhint("See the server log; max_worker_processes may be too low.")));
 
 	/* the checkpoint holds this session's commits */
 	sstate_wait_applied(sstate_capture_last_commit(), sstate_read_timeout_ms, true);

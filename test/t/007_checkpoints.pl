@@ -22,6 +22,7 @@ use PostgreSQL::Test::Utils;
 use StreamStateTest;
 use Test::More;
 use Time::HiRes qw(usleep);
+use File::Path ();
 
 my $node = ss_new_node('ckpt',
 	"stream_state.checkpoint_interval = 0\nstream_state.checkpoint_retain = 3\n");
@@ -296,6 +297,34 @@ $g += 50;
 $node->stop('immediate');
 $node->start;
 check_all('rebuilt, checkpointed and restarted');
+
+# --- checkpoints and their history both gone ------------------------------------
+# The worker cannot tell the WAL is incomplete (the history said so); the
+# catalog still has the queries, so a read finds them unknown to a worker
+# that has applied every commit, and fails instead of counting zero.
+$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+my $gone = ckpt_dir();
+$node->stop('fast');
+File::Path::rmtree($gone);
+$node->start;
+ok( $node->poll_query_until(
+		$db,
+		q{SELECT count(*) FROM pg_stat_activity WHERE backend_type = 'stream_state worker'}, '1'),
+	'history gone: the worker runs');
+($ret, $out, $err) = $node->psql($db,
+	"SELECT stream_state.window_count('tumble_5m', 1::bigint, '2026-11-24 10:01:00+00')");
+like($err,
+	qr/ERROR:  the state of continuous query "tumble_5m" was lost\nDETAIL:  The worker has applied every commit and does not know the query/,
+	'history gone: a read fails, it does not count zero');
+($ret, $out, $err) = $node->psql($db, "SELECT count(*) FROM stream_state.window_counts('slide_10m', '2026-11-24 10:01:00+00')");
+like($err, qr/ERROR:  the state of continuous query "slide_10m" was lost/,
+	'history gone: window_counts fails too');
+$node->safe_psql($db,
+	q{SELECT stream_state.rebuild('tumble_5m'); SELECT stream_state.rebuild('slide_10m');});
+check_all('history gone, then rebuilt');
+is($node->safe_psql($db, 'SELECT stream_state.checkpoint()'), '1',
+	'history gone: checkpoints start again from id 1');
 
 # --- bad input ---------------------------------------------------------------
 sub error_of

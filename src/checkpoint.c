@@ -473,6 +473,118 @@ remove_temp_files(const char *dir)
 	FreeDir(d);
 }
 
+/*
+ * Read just the header of a checkpoint file (the prefix and first block),
+ * its size, and the entry count of its END block (-1 if unreadable).
+ */
+static bool
+read_header_only(const char *path, CkptHeader *hdr, int64 *bytes, int64 *entries)
+{
+	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
+	CkptPrefix	prefix;
+	CkptBlockHead head;
+	CkptEnd		endb;
+	struct stat st;
+	bool		ok;
+
+	if (fd < 0)
+		return false;
+	ok = read(fd, &prefix, sizeof(prefix)) == sizeof(prefix) &&
+		memcmp(prefix.magic, CKPT_MAGIC, 8) == 0 &&
+		prefix.version == STREAM_STATE_CKPT_VERSION &&
+		read(fd, &head, sizeof(head)) == sizeof(head) &&
+		head.type == CKB_HEADER && head.len == sizeof(CkptHeader) &&
+		read(fd, hdr, sizeof(CkptHeader)) == sizeof(CkptHeader) &&
+		fstat(fd, &st) == 0;
+	*bytes = ok ? (int64) st.st_size : 0;
+	*entries = -1;
+	if (ok && st.st_size > (off_t) (sizeof(CkptBlockHead) + sizeof(CkptEnd)) &&
+		pread(fd, &head, sizeof(head), st.st_size - sizeof(head) - sizeof(endb)) == sizeof(head) &&
+		head.type == CKB_END &&
+		pread(fd, &endb, sizeof(endb), st.st_size - sizeof(endb)) == sizeof(endb))
+		*entries = (int64) endb.nentries;
+	CloseTransientFile(fd);
+	return ok;
+}
+
+static int
+ckpt_info_cmp(const ListCell *a, const ListCell *b)
+{
+	int64		ia = ((StreamStateCkptInfo *) lfirst(a))->id;
+	int64		ib = ((StreamStateCkptInfo *) lfirst(b))->id;
+
+	return (ia > ib) - (ia < ib);
+}
+
+/*
+ * Checkpoint files the history does not list (it was lost, or is older
+ * than the file) join it, from their own headers, so a lost history never
+ * costs a usable checkpoint.  Their contents are checked when loaded.
+ */
+static void
+adopt_unlisted_files(Oid dboid, const char *dir)
+{
+	DIR		   *d = AllocateDir(dir);
+	struct dirent *de;
+	bool		added = false;
+
+	if (d == NULL)
+		return;
+	while ((de = ReadDirExtended(d, dir, LOG)) != NULL)
+	{
+		char		path[MAXPGPATH];
+		char	   *end;
+		long long	id = strtoll(de->d_name, &end, 10);
+		CkptHeader	hdr;
+		StreamStateCkptInfo *ci;
+		bool		listed = false;
+		ListCell   *lc;
+		int64		bytes;
+		int64		entries;
+
+		if (id <= 0 || strcmp(end, ".ckpt") != 0)
+			continue;
+		foreach(lc, worker_history.entries)
+			if (((StreamStateCkptInfo *) lfirst(lc))->id == id)
+				listed = true;
+		if (listed)
+			continue;
+		snprintf(path, MAXPGPATH, "%s/%s", dir, de->d_name);
+		if (!read_header_only(path, &hdr, &bytes, &entries) || hdr.id != id ||
+			hdr.dboid != dboid)
+			continue;			/* not ours, or unreadable: leave it */
+		ci = palloc0(sizeof(StreamStateCkptInfo));
+		ci->id = id;
+		strlcpy(ci->target, "file", sizeof(ci->target));
+		if (is_absolute_path(path))
+			strlcpy(ci->location, path, MAXPGPATH);
+		else
+			snprintf(ci->location, MAXPGPATH, "%s/%s", DataDir, path);
+		ci->created_at = hdr.created_at;
+		ci->applied = hdr.applied;
+		ci->restart = hdr.restart;
+		ci->queries = hdr.nqueries;
+		ci->bytes = bytes;
+		ci->entries = entries;
+		strlcpy(ci->status, "valid", sizeof(ci->status));
+		worker_history.entries = lappend(worker_history.entries, ci);
+		added = true;
+		ereport(LOG,
+				(errmsg("stream_state: checkpoint %lld of database %u was not in its history; it is added from its file",
+						id, dboid)));
+	}
+	FreeDir(d);
+	if (added)
+	{
+		list_sort(worker_history.entries, ckpt_info_cmp);
+
+		/* its slot was moved by checkpoints at least as old as these */
+		if (XLogRecPtrIsInvalid(worker_history.slot_advanced))
+			worker_history.slot_advanced = 1;
+		history_write(dboid, &worker_history);
+	}
+}
+
 /* Called once at worker start: directories, history, the next id. */
 void
 sstate_ckpt_worker_init(Oid dboid)
@@ -490,6 +602,7 @@ sstate_ckpt_worker_init(Oid dboid)
 	sstate_ckpt_dir(dboid, dir);
 	remove_temp_files(dir);
 	worker_history = history_read(dboid);
+	adopt_unlisted_files(dboid, dir);
 	next_id = 1;
 	foreach(lc, worker_history.entries)
 	{

@@ -298,7 +298,28 @@ $node->stop('immediate');
 $node->start;
 check_all('rebuilt, checkpointed and restarted');
 
-# --- checkpoints and their history both gone ------------------------------------
+# --- the history lost, the checkpoint files kept: they are adopted --------------
+my $kept = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+insert_rows($g, $g + 49);
+$g += 50;
+my $hdir = ckpt_dir();
+$node->stop('immediate');
+unlink("$hdir/history") or die "unlink $hdir/history: $!";
+$offset = -s $node->logfile;
+$node->start;
+ok( wait_log(
+		qr/stream_state: checkpoint $kept of database \d+ was not in its history; it is added from its file/,
+		$offset),
+	'history lost: the worker adopts the checkpoint files from their headers');
+ok(wait_log(qr/stream_state: restored checkpoint $kept of database/, $offset),
+	"history lost: checkpoint $kept, the newest file, is restored");
+check_all('history lost, files kept');
+is( $node->safe_psql(
+		$db, "SELECT status, entries > 0, bytes = (pg_stat_file(location)).size FROM stream_state.checkpoints WHERE id = $kept"),
+	'valid|t|t',
+	'history lost: the adopted checkpoint is listed again, with its entries (from its END block) and size');
+
+
 # The worker cannot tell the WAL is incomplete (the history said so); the
 # catalog still has the queries, so a read finds them unknown to a worker
 # that has applied every commit, and fails instead of counting zero.

@@ -40,35 +40,11 @@ sub insert_rows
 	return;
 }
 
-my @tumble_at = map { ss_ts(300 * $_ + 60) } (-1 .. 7);
-my @slide_at = map { ss_ts(120 * $_ + 30) } (-2 .. 22);
-
 sub check_all
 {
 	my ($label) = @_;
 	ss_wait_applied($node, $db, $label);
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'tumble_5m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 300,
-		slide => 300,
-		at => \@tumble_at,
-		total => $rows);
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'slide_10m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 600,
-		slide => 120,
-		at => \@slide_at,
-		total => 5 * $rows);
+	ss_check_tumble_slide($node, $db, $label, $rows);
 	return;
 }
 

@@ -30,36 +30,12 @@ my $node = ss_new_node('loop',
 	"restart_after_crash = on\nstream_state.checkpoint_interval = 1\nstream_state.checkpoint_retain = 3\n");
 my $db = 'postgres';
 
-my @tumble_at = map { ss_ts(300 * $_ + 60) } (-1 .. 7);
-my @slide_at = map { ss_ts(120 * $_ + 30) } (-2 .. 22);
-
 sub check_all
 {
 	my ($label) = @_;
 	ss_wait_applied($node, $db, $label);
-	my $rows = $node->safe_psql($db, 'SELECT count(*) FROM events');
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'tumble_5m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 300,
-		slide => 300,
-		at => \@tumble_at,
-		total => $rows);
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'slide_10m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 600,
-		slide => 120,
-		at => \@slide_at,
-		total => 5 * $rows);
+	ss_check_tumble_slide($node, $db, $label,
+		$node->safe_psql($db, 'SELECT count(*) FROM events'));
 	return;
 }
 

@@ -32,28 +32,7 @@ sub check_all
 {
 	my ($node, $label, $rows) = @_;
 	ss_wait_applied($node, $db, $label);
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'tumble_5m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 300,
-		slide => 300,
-		at => \@tumble_at,
-		total => $rows);
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => 'slide_10m',
-		table => 'events',
-		key => 'user_id',
-		time => 'ts',
-		size => 600,
-		slide => 120,
-		at => \@slide_at,
-		total => 5 * $rows);
+	ss_check_tumble_slide($node, $db, $label, $rows);
 	return;
 }
 

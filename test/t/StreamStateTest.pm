@@ -42,6 +42,7 @@ our @EXPORT = qw(
   ss_new_node
   ss_wait_applied
   ss_check_event_windows
+  ss_check_tumble_slide
   ss_check_processing_windows
   ss_query_stats
   ss_bg_abandon
@@ -203,6 +204,49 @@ SELECT (SELECT coalesce(sum(count), 0) FROM got) || ' in state, '
 	   || (SELECT coalesce(sum(count), 0) FROM want) || ' recomputed'});
 	is($totals, "$a{total} in state, $a{total} recomputed",
 		"$a{name}: '$a{query}' counts $a{total} events over those windows");
+	return;
+}
+
+=pod
+
+=item ss_check_tumble_slide(node, dbname, label, rows)
+
+The two event-time queries most tests define over
+events(user_id bigint, ts timestamptz, ...) with every event time within
+2026-11-24 10:00:00 .. 10:34:59: 'tumble_5m' (5-minute tumbling windows)
+read at 09:56 .. 10:36 every 5 minutes, where the counts add up to rows, and
+'slide_10m' (10 minutes sliding by 2) read at 09:56:30 .. 10:44:30 every 2
+minutes, where each row lies in five of the windows read.  Four tests.
+
+=cut
+
+sub ss_check_tumble_slide
+{
+	my ($node, $dbname, $label, $rows) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	ss_check_event_windows(
+		$node, $dbname,
+		name => $label,
+		query => 'tumble_5m',
+		table => 'events',
+		key => 'user_id',
+		time => 'ts',
+		size => 300,
+		slide => 300,
+		at => [ map { ss_ts(300 * $_ + 60) } (-1 .. 7) ],
+		total => $rows);
+	ss_check_event_windows(
+		$node, $dbname,
+		name => $label,
+		query => 'slide_10m',
+		table => 'events',
+		key => 'user_id',
+		time => 'ts',
+		size => 600,
+		slide => 120,
+		at => [ map { ss_ts(120 * $_ + 30) } (-2 .. 22) ],
+		total => 5 * $rows);
 	return;
 }
 

@@ -43,17 +43,7 @@ sub status
 sub check_query
 {
 	my ($query, $table, $total, $label) = @_;
-	ss_check_event_windows(
-		$node, $db,
-		name => $label,
-		query => $query,
-		table => $table,
-		key => 'k',
-		time => 'ts',
-		size => 3600,
-		slide => 3600,
-		at => ['2026-11-24 10:30:00+00'],
-		total => $total);
+	ss_check_hour_window($node, $db, $label, $query, $table, $total);
 	return;
 }
 

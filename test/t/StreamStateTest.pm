@@ -43,6 +43,7 @@ our @EXPORT = qw(
   ss_wait_applied
   ss_check_event_windows
   ss_check_tumble_slide
+  ss_check_hour_window
   ss_check_processing_windows
   ss_query_stats
   ss_bg_abandon
@@ -247,6 +248,35 @@ sub ss_check_tumble_slide
 		slide => 120,
 		at => [ map { ss_ts(120 * $_ + 30) } (-2 .. 22) ],
 		total => 5 * $rows);
+	return;
+}
+
+=pod
+
+=item ss_check_hour_window(node, dbname, label, query, table, total)
+
+For a query over table(k, ts) whose rows all have event time
+2026-11-24 10:00:00+00: its one-hour tumbling window [10:00, 11:00), read at
+10:30, against the table, with total events.  Two tests.
+
+=cut
+
+sub ss_check_hour_window
+{
+	my ($node, $dbname, $label, $query, $table, $total) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
+	ss_check_event_windows(
+		$node, $dbname,
+		name => $label,
+		query => $query,
+		table => $table,
+		key => 'k',
+		time => 'ts',
+		size => 3600,
+		slide => 3600,
+		at => ['2026-11-24 10:30:00+00'],
+		total => $total);
 	return;
 }
 

@@ -23,7 +23,6 @@ SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', '
 SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'ctid', 'ts', '5 minutes')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', NULL, 'ts', '5 minutes')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'p', 'ts', '5 minutes')$$);
-SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'j', 'ts', '5 minutes')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'k', 'user_id', '5 minutes')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'k', 'k', '5 minutes')$$);
 -- intervals
@@ -40,7 +39,7 @@ SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', '
 
 -- one error in full, with detail and hint
 \set VERBOSITY default
-SELECT stream_state.create_query('q2', 'err_events', 'j', 'ts', '5 minutes');
+SELECT stream_state.create_query('q2', 'err_events', 'p', 'ts', '5 minutes');
 SELECT stream_state.create_query('q2', 'err_events', 'user_id', 'ts', '1 mon');
 
 -- reads and drops

@@ -125,7 +125,7 @@ typedef struct CkptQuery
 	int32		id;
 	int32		status;
 	int32		processing_time;
-	int32		reserved;
+	int32		key_classed;	/* 0 in files written before 0.3.0 */
 	int64		pane_us;
 	int64		window_us;
 	int64		slide_us;
@@ -405,10 +405,29 @@ put_uvarint(StringInfo buf, uint64 v)
 	appendBinaryStringInfo(buf, tmp, n);
 }
 
+static inline uint64
+zigzag(int64 v)
+{
+	return ((uint64) v << 1) ^ (uint64) (v >> 63);
+}
+
 static inline void
 put_svarint(StringInfo buf, int64 v)
 {
-	put_uvarint(buf, ((uint64) v << 1) ^ (uint64) (v >> 63));
+	put_uvarint(buf, zigzag(v));
+}
+
+/* put_uvarint into a buffer the caller has made room in; returns the end */
+static inline char *
+raw_uvarint(char *p, uint64 v)
+{
+	while (v >= 0x80)
+	{
+		*p++ = (char) (v | 0x80);
+		v >>= 7;
+	}
+	*p++ = (char) v;
+	return p;
 }
 
 static inline bool
@@ -641,18 +660,26 @@ static void
 encode_key(StringInfo buf, int32 qid, const char *key, uint32 keylen,
 		   const StreamStatePane *panes, int npanes)
 {
-	put_uvarint(buf, (uint64) (uint32) qid);
-	put_uvarint(buf, keylen);
-	appendBinaryStringInfo(buf, key, keylen);
-	put_uvarint(buf, (uint64) npanes);
+	/* at most 10 bytes a varint: room for all of them, then raw stores */
+	char	   *p;
+
+	enlargeStringInfo(buf, (int) (30 + keylen + (Size) npanes * 20));
+	p = buf->data + buf->len;
+	p = raw_uvarint(p, (uint64) (uint32) qid);
+	p = raw_uvarint(p, keylen);
+	memcpy(p, key, keylen);
+	p += keylen;
+	p = raw_uvarint(p, (uint64) npanes);
 	for (int i = 0; i < npanes; i++)
 	{
 		if (i == 0)
-			put_svarint(buf, panes[0].pane);
+			p = raw_uvarint(p, zigzag(panes[0].pane));
 		else
-			put_uvarint(buf, (uint64) (panes[i].pane - panes[i - 1].pane));
-		put_svarint(buf, panes[i].count);
+			p = raw_uvarint(p, (uint64) (panes[i].pane - panes[i - 1].pane));
+		p = raw_uvarint(p, zigzag(panes[i].count));
 	}
+	buf->len = p - buf->data;
+	buf->data[buf->len] = '\0';
 }
 
 static void
@@ -775,7 +802,7 @@ start_scanner(StreamStateCkptWriter *w)
  * worker; the writing is done by sstate_ckpt_continue.
  */
 StreamStateCkptWriter *
-sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
+sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied,
 				  XLogRecPtr restart, uint32 flags)
 {
 	MemoryContext cxt = AllocSetContextCreate(TopMemoryContext, "stream_state checkpoint",
@@ -811,6 +838,7 @@ sstate_ckpt_begin(StreamStateDb *db, dshash_table *table, XLogRecPtr applied,
 		cq.id = q->def.id;
 		cq.status = (int32) q->status;
 		cq.processing_time = q->def.processing_time ? 1 : 0;
+		cq.key_classed = q->def.key_classed ? 1 : 0;
 		cq.pane_us = q->def.pane_us;
 		cq.window_us = q->def.window_us;
 		cq.slide_us = q->def.slide_us;
@@ -1424,6 +1452,7 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		memset(&q, 0, sizeof(q));
 		q.def.id = cq.id;
 		q.def.processing_time = cq.processing_time != 0;
+		q.def.key_classed = cq.key_classed != 0;
 		q.def.pane_us = cq.pane_us;
 		q.def.window_us = cq.window_us;
 		q.def.slide_us = cq.slide_us;
@@ -1500,7 +1529,7 @@ out:
 typedef struct LoadState
 {
 	StreamStateDb *db;
-	dshash_table *table;
+	StreamStateStore *table;
 	StreamStateCkptHeader hdr;
 	int			nqueries;
 	int32		last_qid;		/* slot_of cache */
@@ -1508,7 +1537,7 @@ typedef struct LoadState
 } LoadState;
 
 static void
-clear_state(StreamStateDb *db, dshash_table *table)
+clear_state(StreamStateDb *db, StreamStateStore *table)
 {
 	StreamStateQuery *qs = sstate_db_queries(db);
 
@@ -1606,7 +1635,7 @@ load_key(void *arg, int32 qid, const char *key, uint32 keylen,
  * state is left empty and *why says what is wrong.
  */
 static bool
-ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table,
+ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 			   StreamStateCkptHeader *hdr_out, char **why)
 {
 	StreamStateCkptScan cb = {load_header, load_query, load_key};
@@ -1617,9 +1646,11 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table,
 	ls.table = table;
 	if (!sstate_ckpt_scan_file(path, &cb, &ls, why))
 	{
+		sstate_store_load_end();
 		clear_state(db, table);
 		return false;
 	}
+	sstate_store_load_end();
 	*hdr_out = ls.hdr;
 	return true;
 }
@@ -1633,7 +1664,7 @@ ckpt_load_file(const char *path, StreamStateDb *db, dshash_table *table,
  * moved by an earlier checkpoint).
  */
 void
-sstate_ckpt_restore(StreamStateDb *db, dshash_table *table, XLogRecPtr slot_restart,
+sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table, XLogRecPtr slot_restart,
 					int64 only_id, StreamStateCkptRestored *out)
 {
 	bool		changed = false;
@@ -1789,8 +1820,8 @@ stream_state_ckpt_scanner_main(Datum arg)
 	ScanState	ss;
 	uint32		epoch;
 	char		path[MAXPGPATH];
-	dshash_table_handle handle;
-	dshash_table *table;
+	dsa_pointer handle;
+	StreamStateStore *table;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	BackgroundWorkerUnblockSignals();

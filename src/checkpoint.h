@@ -72,10 +72,10 @@ typedef struct StreamStateCkptScan
 
 /* worker */
 extern void sstate_ckpt_worker_init(Oid dboid);
-extern void sstate_ckpt_restore(StreamStateDb *db, dshash_table *table,
+extern void sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table,
 								XLogRecPtr slot_restart, int64 only_id,
 								StreamStateCkptRestored *out);
-extern StreamStateCkptWriter *sstate_ckpt_begin(StreamStateDb *db, dshash_table *table,
+extern StreamStateCkptWriter *sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table,
 												XLogRecPtr applied, XLogRecPtr restart,
 												uint32 flags);
 extern bool sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget,

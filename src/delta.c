@@ -160,7 +160,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 	size_t		namelen = strlen(def->name);
 
 	put_uvarint(buf, (uint64) def->id);
-	appendStringInfoChar(buf, def->processing_time ? 1 : 0);
+	appendStringInfoChar(buf, (def->processing_time ? SSM_DEF_PROCESSING_TIME : 0) |
+						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -269,7 +270,8 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 		def->lateness_us < 0)
 		return false;
 	def->id = (int32) qid;
-	def->processing_time = (flags & 1) != 0;
+	def->processing_time = (flags & SSM_DEF_PROCESSING_TIME) != 0;
+	def->key_classed = (flags & SSM_DEF_KEY_CLASSED) != 0;
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;

@@ -28,6 +28,10 @@ typedef enum StreamStateMsgKind
 #define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */
 #define SSM_FLAG_HAS_MAX	0x02	/* max_event_us present */
 
+/* flags of a definition (CREATE); version 1 readers before 0.3.0 know bit 0 */
+#define SSM_DEF_PROCESSING_TIME	0x01
+#define SSM_DEF_KEY_CLASSED		0x02	/* key images start with the type's hash */
+
 typedef struct StreamStateDeltaQuery
 {
 	int32		qid;

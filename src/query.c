@@ -17,7 +17,13 @@
  */
 #include "postgres.h"
 
+#include "access/hash.h"
 #include "access/htup_details.h"
+#include "access/nbtree.h"
+#include "catalog/index.h"
+#include "catalog/pg_am.h"
+#include "catalog/pg_attribute.h"
+#include "commands/defrem.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_namespace.h"
 #include "catalog/pg_type.h"
@@ -78,6 +84,24 @@ cache_validate(void)
 }
 
 /*
+ * The key column's collation; the type's default when the source table or
+ * its column is gone (the query is then "source dropped").
+ */
+static Oid
+key_column_collation(const StreamStateQueryInfo *info)
+{
+	HeapTuple	tup = SearchSysCache2(ATTNUM, ObjectIdGetDatum(info->source),
+									  Int16GetDatum(info->key_attnum));
+	Oid			collation;
+
+	if (!HeapTupleIsValid(tup))
+		return get_typcollation(info->key_type);
+	collation = ((Form_pg_attribute) GETSTRUCT(tup))->attcollation;
+	ReleaseSysCache(tup);
+	return collation;
+}
+
+/*
  * Fill the derived fields of a definition: type facts, the worker's view.
  */
 void
@@ -86,13 +110,33 @@ sstate_query_fill(StreamStateQueryInfo *info)
 	Oid			outfn;
 	bool		isvarlena;
 
+	MemoryContext cxt = query_cache_cxt ? query_cache_cxt : CurrentMemoryContext;
+
 	get_typlenbyval(info->key_type, &info->key_typlen, &info->key_typbyval);
 	info->key_norm = sstate_key_norm_for_type(info->key_type);
 	getTypeOutputInfo(info->key_type, &outfn, &isvarlena);
-	fmgr_info_cxt(outfn, &info->key_out,
-				  query_cache_cxt ? query_cache_cxt : CurrentMemoryContext);
+	fmgr_info_cxt(outfn, &info->key_out, cxt);
+	info->key_collation = key_column_collation(info);
 	info->def.id = info->id;
 	info->def.processing_time = (info->time_attnum == 0);
+	info->def.key_classed = !sstate_key_by_image(info->key_type, info->key_collation);
+	if (info->def.key_classed)
+	{
+		Oid			opclass = GetDefaultOpClass(info->key_type, HASH_AM_OID);
+		Oid			family;
+		Oid			input;
+		Oid			eqop;
+
+		if (!OidIsValid(opclass))
+			elog(ERROR, "stream_state: key type %s has no default hash operator class",
+				 format_type_be(info->key_type));
+		family = get_opclass_family(opclass);
+		input = get_opclass_input_type(opclass);
+		eqop = get_opfamily_member(family, input, input, HTEqualStrategyNumber);
+		fmgr_info_cxt(get_opfamily_proc(family, input, input, HASHSTANDARD_PROC),
+					  &info->key_hash, cxt);
+		fmgr_info_cxt(get_opcode(eqop), &info->key_eq, cxt);
+	}
 	strlcpy(info->def.name, info->name, NAMEDATALEN);
 }
 
@@ -314,11 +358,112 @@ sstate_key_normalize(uint8 norm, Datum d)
 }
 
 /*
+ * Whether equal values of a key type (with this collation) always have equal
+ * images, once brought to their canonical form (sstate_key_normalize): the
+ * btree "equalimage" support function says so, or we normalize the type.
+ */
+bool
+sstate_key_by_image(Oid keytype, Oid collation)
+{
+	Oid			opclass = GetDefaultOpClass(keytype, BTREE_AM_OID);
+
+	if (sstate_key_norm_for_type(keytype) != SSTATE_NORM_NONE)
+		return true;
+	if (OidIsValid(opclass))
+	{
+		Oid			opfamily = get_opclass_family(opclass);
+		Oid			input = get_opclass_input_type(opclass);
+		Oid			proc = get_opfamily_proc(opfamily, input, input, BTEQUALIMAGE_PROC);
+
+		if (OidIsValid(proc))
+			return DatumGetBool(OidFunctionCall1Coll(proc, collation,
+													 ObjectIdGetDatum(keytype)));
+	}
+	return false;
+}
+
+/*
+ * The image of a classed key (in the current memory context): the type's
+ * 32-bit hash of the value, in native byte order, then the value's bytes.
+ * Equal values have equal hashes, so all the images of one value share a
+ * prefix, which is what the store hashes (see store_memory.c); images that
+ * differ are told apart by the type's equality when read.
+ */
+void
+sstate_key_image_classed(const StreamStateQueryInfo *info, Datum d,
+						 const char **img, uint32 *len)
+{
+	uint32		hash = DatumGetUInt32(FunctionCall1Coll((FmgrInfo *) &info->key_hash,
+														info->key_collation, d));
+	const char *raw;
+	uint32		rawlen;
+	char		buf[SSTATE_KEYBUF];
+	char	   *out;
+
+	if (info->key_typbyval)
+	{
+		store_att_byval(buf, d, info->key_typlen);
+		raw = buf;
+		rawlen = info->key_typlen;
+	}
+	else if (info->key_typlen > 0)
+	{
+		raw = DatumGetPointer(d);
+		rawlen = info->key_typlen;
+	}
+	else if (info->key_typlen == -1)
+	{
+		struct varlena *v = (struct varlena *) PG_DETOAST_DATUM_PACKED(d);
+
+		raw = VARDATA_ANY(v);
+		rawlen = VARSIZE_ANY_EXHDR(v);
+	}
+	else
+	{
+		raw = DatumGetCString(d);
+		rawlen = strlen(raw);
+	}
+	out = palloc(SSTATE_CLASS_PREFIX + rawlen);
+	memcpy(out, &hash, SSTATE_CLASS_PREFIX);
+	memcpy(out + SSTATE_CLASS_PREFIX, raw, rawlen);
+	*img = out;
+	*len = SSTATE_CLASS_PREFIX + rawlen;
+}
+
+/*
+ * Whether two images of one query's keys are of equal keys: the same image,
+ * or, for classed keys, the same prefix and values the type calls equal.
+ */
+bool
+sstate_key_equal(const StreamStateQueryInfo *info,
+				 const char *a, uint32 alen, const char *b, uint32 blen)
+{
+	if (alen == blen && memcmp(a, b, alen) == 0)
+		return true;
+	if (!info->def.key_classed || alen < SSTATE_CLASS_PREFIX ||
+		blen < SSTATE_CLASS_PREFIX || memcmp(a, b, SSTATE_CLASS_PREFIX) != 0)
+		return false;
+	return DatumGetBool(FunctionCall2Coll((FmgrInfo *) &info->key_eq, info->key_collation,
+										  sstate_key_datum(info, a, alen),
+										  sstate_key_datum(info, b, blen)));
+}
+
+/*
  * Rebuild a datum of the key type from its image (in the current memory
  * context).
  */
 Datum
 sstate_key_datum(const StreamStateQueryInfo *info, const char *img, uint32 len)
+{
+	if (info->def.key_classed && len >= SSTATE_CLASS_PREFIX)
+		return sstate_key_datum_raw(info, img + SSTATE_CLASS_PREFIX,
+									len - SSTATE_CLASS_PREFIX);
+	return sstate_key_datum_raw(info, img, len);
+}
+
+/* The same from the value's bytes alone (a classed image without its prefix) */
+Datum
+sstate_key_datum_raw(const StreamStateQueryInfo *info, const char *img, uint32 len)
 {
 	if (info->key_typbyval)
 	{

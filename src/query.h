@@ -25,6 +25,9 @@ typedef struct StreamStateQueryInfo
 	int16		key_typlen;
 	bool		key_typbyval;
 	uint8		key_norm;		/* SSTATE_NORM_*: canonical form first */
+	Oid			key_collation;	/* the key column's */
+	FmgrInfo	key_hash;		/* classed keys: the type's hash function */
+	FmgrInfo	key_eq;			/* classed keys: the type's = */
 	AttrNumber	time_attnum;	/* 0: processing time */
 	Oid			time_type;
 	Oid			owner;
@@ -59,15 +62,29 @@ extern bool sstate_query_can_read(const StreamStateQueryInfo *info);
 extern void sstate_query_check_owner(const StreamStateQueryInfo *info);
 extern Oid	sstate_extension_owner(void);
 
+extern bool sstate_key_by_image(Oid keytype, Oid collation);
+extern void sstate_key_image_classed(const StreamStateQueryInfo *info, Datum d,
+									 const char **img, uint32 *len);
+
 /*
- * The binary image of a key: what the state is keyed by.  Only types whose
- * equality is image equality are accepted as keys (create_query checks the
- * btree "equalimage" support function), so equal keys have equal images.
+ * The binary image of a key: what the state is keyed by.  For most key types
+ * equal values have equal images (the btree "equalimage" support function
+ * says so, or the value is brought to a canonical form first).  For the
+ * others ("classed" keys: jsonb, interval, text with a nondeterministic
+ * collation, ...) the image is the type's own hash of the value, then the
+ * value's bytes: equal values share the prefix, and readers merge the images
+ * of one prefix that the type's equality calls equal (see
+ * sstate_key_image_classed).
  */
 static inline void
 sstate_key_image(const StreamStateQueryInfo *info, Datum d, char *buf,
 				 const char **img, uint32 *len)
 {
+	if (unlikely(info->def.key_classed))
+	{
+		sstate_key_image_classed(info, d, img, len);
+		return;
+	}
 	if (unlikely(info->key_norm != SSTATE_NORM_NONE))
 		d = sstate_key_normalize(info->key_norm, d);
 	if (info->key_typbyval)
@@ -96,6 +113,9 @@ sstate_key_image(const StreamStateQueryInfo *info, Datum d, char *buf,
 }
 
 extern Datum sstate_key_datum(const StreamStateQueryInfo *info, const char *img, uint32 len);
+extern Datum sstate_key_datum_raw(const StreamStateQueryInfo *info, const char *img, uint32 len);
 extern char *sstate_key_text(const StreamStateQueryInfo *info, const char *img, uint32 len);
+extern bool sstate_key_equal(const StreamStateQueryInfo *info,
+							 const char *a, uint32 alen, const char *b, uint32 blen);
 
 #endif							/* STREAM_STATE_QUERY_H */

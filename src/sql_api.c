@@ -71,7 +71,7 @@ PG_FUNCTION_INFO_V1(stream_state_rebuild);
 PG_FUNCTION_INFO_V1(stream_state_worker_status);
 
 /* This backend's mapping of its database's state table */
-static dshash_table *read_table = NULL;
+static StreamStateStore *read_table = NULL;
 static uint32 read_generation = 0;
 static StreamStateDb *read_db_slot = NULL;
 
@@ -79,8 +79,7 @@ static StreamStateDb *read_begin(bool wait, int32 qid);
 static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
-static void check_key_type(Oid keytype, bool *byimage, Oid collation,
-						   const char *column);
+static void check_key_type(Oid keytype, const char *column);
 
 /* ---------------------------------------------------------------------
  * Waiting for the worker
@@ -300,45 +299,18 @@ db_query(StreamStateDb *db, int32 qid)
  */
 
 /*
- * A key type needs a default hash operator class, and equal values must
- * have equal binary images (btree "equalimage"), since state is keyed by
- * the image.
+ * A key type needs a default hash operator class: its hash function and
+ * equality define which keys are the same (see sstate_key_image).
  */
 static void
-check_key_type(Oid keytype, bool *byimage, Oid collation, const char *column)
+check_key_type(Oid keytype, const char *column)
 {
-	Oid			opclass;
-	Oid			opfamily;
-	Oid			proc;
-
-	opclass = GetDefaultOpClass(keytype, HASH_AM_OID);
-	if (!OidIsValid(opclass))
+	if (!OidIsValid(GetDefaultOpClass(keytype, HASH_AM_OID)))
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("key column \"%s\" of type %s has no default hash operator class",
 						column, format_type_be(keytype)),
 				 errhint("Use a key column of a type that can be grouped by hashing, such as bigint, text or uuid.")));
-
-	*byimage = false;
-	opclass = GetDefaultOpClass(keytype, BTREE_AM_OID);
-	if (OidIsValid(opclass))
-	{
-		opfamily = get_opclass_family(opclass);
-		proc = get_opfamily_proc(opfamily, get_opclass_input_type(opclass),
-								 get_opclass_input_type(opclass), BTEQUALIMAGE_PROC);
-		if (OidIsValid(proc))
-			*byimage = DatumGetBool(OidFunctionCall1Coll(proc, collation,
-														 ObjectIdGetDatum(keytype)));
-	}
-	if (!*byimage && sstate_key_norm_for_type(keytype) != SSTATE_NORM_NONE)
-		*byimage = true;		/* brought to a canonical form first */
-	if (!*byimage)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("key column \"%s\" of type %s cannot be used as a key",
-						column, format_type_be(keytype)),
-				 errdetail("Equal values of this type (or collation) can have different binary representations, and stream_state keys state by the binary representation."),
-				 errhint("Use a key column of type bigint, integer, numeric, text with a deterministic collation, uuid or similar.")));
 }
 
 static AttrNumber
@@ -461,6 +433,7 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 {
 	StreamStateCapture cap;
 	Portal		portal;
+	MemoryContext rowcxt;
 	StringInfoData sql;
 
 	initStringInfo(&sql);
@@ -478,13 +451,18 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 	PushActiveSnapshot(GetLatestSnapshot());
 	portal = SPI_cursor_open_with_args(NULL, sql.data, 0, NULL, NULL, NULL, true, 0);
 	sstate_capture_begin(&cap, info);
+	/* detoasted keys and classed key images, per batch */
+	rowcxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state backfill rows",
+								   ALLOCSET_DEFAULT_SIZES);
 	for (;;)
 	{
 		uint64		i;
+		MemoryContext old;
 
 		SPI_cursor_fetch(portal, true, 10000);
 		if (SPI_processed == 0)
 			break;
+		old = MemoryContextSwitchTo(rowcxt);
 		for (i = 0; i < SPI_processed; i++)
 		{
 			HeapTuple	tup = SPI_tuptable->vals[i];
@@ -495,8 +473,11 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 
 			sstate_capture_row(&cap, k, knull, t, tnull);
 		}
+		MemoryContextSwitchTo(old);
+		MemoryContextReset(rowcxt);
 		SPI_freetuptable(SPI_tuptable);
 	}
+	MemoryContextDelete(rowcxt);
 	SPI_cursor_close(portal);
 	PopActiveSnapshot();
 	pfree(sql.data);
@@ -513,7 +494,6 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	StreamStateQueryInfo info;
 	Oid			key_collation;
 	Oid			time_collation;
-	bool		byimage;
 	Interval   *window_iv;
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
@@ -581,7 +561,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 errdetail("Column \"%s\" has type %s.", time_column,
 							   format_type_be(info.time_type))));
 	}
-	check_key_type(info.key_type, &byimage, key_collation, key_column);
+	check_key_type(info.key_type, key_column);
 
 	/* windows */
 	if (PG_ARGISNULL(4))
@@ -1059,6 +1039,31 @@ check_window_open(const StreamStateQuery *q, int64 end_us)
 				 errhint("Read a window that ends after the watermark, or create the query with a larger lateness.")));
 }
 
+/* window_count of a classed key: the panes of every image equal to it */
+typedef struct ClassSum
+{
+	const StreamStateQueryInfo *info;
+	const char *key;
+	uint32		keylen;
+	int64		lo;
+	int64		hi;
+	int64		sum;
+} ClassSum;
+
+static void
+class_sum_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			 const StreamStatePane *panes, int npanes)
+{
+	ClassSum   *cs = arg;
+	int			i;
+
+	if (!sstate_key_equal(cs->info, cs->key, cs->keylen, key, keylen))
+		return;
+	for (i = 0; i < npanes; i++)
+		if (panes[i].pane >= cs->lo && panes[i].pane < cs->hi)
+			cs->sum += panes[i].count;
+}
+
 Datum
 stream_state_window_count(PG_FUNCTION_ARGS)
 {
@@ -1107,8 +1112,31 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 		sstate_key_image(info, key, buf, &img, &len);
-		result = sstate_store_sum(read_table, info->id, img, len,
-								  start_us / q->def.pane_us, end_us / q->def.pane_us);
+		if (info->def.key_classed)
+		{
+			ClassSum	cs;
+
+			cs.info = info;
+			cs.key = img;
+			cs.keylen = len;
+			cs.lo = start_us / q->def.pane_us;
+			cs.hi = end_us / q->def.pane_us;
+			cs.sum = 0;
+			PG_TRY();
+			{
+				sstate_store_scan_class(read_table, info->id, img, len, class_sum_cb, &cs);
+			}
+			PG_CATCH();
+			{
+				read_end(db);
+				PG_RE_THROW();
+			}
+			PG_END_TRY();
+			result = cs.sum;
+		}
+		else
+			result = sstate_store_sum(read_table, info->id, img, len,
+									  start_us / q->def.pane_us, end_us / q->def.pane_us);
 	}
 	read_end(db);
 	PG_RETURN_INT64(result);
@@ -1130,6 +1158,86 @@ typedef struct KeyCount
 	char		key[FLEXIBLE_ARRAY_MEMBER];
 } KeyCount;
 
+/* Sort order of merge_classed: query, class prefix, pane, image */
+static int
+key_count_cmp(const ListCell *a, const ListCell *b)
+{
+	const KeyCount *x = lfirst(a);
+	const KeyCount *y = lfirst(b);
+	int			c;
+
+	if (x->qid != y->qid)
+		return x->qid < y->qid ? -1 : 1;
+	c = memcmp(x->key, y->key, Min(Min(x->len, y->len), SSTATE_CLASS_PREFIX));
+	if (c != 0)
+		return c;
+	if (x->pane != y->pane)
+		return x->pane < y->pane ? -1 : 1;
+	c = memcmp(x->key, y->key, Min(x->len, y->len));
+	if (c != 0)
+		return c;
+	return (x->len > y->len) - (x->len < y->len);
+}
+
+/*
+ * Rows of a query with classed keys come per image; merge the rows of one
+ * pane whose keys the type calls equal (the same value written differently:
+ * 'A' and 'a' under a case-insensitive collation, '1 day' and '24 hours')
+ * into one, shown with the smallest image.  Rows of other queries pass
+ * through.  Returns the merged list, in (query, prefix, pane, image) order.
+ */
+static List *
+merge_classed(List *rows)
+{
+	List	   *out = NIL;
+	List	   *groups = NIL;	/* representatives within the current run */
+	KeyCount   *run = NULL;		/* first row of the run */
+	const StreamStateQueryInfo *info = NULL;
+	ListCell   *lc;
+
+	list_sort(rows, key_count_cmp);
+	foreach(lc, rows)
+	{
+		KeyCount   *kc = lfirst(lc);
+		ListCell   *gc;
+		bool		merged = false;
+
+		if (info == NULL || info->id != kc->qid)
+			info = sstate_query_by_id(kc->qid);
+		if (info == NULL || !info->def.key_classed || kc->len < SSTATE_CLASS_PREFIX)
+		{
+			out = lappend(out, kc);
+			continue;
+		}
+		if (run == NULL || run->qid != kc->qid || run->pane != kc->pane ||
+			run->len < SSTATE_CLASS_PREFIX ||
+			memcmp(run->key, kc->key, SSTATE_CLASS_PREFIX) != 0)
+		{
+			list_free(groups);
+			groups = NIL;
+			run = kc;
+		}
+		foreach(gc, groups)
+		{
+			KeyCount   *g = lfirst(gc);
+
+			if (sstate_key_equal(info, g->key, g->len, kc->key, kc->len))
+			{
+				g->count += kc->count;
+				merged = true;
+				break;
+			}
+		}
+		if (!merged)
+		{
+			groups = lappend(groups, kc);
+			out = lappend(out, kc);
+		}
+	}
+	list_free(groups);
+	return out;
+}
+
 static void
 counts_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 		  const StreamStatePane *panes, int npanes)
@@ -1148,6 +1256,7 @@ counts_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 		kc->qid = qid;
 		kc->len = keylen;
 		kc->count = sum;
+		kc->pane = 0;
 		memcpy(kc->key, key, keylen);
 		cs->keys = lappend(cs->keys, kc);
 	}
@@ -1196,6 +1305,8 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 	read_end(db);
+	if (info->def.key_classed)
+		cs.keys = merge_classed(cs.keys);
 
 	foreach(lc, cs.keys)
 	{
@@ -1376,6 +1487,17 @@ stream_state_state(PG_FUNCTION_ARGS)
 		return (Datum) 0;
 	sstate_store_scan(read_table, 0, state_cb, &ss);
 	read_end(db);
+	foreach(lc, ss.rows)
+	{
+		KeyCount   *kc = lfirst(lc);
+		StreamStateQueryInfo *info = sstate_query_by_id(kc->qid);
+
+		if (info != NULL && info->def.key_classed)
+		{
+			ss.rows = merge_classed(ss.rows);
+			break;
+		}
+	}
 
 	foreach(lc, ss.rows)
 	{

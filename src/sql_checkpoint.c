@@ -402,6 +402,30 @@ import_key(void *arg, int32 qid, const char *key, uint32 keylen,
 	}
 	if (!is->applying || iq->info == NULL)
 		return true;
+
+	/*
+	 * A classed key's image starts with this server's hash of the value
+	 * (sstate_key_image): take it again here, from the value.
+	 */
+	if (iq->q.def.key_classed || iq->info->def.key_classed)
+	{
+		char		buf[SSTATE_KEYBUF];
+		Datum		d;
+
+		if (iq->q.def.key_classed)
+		{
+			if (keylen < SSTATE_CLASS_PREFIX)
+			{
+				*why = psprintf("it has a key of query id %d of %u bytes, shorter than its class prefix",
+								qid, keylen);
+				return false;
+			}
+			key += SSTATE_CLASS_PREFIX;
+			keylen -= SSTATE_CLASS_PREFIX;
+		}
+		d = sstate_key_datum_raw(iq->info, key, keylen);
+		sstate_key_image(iq->info, d, buf, &key, &keylen);
+	}
 	for (int i = 0; i < npanes; i++)
 		sstate_capture_add(&iq->cap, key, keylen, panes[i].pane, panes[i].count);
 	iq->keys++;

@@ -25,28 +25,32 @@ typedef struct StreamStatePane
 	int64		count;
 } StreamStatePane;
 
+/* A database's store, as one process sees it (opaque) */
+typedef struct StreamStateStore StreamStateStore;
+
 /* What a reader's scan callback is given for one key */
 typedef void (*sstate_store_scan_cb) (void *arg, int32 qid,
 									  const char *key, uint32 keylen,
 									  const StreamStatePane *panes, int npanes);
 
-extern dshash_table *sstate_store_create(dsa_area *area);
-extern dshash_table *sstate_store_attach(dsa_area *area, dshash_table_handle handle);
-extern void sstate_store_detach(dshash_table *table);
-extern void sstate_store_destroy(dshash_table *table);
+extern StreamStateStore *sstate_store_create(dsa_area *area);
+extern StreamStateStore *sstate_store_attach(dsa_area *area, dsa_pointer handle);
+extern dsa_pointer sstate_store_handle(StreamStateStore *store);
+extern void sstate_store_detach(StreamStateStore *store);
+extern void sstate_store_destroy(StreamStateStore *store);
 
 /* worker only */
-extern bool sstate_store_add(dshash_table *table, StreamStateQuery *q,
+extern bool sstate_store_add(StreamStateStore *store, StreamStateQuery *q,
 							 const char *key, uint32 keylen,
 							 int64 pane, int64 count);
-extern void sstate_store_evict(dshash_table *table, StreamStateQuery *q,
+extern void sstate_store_evict(StreamStateStore *store, StreamStateQuery *q,
 							   int64 dead_below);
-extern void sstate_store_drop_query(dshash_table *table, StreamStateQuery *q);
+extern void sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q);
 
 /* copy-on-write snapshots for checkpoints */
 extern void sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg);
 extern void sstate_store_cow_end(void);
-extern void sstate_store_snapshot(dshash_table *table, uint32 epoch, sstate_store_scan_cb cb,
+extern void sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
 								  void *arg, volatile sig_atomic_t *stop);
 
 /* restoring a checkpoint (worker only) */
@@ -57,16 +61,20 @@ typedef enum StreamStateLoadResult
 	SSL_DUPLICATE
 } StreamStateLoadResult;
 
-extern StreamStateLoadResult sstate_store_load(dshash_table *table, StreamStateQuery *q,
+extern StreamStateLoadResult sstate_store_load(StreamStateStore *store, StreamStateQuery *q,
 											   const char *key, uint32 keylen,
 											   const StreamStatePane *panes, int npanes);
+extern void sstate_store_load_end(void);
 
 /* readers */
-extern int64 sstate_store_sum(dshash_table *table, int32 qid,
+extern int64 sstate_store_sum(StreamStateStore *store, int32 qid,
 							  const char *key, uint32 keylen,
 							  int64 pane_lo, int64 pane_hi);
-extern void sstate_store_scan(dshash_table *table, int32 qid,
+extern void sstate_store_scan(StreamStateStore *store, int32 qid,
 							  sstate_store_scan_cb cb, void *arg);
+extern void sstate_store_scan_class(StreamStateStore *store, int32 qid,
+									const char *key, uint32 keylen,
+									sstate_store_scan_cb cb, void *arg);
 
 /* accounting: bytes one (key, pane) costs beyond the key's own entry */
 extern Size sstate_store_entry_bytes(void);

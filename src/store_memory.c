@@ -1,27 +1,34 @@
 /*-------------------------------------------------------------------------
  *
  * store_memory.c
- *	  The memory state backend: one dshash table per database in the shared
+ *	  The memory state backend: one hash table per database in the shared
  *	  DSA area, keyed by (query id, key image), each entry holding a sorted
  *	  array of panes.
  *
- * Locking: the worker is the only writer.  It changes an entry only while
- * holding that entry's partition lock exclusively (dshash_find_or_insert /
- * dshash_find(..., true)); readers hold it shared while they look, so a
- * pane array is never freed under a reader.  The table itself lives as long
- * as StreamStateDb->table points at it; readers hold db->lock shared while
- * they use it and the worker takes db->lock exclusively to replace it.
+ * The table is our own, not dshash: 128 partitions, each an open-addressing
+ * array of 48-byte slots with linear probing (grown by doubling past a load
+ * of 3/4, deleted from by backward shift, so there are no tombstones) and
+ * its own LWLock.  Against dshash (a chained table with one DSA allocation
+ * per entry) this saves an allocation and a pointer chase per key, and makes
+ * the whole-table walks of eviction, snapshots and reads sequential over a
+ * few large arrays, with the pane arrays prefetched a few slots ahead.  Each
+ * slot keeps the full 32-bit hash, so probes compare a word before a key
+ * and growing never rehashes a key.  The partition is chosen by the top
+ * bits of the hash and the slot by the low bits.
  *
- * Keys of up to 16 bytes are stored in the entry; longer ones in their own
- * DSA chunk.  A search key for a long key carries a process-local pointer
- * (tag.u.ext.local) instead: dshash always passes the search key first to
- * the compare function, and the entry copied from it is fixed up before the
- * partition lock is released.
+ * Locking: the worker is the only writer.  It changes a partition only while
+ * holding its lock exclusively; readers hold it shared while they look, so
+ * neither a slot array nor a pane array is freed or moved under a reader.
+ * The table itself lives as long as StreamStateDb->table points at it;
+ * readers hold db->lock shared while they use it and the worker takes
+ * db->lock exclusively to replace it.
  *
- * Memory is bounded by the area's size limit.  Allocations ask for
- * DSA_ALLOC_NO_OOM; dshash's own allocations (entries, bucket arrays) raise
- * ERROR when the area is full, which sstate_store_add catches and turns into
- * "false, nothing changed" so the worker can pause instead of dying.
+ * Keys of up to 16 bytes are stored in the slot; longer ones in their own
+ * DSA chunk.
+ *
+ * Memory is bounded by the area's size limit.  Every allocation asks for
+ * DSA_ALLOC_NO_OOM, so a full area makes sstate_store_add return "false,
+ * nothing changed" and the worker pauses the query instead of dying.
  *
  * IDENTIFICATION
  *	  src/store_memory.c
@@ -35,42 +42,238 @@
 
 #include "store.h"
 
-#define KEY_INLINE 16
+#define KEY_INLINE			16
+#define PARTITION_BITS		7
+#define PARTITIONS			(1 << PARTITION_BITS)
+#define MIN_CAPACITY		16
+#define PREFETCH_AHEAD		8
 
-typedef struct KeyTag
+typedef struct Slot
 {
-	int32		qid;
-	uint32		len;
+	uint32		hash;
+	int32		qid;			/* 0: the slot is empty */
+	uint32		keylen;
+	uint32		epoch;			/* checkpoint snapshot that copied it last */
 	union
 	{
 		char		data[KEY_INLINE];
-		struct
-		{
-			dsa_pointer dp;		/* stored entries */
-			const char *local;	/* search keys */
-		}			ext;
-	}			u;
-} KeyTag;
-
-typedef struct Entry
-{
-	KeyTag		tag;
+		dsa_pointer dp;
+	}			key;
 	dsa_pointer panes;			/* StreamStatePane[cap], sorted by pane */
 	int32		npanes;
 	int32		cap;
-	uint32		epoch;			/* checkpoint snapshot that copied it last */
-	uint32		reserved;
-} Entry;
+} Slot;
 
-/* dshash puts a next pointer and the hash in front of every entry */
-#define ENTRY_BYTES		(MAXALIGN(sizeof(dsa_pointer) + sizeof(uint32)) + MAXALIGN(sizeof(Entry)))
+StaticAssertDecl(sizeof(Slot) == 48, "a slot is 48 bytes");
 
-static const char *tag_bytes(const KeyTag *tag, dsa_area *area);
-static int	keytag_compare(const void *a, const void *b, size_t size, void *arg);
-static dshash_hash keytag_hash(const void *key, size_t size, void *arg);
-static void make_tag(KeyTag *tag, int32 qid, const char *key, uint32 keylen);
-static void free_entry(dsa_area *area, StreamStateQuery *q, Entry *e);
+typedef struct Partition
+{
+	LWLock		lock;
+	dsa_pointer slots;			/* Slot[mask + 1]; InvalidDsaPointer: none yet */
+	uint32		mask;
+	uint32		used;
+} Partition;
+
+#define STORE_MAGIC		0x53535354	/* "SSST" */
+
+typedef struct StoreHeader
+{
+	uint32		magic;
+	Partition	parts[PARTITIONS];
+} StoreHeader;
+
+struct StreamStateStore
+{
+	dsa_area   *area;
+	dsa_pointer handle;
+	StoreHeader *hdr;
+};
+
+/*
+ * What one key costs, for the queries view: its slot at the mean load of a
+ * table that doubles past 3/4 (about 0.56), rounded.
+ */
+#define ENTRY_BYTES		(sizeof(Slot) * 4 / 3 + sizeof(Slot) / 2)
+
+/*
+ * Loading a checkpoint keeps the lock of the partition it last loaded into:
+ * keys come in the order a snapshot walked the table, mostly partition by
+ * partition, so most loads need no lock traffic.  Every other entry point
+ * releases it first (load_release), so it is never held across anything
+ * else; sstate_store_load_end releases it at the end of a load.
+ */
+static LWLock *load_held = NULL;
+
+static inline void
+load_release(void)
+{
+	if (unlikely(load_held != NULL))
+	{
+		if (LWLockHeldByMe(load_held))
+			LWLockRelease(load_held);
+		load_held = NULL;
+	}
+}
+
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
+static void free_slot(dsa_area *area, StreamStateQuery *q, Slot *s);
+
+/*
+ * The hash of (query, key image).  Classed keys (sstate_key_image) hash by
+ * their prefix alone, so that every image of one value lies in one probe
+ * run, where sstate_store_scan_class finds them all.
+ */
+static inline uint32
+key_hash(int32 qid, bool classed, const char *key, uint32 keylen)
+{
+	uint32		h;
+
+	if (classed && keylen >= SSTATE_CLASS_PREFIX)
+	{
+		memcpy(&h, key, SSTATE_CLASS_PREFIX);
+		h = murmurhash32(h);
+	}
+	else
+		h = hash_bytes((const unsigned char *) key, (int) keylen);
+	return h ^ murmurhash32((uint32) qid);
+}
+
+static inline Partition *
+partition_of(StreamStateStore *store, uint32 hash)
+{
+	return &store->hdr->parts[hash >> (32 - PARTITION_BITS)];
+}
+
+static inline const char *
+slot_key(dsa_area *area, const Slot *s)
+{
+	if (s->keylen <= KEY_INLINE)
+		return s->key.data;
+	return dsa_get_address(area, s->key.dp);
+}
+
+static inline Slot *
+partition_slots(dsa_area *area, const Partition *p)
+{
+	return DsaPointerIsValid(p->slots) ? dsa_get_address(area, p->slots) : NULL;
+}
+
+/* The slot of (qid, key) in p, or NULL.  Caller holds p->lock. */
+static Slot *
+partition_find(dsa_area *area, Partition *p, uint32 hash, int32 qid,
+			   const char *key, uint32 keylen)
+{
+	Slot	   *slots = partition_slots(area, p);
+	uint32		i;
+
+	if (slots == NULL)
+		return NULL;
+	for (i = hash & p->mask;; i = (i + 1) & p->mask)
+	{
+		Slot	   *s = &slots[i];
+
+		if (s->qid == 0)
+			return NULL;
+		if (s->hash == hash && s->qid == qid && s->keylen == keylen &&
+			memcmp(slot_key(area, s), key, keylen) == 0)
+			return s;
+	}
+}
+
+/*
+ * Make room for one more slot in p: double its array past a load of 3/4.
+ * Returns false when the area is full, with nothing changed.  Caller holds
+ * p->lock exclusively.
+ */
+static bool
+partition_reserve(dsa_area *area, Partition *p)
+{
+	uint32		cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
+	uint32		newcap;
+	dsa_pointer dp;
+	Slot	   *old;
+	Slot	   *new;
+	uint32		i;
+
+	if ((uint64) (p->used + 1) * 4 <= (uint64) cap * 3)
+		return true;
+	newcap = cap == 0 ? MIN_CAPACITY : cap * 2;
+	dp = dsa_allocate_extended(area, sizeof(Slot) * (Size) newcap,
+							   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
+	if (!DsaPointerIsValid(dp))
+		return false;
+	new = dsa_get_address(area, dp);
+	if (cap > 0)
+	{
+		old = dsa_get_address(area, p->slots);
+		for (i = 0; i < cap; i++)
+		{
+			uint32		j;
+
+			if (old[i].qid == 0)
+				continue;
+			for (j = old[i].hash & (newcap - 1); new[j].qid != 0; j = (j + 1) & (newcap - 1))
+				;
+			new[j] = old[i];
+		}
+		dsa_free(area, p->slots);
+	}
+	p->slots = dp;
+	p->mask = newcap - 1;
+	return true;
+}
+
+/*
+ * A new slot for (qid, key) in p, which partition_reserve has made room
+ * for; the caller fills in the rest.  Caller holds p->lock exclusively.
+ */
+static Slot *
+partition_insert(dsa_area *area, Partition *p, uint32 hash, int32 qid, uint32 keylen)
+{
+	Slot	   *slots = dsa_get_address(area, p->slots);
+	uint32		i;
+
+	for (i = hash & p->mask; slots[i].qid != 0; i = (i + 1) & p->mask)
+		;
+	memset(&slots[i], 0, sizeof(Slot));
+	slots[i].hash = hash;
+	slots[i].qid = qid;
+	slots[i].keylen = keylen;
+	slots[i].panes = InvalidDsaPointer;
+	p->used++;
+	return &slots[i];
+}
+
+/*
+ * Empty slot i of p, moving later slots of its probe run back so that
+ * lookups never meet a hole (backward-shift deletion).  A slot moved into i
+ * comes from after i; a walk over the array that deletes at i must look at
+ * i again.  Caller holds p->lock exclusively and has freed the slot's chunks.
+ */
+static void
+partition_delete_at(dsa_area *area, Partition *p, uint32 i)
+{
+	Slot	   *slots = dsa_get_address(area, p->slots);
+	uint32		j = i;
+
+	for (;;)
+	{
+		uint32		home;
+
+		j = (j + 1) & p->mask;
+		if (slots[j].qid == 0)
+			break;
+		home = slots[j].hash & p->mask;
+		/* slot j may move to i when i lies in [home, j) */
+		if (((j - home) & p->mask) >= ((j - i) & p->mask))
+		{
+			slots[i] = slots[j];
+			i = j;
+		}
+	}
+	memset(&slots[i], 0, sizeof(Slot));
+	p->used--;
+}
 
 /*
  * Copy-on-write snapshots.  While a checkpoint's snapshot (epoch E) is
@@ -86,14 +289,14 @@ static sstate_store_scan_cb cow_cb = NULL;
 static void *cow_arg = NULL;
 
 static inline void
-cow_touch(Entry *e)
+cow_touch(dsa_area *area, Slot *s)
 {
-	if (unlikely(cow_cb != NULL) && e->epoch < cow_epoch)
+	if (unlikely(cow_cb != NULL) && s->epoch < cow_epoch)
 	{
-		if (e->npanes > 0)
-			cow_cb(cow_arg, e->tag.qid, tag_bytes(&e->tag, sstate_area()), e->tag.len,
-				   dsa_get_address(sstate_area(), e->panes), e->npanes);
-		e->epoch = cow_epoch;
+		if (s->npanes > 0)
+			cow_cb(cow_arg, s->qid, slot_key(area, s), s->keylen,
+				   dsa_get_address(area, s->panes), s->npanes);
+		s->epoch = cow_epoch;
 	}
 }
 
@@ -112,120 +315,92 @@ sstate_store_cow_end(void)
 	cow_arg = NULL;
 }
 
-static dshash_parameters
-store_params(void)
-{
-	dshash_parameters p;
-
-	p.key_size = sizeof(KeyTag);
-	p.entry_size = sizeof(Entry);
-	p.compare_function = keytag_compare;
-	p.hash_function = keytag_hash;
-	p.tranche_id = sstate_shared->lwtranche;
-	return p;
-}
-
-static const char *
-tag_bytes(const KeyTag *tag, dsa_area *area)
-{
-	if (tag->len <= KEY_INLINE)
-		return tag->u.data;
-	if (tag->u.ext.local != NULL)
-		return tag->u.ext.local;
-	return dsa_get_address(area, tag->u.ext.dp);
-}
-
-static int
-keytag_compare(const void *a, const void *b, size_t size, void *arg)
-{
-	const KeyTag *ta = a;
-	const KeyTag *tb = b;
-
-	if (ta->qid != tb->qid || ta->len != tb->len)
-		return 1;
-	return memcmp(tag_bytes(ta, arg), tag_bytes(tb, arg), ta->len);
-}
-
-static dshash_hash
-keytag_hash(const void *key, size_t size, void *arg)
-{
-	const KeyTag *t = key;
-
-	return hash_bytes((const unsigned char *) tag_bytes(t, arg), (int) t->len) ^
-		murmurhash32((uint32) t->qid);
-}
-
-static void
-make_tag(KeyTag *tag, int32 qid, const char *key, uint32 keylen)
-{
-	memset(tag, 0, sizeof(KeyTag));
-	tag->qid = qid;
-	tag->len = keylen;
-	if (keylen <= KEY_INLINE)
-		memcpy(tag->u.data, key, keylen);
-	else
-	{
-		tag->u.ext.dp = InvalidDsaPointer;
-		tag->u.ext.local = key;
-	}
-}
-
 Size
 sstate_store_entry_bytes(void)
 {
 	return sizeof(StreamStatePane);
 }
 
-/* The local handle lives in TopMemoryContext: it is kept across calls. */
-dshash_table *
-sstate_store_create(dsa_area *area)
-{
-	dshash_parameters p = store_params();
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	dshash_table *t = dshash_create(area, &p, area);
+/* ---------------------------------------------------------------------
+ * The table
+ * ---------------------------------------------------------------------
+ */
 
-	MemoryContextSwitchTo(old);
-	return t;
+/* The local handle lives in TopMemoryContext: it is kept across calls. */
+StreamStateStore *
+sstate_store_attach(dsa_area *area, dsa_pointer handle)
+{
+	StreamStateStore *store = MemoryContextAlloc(TopMemoryContext,
+												 sizeof(StreamStateStore));
+
+	store->area = area;
+	store->handle = handle;
+	store->hdr = dsa_get_address(area, handle);
+	Assert(store->hdr->magic == STORE_MAGIC);
+	return store;
 }
 
-dshash_table *
-sstate_store_attach(dsa_area *area, dshash_table_handle handle)
+/* ERROR when the area cannot hold the (4 kB) header */
+StreamStateStore *
+sstate_store_create(dsa_area *area)
 {
-	dshash_parameters p = store_params();
-	MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
-	dshash_table *t = dshash_attach(area, &p, handle, area);
+	dsa_pointer dp = dsa_allocate_extended(area, sizeof(StoreHeader), DSA_ALLOC_ZERO);
+	StoreHeader *hdr = dsa_get_address(area, dp);
+	int			i;
 
-	MemoryContextSwitchTo(old);
-	return t;
+	hdr->magic = STORE_MAGIC;
+	for (i = 0; i < PARTITIONS; i++)
+	{
+		LWLockInitialize(&hdr->parts[i].lock, sstate_shared->lwtranche);
+		hdr->parts[i].slots = InvalidDsaPointer;
+	}
+	return sstate_store_attach(area, dp);
+}
+
+dsa_pointer
+sstate_store_handle(StreamStateStore *store)
+{
+	return store->handle;
 }
 
 void
-sstate_store_detach(dshash_table *table)
+sstate_store_detach(StreamStateStore *store)
 {
-	dshash_detach(table);
+	pfree(store);
 }
 
 /*
- * Free every entry's own chunks, then the table.  Caller holds db->lock
- * exclusively.
+ * Free every chunk of the table, then the handle.  Caller holds db->lock
+ * exclusively: nobody else looks at the table.
  */
 void
-sstate_store_destroy(dshash_table *table)
+sstate_store_destroy(StreamStateStore *store)
 {
-	dsa_area   *area = sstate_area();
-	dshash_seq_status status;
-	Entry	   *e;
+	dsa_area   *area = store->area;
+	int			i;
 
-	dshash_seq_init(&status, table, true);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	load_release();
+	for (i = 0; i < PARTITIONS; i++)
 	{
-		if (DsaPointerIsValid(e->panes))
-			dsa_free(area, e->panes);
-		if (e->tag.len > KEY_INLINE)
-			dsa_free(area, e->tag.u.ext.dp);
+		Partition  *p = &store->hdr->parts[i];
+		Slot	   *slots = partition_slots(area, p);
+		uint32		j;
+
+		if (slots == NULL)
+			continue;
+		for (j = 0; j <= p->mask; j++)
+		{
+			if (slots[j].qid == 0)
+				continue;
+			if (DsaPointerIsValid(slots[j].panes))
+				dsa_free(area, slots[j].panes);
+			if (slots[j].keylen > KEY_INLINE)
+				dsa_free(area, slots[j].key.dp);
+		}
+		dsa_free(area, p->slots);
 	}
-	dshash_seq_term(&status);
-	dshash_destroy(table);
+	dsa_free(area, store->handle);
+	pfree(store);
 }
 
 static int
@@ -253,57 +428,87 @@ pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found)
 	return lo;
 }
 
-/* Caller holds the entry's partition lock exclusively and deletes it next. */
-static void
-free_entry(dsa_area *area, StreamStateQuery *q, Entry *e)
+/*
+ * The capacity a full pane array grows to.  A key's live panes are a sliding
+ * run of about window / pane (+ lateness / pane) entries, so its array
+ * settles at that size: grow in small steps while arrays are small, so that
+ * a 5-pane window does not sit in an 8- or 16-pane array, and by half once
+ * they are large.
+ */
+static inline int32
+pane_capacity_after(int32 cap)
 {
-	if (DsaPointerIsValid(e->panes))
+	if (cap < 8)
+		return cap + 2;
+	return cap + cap / 2;
+}
+
+/* Free a slot's chunks and uncount it; the caller deletes it next. */
+static void
+free_slot(dsa_area *area, StreamStateQuery *q, Slot *s)
+{
+	if (DsaPointerIsValid(s->panes))
 	{
-		dsa_free(area, e->panes);
-		q->bytes -= (int64) e->cap * sizeof(StreamStatePane);
+		dsa_free(area, s->panes);
+		q->bytes -= (int64) s->cap * sizeof(StreamStatePane);
 	}
-	if (e->tag.len > KEY_INLINE)
+	if (s->keylen > KEY_INLINE)
 	{
-		dsa_free(area, e->tag.u.ext.dp);
-		q->bytes -= e->tag.len;
+		dsa_free(area, s->key.dp);
+		q->bytes -= s->keylen;
 	}
 	q->bytes -= ENTRY_BYTES;
 	q->keys--;
-	e->panes = InvalidDsaPointer;
+	q->panes -= s->npanes;
+	s->panes = InvalidDsaPointer;
 }
 
 /*
- * dshash_find_or_insert, turning an out-of-memory ERROR (a full area) into
- * NULL.  The ERROR can only come from dshash's allocations, before it links
- * anything, so the table is unchanged; the locks it held are released here.
+ * A new slot for (query, key) with no panes, or NULL when memory is
+ * exhausted (nothing changed).  Caller holds p->lock exclusively.
  */
-static Entry *
-find_or_insert_no_oom(dshash_table *table, KeyTag *tag, bool *found)
+static Slot *
+new_key(dsa_area *area, Partition *p, StreamStateQuery *q, uint32 hash,
+		const char *key, uint32 keylen)
 {
-	MemoryContext cxt = CurrentMemoryContext;
-	uint32		holdoff = InterruptHoldoffCount;
-	Entry	   *e = NULL;
+	dsa_pointer kp = InvalidDsaPointer;
+	Slot	   *s;
 
-	PG_TRY();
+	if (keylen > KEY_INLINE)
 	{
-		e = dshash_find_or_insert(table, tag, found);
+		kp = dsa_allocate_extended(area, keylen, DSA_ALLOC_NO_OOM);
+		if (!DsaPointerIsValid(kp))
+			return NULL;
+		memcpy(dsa_get_address(area, kp), key, keylen);
 	}
-	PG_CATCH();
+	if (!partition_reserve(area, p))
 	{
-		ErrorData  *edata;
+		if (DsaPointerIsValid(kp))
+			dsa_free(area, kp);
+		return NULL;
+	}
+	s = partition_insert(area, p, hash, q->def.id, keylen);
+	if (keylen > KEY_INLINE)
+	{
+		s->key.dp = kp;
+		q->bytes += keylen;
+	}
+	else
+		memcpy(s->key.data, key, keylen);
+	s->epoch = cow_epoch;		/* not part of a snapshot being taken */
+	q->keys++;
+	q->bytes += ENTRY_BYTES;
+	return s;
+}
 
-		MemoryContextSwitchTo(cxt);
-		edata = CopyErrorData();
-		if (edata->sqlerrcode != ERRCODE_OUT_OF_MEMORY)
-			PG_RE_THROW();
-		FlushErrorState();
-		FreeErrorData(edata);
-		LWLockReleaseAll();
-		InterruptHoldoffCount = holdoff;
-		e = NULL;
-	}
-	PG_END_TRY();
-	return e;
+/* Delete the slot s of p after freeing its chunks. */
+static void
+delete_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
+{
+	Slot	   *slots = dsa_get_address(area, p->slots);
+
+	free_slot(area, q, s);
+	partition_delete_at(area, p, (uint32) (s - slots));
 }
 
 /*
@@ -313,123 +518,120 @@ find_or_insert_no_oom(dshash_table *table, KeyTag *tag, bool *found)
  * changed.  Worker only.
  */
 bool
-sstate_store_add(dshash_table *table, StreamStateQuery *q, const char *key,
+sstate_store_add(StreamStateStore *store, StreamStateQuery *q, const char *key,
 				 uint32 keylen, int64 pane, int64 count)
 {
-	dsa_area   *area = sstate_area();
-	KeyTag		tag;
-	Entry	   *e;
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(q->def.id, q->def.key_classed, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
 	StreamStatePane *panes;
-	bool		found;
 	bool		pfound;
 	int			pos;
 
-	make_tag(&tag, q->def.id, key, keylen);
+	load_release();
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	s = partition_find(area, p, hash, q->def.id, key, keylen);
 
 	if (count < 0)
 	{
-		e = dshash_find(table, &tag, true);
-		if (e == NULL)
+		if (s == NULL)
 			elog(ERROR, "stream_state: undo of a missing key");
-		cow_touch(e);
-		panes = dsa_get_address(area, e->panes);
-		pos = pane_search(panes, e->npanes, pane, &pfound);
+		cow_touch(area, s);
+		panes = dsa_get_address(area, s->panes);
+		pos = pane_search(panes, s->npanes, pane, &pfound);
 		if (!pfound)
 			elog(ERROR, "stream_state: undo of a missing pane");
 		panes[pos].count += count;
 		if (panes[pos].count == 0)
 		{
 			memmove(&panes[pos], &panes[pos + 1],
-					sizeof(StreamStatePane) * (e->npanes - pos - 1));
-			e->npanes--;
+					sizeof(StreamStatePane) * (s->npanes - pos - 1));
+			s->npanes--;
 			q->panes--;
 		}
-		if (e->npanes == 0)
-		{
-			free_entry(area, q, e);
-			dshash_delete_entry(table, e);
-		}
-		else
-			dshash_release_lock(table, e);
+		if (s->npanes == 0)
+			delete_slot(area, p, q, s);
+		LWLockRelease(&p->lock);
 		return true;
 	}
 
-	e = find_or_insert_no_oom(table, &tag, &found);
-	if (e == NULL)
-		return false;
-	if (found)
-		cow_touch(e);
+	if (s != NULL)
+		cow_touch(area, s);
 	else
 	{
-		e->panes = InvalidDsaPointer;
-		e->npanes = 0;
-		e->cap = 0;
-		e->epoch = cow_epoch;	/* not part of a snapshot being taken */
-		if (keylen > KEY_INLINE)
+		s = new_key(area, p, q, hash, key, keylen);
+		if (s == NULL)
 		{
-			dsa_pointer dp = dsa_allocate_extended(area, keylen, DSA_ALLOC_NO_OOM);
-
-			if (!DsaPointerIsValid(dp))
-			{
-				dshash_delete_entry(table, e);
-				return false;
-			}
-			memcpy(dsa_get_address(area, dp), key, keylen);
-			e->tag.u.ext.dp = dp;
-			e->tag.u.ext.local = NULL;
-			q->bytes += keylen;
+			LWLockRelease(&p->lock);
+			return false;
 		}
-		q->keys++;
-		q->bytes += ENTRY_BYTES;
 	}
 
-	panes = e->npanes > 0 ? dsa_get_address(area, e->panes) : NULL;
-	pos = e->npanes > 0 ? pane_search(panes, e->npanes, pane, &pfound) : 0;
-	if (e->npanes > 0 && pfound)
+	panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+	pos = s->npanes > 0 ? pane_search(panes, s->npanes, pane, &pfound) : 0;
+	if (s->npanes > 0 && pfound)
 	{
 		panes[pos].count += count;
-		dshash_release_lock(table, e);
+		LWLockRelease(&p->lock);
 		return true;
 	}
 
-	if (e->npanes == e->cap)
+	if (s->npanes == s->cap)
 	{
-		int32		newcap = e->cap == 0 ? 2 : e->cap * 2;
+		int32		newcap = pane_capacity_after(s->cap);
 		dsa_pointer dp = dsa_allocate_extended(area,
 											   sizeof(StreamStatePane) * newcap,
 											   DSA_ALLOC_NO_OOM);
 
 		if (!DsaPointerIsValid(dp))
 		{
-			if (e->npanes == 0)
-			{
-				free_entry(area, q, e);
-				dshash_delete_entry(table, e);
-			}
-			else
-				dshash_release_lock(table, e);
+			if (s->npanes == 0)
+				delete_slot(area, p, q, s);
+			LWLockRelease(&p->lock);
 			return false;
 		}
-		if (e->npanes > 0)
+		if (s->npanes > 0)
 		{
 			memcpy(dsa_get_address(area, dp), panes,
-				   sizeof(StreamStatePane) * e->npanes);
-			dsa_free(area, e->panes);
+				   sizeof(StreamStatePane) * s->npanes);
+			dsa_free(area, s->panes);
 		}
-		q->bytes += (int64) (newcap - e->cap) * sizeof(StreamStatePane);
-		e->panes = dp;
-		e->cap = newcap;
+		q->bytes += (int64) (newcap - s->cap) * sizeof(StreamStatePane);
+		s->panes = dp;
+		s->cap = newcap;
 		panes = dsa_get_address(area, dp);
 	}
 
 	memmove(&panes[pos + 1], &panes[pos],
-			sizeof(StreamStatePane) * (e->npanes - pos));
+			sizeof(StreamStatePane) * (s->npanes - pos));
 	panes[pos].pane = pane;
 	panes[pos].count = count;
-	e->npanes++;
+	s->npanes++;
 	q->panes++;
-	dshash_release_lock(table, e);
+	LWLockRelease(&p->lock);
 	return true;
+}
+
+/*
+ * Walks over a partition prefetch the slots 2 * PREFETCH_AHEAD ahead and the
+ * pane array (its first cache lines) of the slot PREFETCH_AHEAD ahead: the
+ * arrays are scattered over the area, and a walk is bound by those misses.
+ */
+static inline void
+prefetch_panes(dsa_area *area, const Slot *slots, uint32 i, uint32 mask)
+{
+	const Slot *ahead = &slots[(i + PREFETCH_AHEAD) & mask];
+
+	__builtin_prefetch(&slots[(i + 2 * PREFETCH_AHEAD) & mask]);
+	if (ahead->qid != 0 && DsaPointerIsValid(ahead->panes))
+	{
+		const char *p = dsa_get_address(area, ahead->panes);
+		Size		bytes = Min((Size) ahead->npanes * sizeof(StreamStatePane), 4 * 64);
+
+		for (Size off = 0; off < bytes; off += 64)
+			__builtin_prefetch(p + off);
+	}
 }
 
 /*
@@ -437,74 +639,119 @@ sstate_store_add(dshash_table *table, StreamStateQuery *q, const char *key,
  * panes.  Worker only.
  */
 void
-sstate_store_evict(dshash_table *table, StreamStateQuery *q, int64 dead_below)
+sstate_store_evict(StreamStateStore *store, StreamStateQuery *q, int64 dead_below)
 {
-	dsa_area   *area = sstate_area();
-	dshash_seq_status status;
-	Entry	   *e;
+	dsa_area   *area = store->area;
+	int			n;
 
-	dshash_seq_init(&status, table, true);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	load_release();
+	for (n = 0; n < PARTITIONS; n++)
 	{
-		StreamStatePane *panes;
-		int			k = 0;
+		Partition  *p = &store->hdr->parts[n];
+		Slot	   *slots;
+		uint32		i;
 
-		if (e->tag.qid != q->def.id)
-			continue;
-		panes = dsa_get_address(area, e->panes);
-		while (k < e->npanes && panes[k].pane < dead_below)
-			k++;
-		if (k == 0)
-			continue;
-		cow_touch(e);
-		if (k < e->npanes)
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		slots = partition_slots(area, p);
+		for (i = 0; slots != NULL && i <= p->mask; i++)
 		{
-			memmove(&panes[0], &panes[k], sizeof(StreamStatePane) * (e->npanes - k));
-			e->npanes -= k;
-			q->panes -= k;
+			Slot	   *s = &slots[i];
+			StreamStatePane *panes;
+			int			k = 0;
+
+			prefetch_panes(area, slots, i, p->mask);
+			if (s->qid != q->def.id)
+				continue;
+			panes = dsa_get_address(area, s->panes);
+			while (k < s->npanes && panes[k].pane < dead_below)
+				k++;
+			if (k == 0)
+				continue;
+			cow_touch(area, s);
+			if (k < s->npanes)
+			{
+				memmove(&panes[0], &panes[k], sizeof(StreamStatePane) * (s->npanes - k));
+				s->npanes -= k;
+				q->panes -= k;
+			}
+			else
+			{
+				delete_slot(area, p, q, s);
+				i--;			/* a later slot may have moved into i */
+			}
 		}
-		else
-		{
-			q->panes -= e->npanes;
-			e->npanes = 0;
-			free_entry(area, q, e);
-			dshash_delete_current(&status);
-		}
+		LWLockRelease(&p->lock);
 	}
-	dshash_seq_term(&status);
 }
 
 /* Remove every key of one query.  Worker only. */
 void
-sstate_store_drop_query(dshash_table *table, StreamStateQuery *q)
+sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q)
 {
-	sstate_store_evict(table, q, PG_INT64_MAX);
+	sstate_store_evict(store, q, PG_INT64_MAX);
 }
 
 /*
  * Sum of the counts of panes [pane_lo, pane_hi) of one key.
  */
 int64
-sstate_store_sum(dshash_table *table, int32 qid, const char *key,
+sstate_store_sum(StreamStateStore *store, int32 qid, const char *key,
 				 uint32 keylen, int64 pane_lo, int64 pane_hi)
 {
-	KeyTag		tag;
-	Entry	   *e;
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(qid, false, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
 	int64		sum = 0;
 
-	make_tag(&tag, qid, key, keylen);
-	e = dshash_find(table, &tag, false);
-	if (e != NULL)
+	load_release();
+	LWLockAcquire(&p->lock, LW_SHARED);
+	s = partition_find(area, p, hash, qid, key, keylen);
+	if (s != NULL && s->npanes > 0)
 	{
-		StreamStatePane *panes = dsa_get_address(sstate_area(), e->panes);
+		StreamStatePane *panes = dsa_get_address(area, s->panes);
 		int			i;
 
-		for (i = 0; i < e->npanes; i++)
+		for (i = 0; i < s->npanes; i++)
 			if (panes[i].pane >= pane_lo && panes[i].pane < pane_hi)
 				sum += panes[i].count;
-		dshash_release_lock(table, e);
 	}
+	LWLockRelease(&p->lock);
 	return sum;
+}
+
+/*
+ * Call cb for every key of query qid, a query with classed keys, whose image
+ * has the class prefix of key's: the candidates for being equal to key.
+ * Holds the partition lock shared while it calls cb.
+ */
+void
+sstate_store_scan_class(StreamStateStore *store, int32 qid, const char *key,
+						uint32 keylen, sstate_store_scan_cb cb, void *arg)
+{
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(qid, true, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *slots;
+	uint32		i;
+
+	load_release();
+	Assert(keylen >= SSTATE_CLASS_PREFIX);
+	LWLockAcquire(&p->lock, LW_SHARED);
+	slots = partition_slots(area, p);
+	for (i = hash & p->mask; slots != NULL && slots[i].qid != 0; i = (i + 1) & p->mask)
+	{
+		Slot	   *s = &slots[i];
+		const char *k;
+
+		if (s->hash != hash || s->qid != qid || s->keylen < SSTATE_CLASS_PREFIX ||
+			s->npanes == 0)
+			continue;
+		k = slot_key(area, s);
+		if (memcmp(k, key, SSTATE_CLASS_PREFIX) == 0)
+			cb(arg, qid, k, s->keylen, dsa_get_address(area, s->panes), s->npanes);
+	}
+	LWLockRelease(&p->lock);
 }
 
 /*
@@ -512,80 +759,81 @@ sstate_store_sum(dshash_table *table, int32 qid, const char *key,
  * partition lock shared: cb must copy what it keeps and must not wait.
  */
 void
-sstate_store_scan(dshash_table *table, int32 qid, sstate_store_scan_cb cb, void *arg)
+sstate_store_scan(StreamStateStore *store, int32 qid, sstate_store_scan_cb cb, void *arg)
 {
-	dsa_area   *area = sstate_area();
-	dshash_seq_status status;
-	Entry	   *e;
+	dsa_area   *area = store->area;
+	int			n;
 
-	dshash_seq_init(&status, table, false);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	load_release();
+	for (n = 0; n < PARTITIONS; n++)
 	{
-		if (qid != 0 && e->tag.qid != qid)
-			continue;
-		if (e->npanes == 0)
-			continue;
-		cb(arg, e->tag.qid, tag_bytes(&e->tag, area), e->tag.len,
-		   dsa_get_address(area, e->panes), e->npanes);
+		Partition  *p = &store->hdr->parts[n];
+		Slot	   *slots;
+		uint32		i;
+
+		LWLockAcquire(&p->lock, LW_SHARED);
+		slots = partition_slots(area, p);
+		for (i = 0; slots != NULL && i <= p->mask; i++)
+		{
+			Slot	   *s = &slots[i];
+
+			prefetch_panes(area, slots, i, p->mask);
+			if (s->qid == 0 || (qid != 0 && s->qid != qid) || s->npanes == 0)
+				continue;
+			cb(arg, s->qid, slot_key(area, s), s->keylen,
+			   dsa_get_address(area, s->panes), s->npanes);
+		}
+		LWLockRelease(&p->lock);
 	}
-	dshash_seq_term(&status);
 }
 
 /*
- * Put one key with its panes (sorted, distinct, nonzero counts) into an
- * empty slot of the table: restoring a checkpoint.  Worker only.
+ * Put one key with its panes (sorted, distinct, nonzero counts) into the
+ * table: restoring a checkpoint.  Keeps the partition's lock (see
+ * load_held) until sstate_store_load_end or any other call.  Worker only.
  */
 StreamStateLoadResult
-sstate_store_load(dshash_table *table, StreamStateQuery *q, const char *key,
+sstate_store_load(StreamStateStore *store, StreamStateQuery *q, const char *key,
 				  uint32 keylen, const StreamStatePane *panes, int npanes)
 {
-	dsa_area   *area = sstate_area();
-	KeyTag		tag;
-	Entry	   *e;
-	bool		found;
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(q->def.id, q->def.key_classed, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
 	dsa_pointer dp;
-	dsa_pointer kp = InvalidDsaPointer;
 
-	make_tag(&tag, q->def.id, key, keylen);
-	e = find_or_insert_no_oom(table, &tag, &found);
-	if (e == NULL)
-		return SSL_OUT_OF_MEMORY;
-	if (found)
+	if (load_held != &p->lock)
 	{
-		dshash_release_lock(table, e);
+		load_release();
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		load_held = &p->lock;
+	}
+	if (partition_find(area, p, hash, q->def.id, key, keylen) != NULL)
 		return SSL_DUPLICATE;
-	}
-	if (keylen > KEY_INLINE)
-	{
-		kp = dsa_allocate_extended(area, keylen, DSA_ALLOC_NO_OOM);
-		if (!DsaPointerIsValid(kp))
-		{
-			dshash_delete_entry(table, e);
-			return SSL_OUT_OF_MEMORY;
-		}
-		memcpy(dsa_get_address(area, kp), key, keylen);
-		e->tag.u.ext.dp = kp;
-		e->tag.u.ext.local = NULL;
-	}
 	dp = dsa_allocate_extended(area, sizeof(StreamStatePane) * npanes, DSA_ALLOC_NO_OOM);
 	if (!DsaPointerIsValid(dp))
+		return SSL_OUT_OF_MEMORY;
+	s = new_key(area, p, q, hash, key, keylen);
+	if (s == NULL)
 	{
-		if (DsaPointerIsValid(kp))
-			dsa_free(area, kp);
-		dshash_delete_entry(table, e);
+		dsa_free(area, dp);
 		return SSL_OUT_OF_MEMORY;
 	}
 	memcpy(dsa_get_address(area, dp), panes, sizeof(StreamStatePane) * npanes);
-	e->panes = dp;
-	e->npanes = npanes;
-	e->cap = npanes;
-	e->epoch = 0;
-	q->keys++;
+	s->panes = dp;
+	s->npanes = npanes;
+	s->cap = npanes;
+	s->epoch = 0;
 	q->panes += npanes;
-	q->bytes += ENTRY_BYTES + (int64) npanes * sizeof(StreamStatePane) +
-		(keylen > KEY_INLINE ? keylen : 0);
-	dshash_release_lock(table, e);
+	q->bytes += (int64) npanes * sizeof(StreamStatePane);
 	return SSL_OK;
+}
+
+/* The end of a load: release the partition it holds. */
+void
+sstate_store_load_end(void)
+{
+	load_release();
 }
 
 /*
@@ -595,25 +843,33 @@ sstate_store_load(dshash_table *table, StreamStateQuery *q, const char *key,
  * early when *stop becomes true.
  */
 void
-sstate_store_snapshot(dshash_table *table, uint32 epoch, sstate_store_scan_cb cb,
+sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
 					  void *arg, volatile sig_atomic_t *stop)
 {
-	dsa_area   *area = sstate_area();
-	dshash_seq_status status;
-	Entry	   *e;
-	uint64		n = 0;
+	dsa_area   *area = store->area;
+	int			n;
 
-	dshash_seq_init(&status, table, true);
-	while ((e = dshash_seq_next(&status)) != NULL)
+	load_release();
+	for (n = 0; n < PARTITIONS && !*stop; n++)
 	{
-		if (e->epoch >= epoch)
-			continue;
-		e->epoch = epoch;
-		if (e->npanes > 0)
-			cb(arg, e->tag.qid, tag_bytes(&e->tag, area), e->tag.len,
-			   dsa_get_address(area, e->panes), e->npanes);
-		if ((++n & 1023) == 0 && *stop)
-			break;
+		Partition  *p = &store->hdr->parts[n];
+		Slot	   *slots;
+		uint32		i;
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		slots = partition_slots(area, p);
+		for (i = 0; slots != NULL && i <= p->mask; i++)
+		{
+			Slot	   *s = &slots[i];
+
+			prefetch_panes(area, slots, i, p->mask);
+			if (s->qid == 0 || s->epoch >= epoch)
+				continue;
+			s->epoch = epoch;
+			if (s->npanes > 0)
+				cb(arg, s->qid, slot_key(area, s), s->keylen,
+				   dsa_get_address(area, s->panes), s->npanes);
+		}
+		LWLockRelease(&p->lock);
 	}
-	dshash_seq_term(&status);
 }

@@ -24,7 +24,7 @@
 #define STREAM_STATE_H
 
 #include "access/xlogdefs.h"
-#include "lib/dshash.h"
+#include "utils/dsa.h"
 #include "port/atomics.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
@@ -67,12 +67,17 @@ typedef struct StreamStateQueryDef
 {
 	int32		id;
 	bool		processing_time;	/* event time = commit time */
+	bool		key_classed;	/* key images start with the type's hash
+								 * (see sstate_key_image) */
 	int64		pane_us;		/* gcd(window, slide) */
 	int64		window_us;
 	int64		slide_us;
 	int64		lateness_us;
 	char		name[NAMEDATALEN];
 } StreamStateQueryDef;
+
+/* Length of the class prefix of a classed key's image (sstate_key_image) */
+#define SSTATE_CLASS_PREFIX		((uint32) sizeof(uint32))
 
 /* One query's slot in shared memory */
 typedef struct StreamStateQuery
@@ -103,7 +108,7 @@ typedef struct StreamStateDb
 	LWLock		lock;
 	slock_t		mutex;
 	uint32		generation;		/* bumped whenever the table is replaced */
-	dshash_table_handle table;	/* InvalidDsaPointer: none */
+	dsa_pointer table;			/* InvalidDsaPointer: none */
 	XLogRecPtr	last_ensure_lsn;	/* WAL insert position at the last
 									 * create_query; under shared->lock */
 	bool		state_lost;		/* restored without a usable checkpoint
@@ -143,7 +148,7 @@ typedef struct StreamStateDb
 typedef struct StreamStateShared
 {
 	LWLock	   *lock;			/* guards dbs[].dboid allocation */
-	int			lwtranche;		/* tranche of per-db locks and dshash */
+	int			lwtranche;		/* tranche of per-db locks and store partitions */
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	pg_atomic_uint64 def_generation;	/* bumped at commit of DDL */

@@ -101,7 +101,7 @@ typedef struct ResetMark
 } ResetMark;
 
 static StreamStateDb *apply_db = NULL;
-static dshash_table *apply_table = NULL;
+static StreamStateStore *apply_table = NULL;
 static Applier main_applier;
 
 static void applier_init(Applier *a);
@@ -142,7 +142,7 @@ applier_free(Applier *a)
 }
 
 void
-sstate_apply_init(StreamStateDb *db, dshash_table *table)
+sstate_apply_init(StreamStateDb *db, StreamStateStore *table)
 {
 	apply_db = db;
 	apply_table = table;

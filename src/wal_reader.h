@@ -14,6 +14,7 @@
 #include "access/xlogutils.h"
 
 #include "stream_state.h"
+#include "store.h"
 
 typedef enum StreamStateApplyResult
 {
@@ -24,7 +25,7 @@ typedef enum StreamStateApplyResult
 } StreamStateApplyResult;
 
 extern XLogReaderState *sstate_wal_reader_create(ReadLocalXLogPageNoWaitPrivate *priv);
-extern void sstate_apply_init(StreamStateDb *db, dshash_table *table);
+extern void sstate_apply_init(StreamStateDb *db, StreamStateStore *table);
 extern StreamStateApplyResult sstate_apply_record(XLogReaderState *record);
 extern long sstate_apply_open_xacts(void);
 extern void sstate_apply_skip_below(XLogRecPtr lsn);

@@ -335,7 +335,7 @@ worker_release_database(bool drop_slot)
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	if (DsaPointerIsValid(db->table))
 	{
-		dshash_table *t = sstate_store_attach(sstate_area(), db->table);
+		StreamStateStore *t = sstate_store_attach(sstate_area(), db->table);
 
 		sstate_store_destroy(t);
 		db->table = InvalidDsaPointer;
@@ -407,7 +407,7 @@ stream_state_worker_main(Datum arg)
 	Oid			dboid = DatumGetObjectId(arg);
 	char		slotname[NAMEDATALEN];
 	StreamStateDb *db;
-	dshash_table *table;
+	StreamStateStore *table;
 	XLogReaderState *reader;
 	ReadLocalXLogPageNoWaitPrivate priv;
 	XLogRecPtr	start;
@@ -478,7 +478,7 @@ stream_state_worker_main(Datum arg)
 		sstate_store_destroy(sstate_store_attach(sstate_area(), db->table));
 	memset(sstate_db_queries(db), 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
 	table = sstate_store_create(sstate_area());
-	db->table = dshash_get_hash_table_handle(table);
+	db->table = sstate_store_handle(table);
 	db->generation++;
 	db->worker_pid = MyProcPid;
 	db->worker_latch = MyLatch;

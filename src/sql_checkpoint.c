@@ -597,6 +597,7 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 	int			result = 0;
 	pid_t		pid;
 	int			ret;
+	TimestampTz worker_gone_since = 0;
 
 	sstate_shmem_check();
 	InitMaterializedSRF(fcinfo, 0);
@@ -625,19 +626,54 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 	if (pid != 0)
 		kill(pid, SIGTERM);
 
-	for (;;)
+	/*
+	 * Wait for the new worker to take the request and catch up.  A worker
+	 * that stays away for read_timeout (the launcher cannot start it, the
+	 * extension was dropped meanwhile) fails the call; on any error the
+	 * request is withdrawn if no worker has taken it, so that it does not
+	 * block later calls.
+	 */
+	PG_TRY();
 	{
-		bool		done;
+		for (;;)
+		{
+			bool		done;
 
-		SpinLockAcquire(&db->mutex);
-		done = (db->restore_answered == id);
-		result = db->restore_result;
-		SpinLockRelease(&db->mutex);
-		if (done && db->worker_state == SSW_RUNNING)
-			break;
-		(void) ConditionVariableTimedSleep(&db->applied_cv, 100, PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+			SpinLockAcquire(&db->mutex);
+			done = (db->restore_answered == id);
+			result = db->restore_result;
+			SpinLockRelease(&db->mutex);
+			if (done && db->worker_state == SSW_RUNNING && db->dboid == MyDatabaseId)
+				break;
+			if (db->worker_state == SSW_NONE || db->dboid != MyDatabaseId)
+			{
+				if (worker_gone_since == 0)
+					worker_gone_since = GetCurrentTimestamp();
+				else if (TimestampDifferenceExceeds(worker_gone_since, GetCurrentTimestamp(),
+													sstate_read_timeout_ms))
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("the stream_state worker of this database is not running"),
+							 errdetail("It did not come back within stream_state.read_timeout (%d ms) to restore checkpoint %lld.",
+									   sstate_read_timeout_ms, (long long) id),
+							 errhint("See the server log.  Once the worker runs again it starts from the newest valid checkpoint; then call restore_checkpoint again.")));
+			}
+			else
+				worker_gone_since = 0;
+			(void) ConditionVariableTimedSleep(&db->applied_cv, 100, PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
+	PG_CATCH();
+	{
+		ConditionVariableCancelSleep();
+		SpinLockAcquire(&db->mutex);
+		if (db->restore_requested == id && db->restore_answered != id)
+			db->restore_requested = 0;
+		SpinLockRelease(&db->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	ConditionVariableCancelSleep();
 
 	if (result == SSR_FAILED)

@@ -9,7 +9,8 @@
 # checkpoint; a history of both targets; export_checkpoint and
 # restore_checkpoint of a table checkpoint; the GUC default 'table'; a copy
 # that fails (an ERROR in the helper, no background worker slot, a database
-# whose extension is still 0.2.0) keeping the checkpoint as a file.
+# whose extension is still 0.2.0) keeping the checkpoint as a file; and
+# restore_checkpoint giving up on a worker that does not come back.
 #
 # Rows: row g of events has user_id 1 + g % 4 and event time 10:00:00 +
 # (g * 37) % 2100 s on 2026-11-24, as in 007_checkpoints.pl.  Table big(k, ts)
@@ -501,6 +502,29 @@ $node->safe_psql('postgres', 'DROP DATABASE old');
 ok( $node->poll_query_until(
 		$db, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'stream_state worker'}),
 	'DROP DATABASE old (with a table checkpoint): its worker has gone');
+
+# --- restore_checkpoint gives up on a worker that does not come back --------------------------------
+my $r = $node->safe_psql($db, 'SELECT max(id) FROM stream_state.checkpoints');
+my $launcher = $node->safe_psql($db,
+	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'stream_state launcher'});
+kill 'STOP', $launcher;
+like(
+	error_of(
+		$db,
+		"SET stream_state.read_timeout = '2s'; SELECT * FROM stream_state.restore_checkpoint($r)"),
+	qr/ERROR:  55000: the stream_state worker of this database is not running\nDETAIL:  It did not come back within stream_state.read_timeout \(2000 ms\) to restore checkpoint $r\./,
+	'restore_checkpoint fails (55000) when the worker does not come back within read_timeout');
+kill 'CONT', $launcher;
+ok( $node->poll_query_until(
+		$db,
+		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'stream_state worker'}),
+	'the worker is back once the launcher runs');
+insert_rows(10);
+is( $node->safe_psql($db,
+		"SELECT string_agg(query || '=' || action, ',' ORDER BY query) FROM stream_state.restore_checkpoint($r)"),
+	'big_1h=replayed,slide_10m=replayed,tumble_5m=replayed',
+	'the request was withdrawn: a second restore_checkpoint is not "already running" and succeeds');
+check_all('after restore_checkpoint gave up once');
 
 # --- DROP EXTENSION: the table goes with it, and so do the files ------------------------------------
 my $cdir = ckpt_dir();

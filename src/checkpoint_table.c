@@ -426,7 +426,7 @@ sstate_ckpt_table_begin(StreamStateDb *db, int64 id, bool copy, XLogRecPtr slot_
 			self = ci;
 		if (list_member_ptr(kept, ci))
 		{
-			if (strcmp(ci->target, "table") == 0 || ci->id == id)
+			if (strcmp(ci->target, "table") == 0 || (copy && ci->id == id))
 			{
 				int64	   *p = palloc(sizeof(int64));
 
@@ -536,7 +536,6 @@ sstate_ckpt_table_poll(char **error, int *sqlstate)
 			status = BGWH_STOPPED;
 			snprintf(msg, sizeof(msg), "the helper process did not start within %d s",
 					 HELPER_START_TIMEOUT_MS / 1000);
-			result = -1;
 		}
 		else if (status == BGWH_STARTED || status == BGWH_NOT_YET_STARTED)
 			return false;
@@ -685,8 +684,9 @@ sstate_ckpt_table_fetch(StreamStateDb *db, const StreamStateCkptInfo *ci, char *
 
 /*
  * Copy (SSCT_JOB_COPY) the checkpoint file path of bytes bytes into rows of
- * checkpoint id, and delete every row whose checkpoint_id is not in keep.
- * Caller is in a transaction with an active snapshot.
+ * checkpoint id, and delete every row whose checkpoint_id is not in keep,
+ * and any row of id already there (left by a lost history that made ids
+ * start again).  Caller is in a transaction with an active snapshot.
  */
 static void
 helper_copy(int kind, int64 id, int64 bytes, const char *path, const int64 *keep, int nkeep)
@@ -713,9 +713,12 @@ helper_copy(int kind, int64 id, int64 bytes, const char *path, const int64 *keep
 	args[0] = PointerGetDatum(construct_array(elems, nkeep, INT8OID, sizeof(int64),
 											  FLOAT8PASSBYVAL, TYPALIGN_DOUBLE));
 	argtypes[0] = INT8ARRAYOID;
+	args[1] = Int64GetDatum(kind == SSCT_JOB_COPY ? id : 0);
+	argtypes[1] = INT8OID;
 	ret = SPI_execute_with_args("DELETE FROM stream_state.checkpoint_data"
-								" WHERE checkpoint_id OPERATOR(pg_catalog.<>) ALL ($1)",
-								1, argtypes, args, NULL, false, 0);
+								" WHERE checkpoint_id OPERATOR(pg_catalog.<>) ALL ($1)"
+								" OR checkpoint_id OPERATOR(pg_catalog.=) $2",
+								2, argtypes, args, NULL, false, 0);
 	if (ret != SPI_OK_DELETE)
 		elog(ERROR, "deleting old checkpoint rows failed: %s", SPI_result_code_string(ret));
 

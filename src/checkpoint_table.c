@@ -445,14 +445,13 @@ sstate_ckpt_table_begin(StreamStateDb *db, int64 id, bool copy, XLogRecPtr slot_
 							job_keep, error, sqlstate);
 	if (!drops)
 		return false;
-	if (!start_helper(db, SSCT_JOB_DROP, 0, 0, NULL, job_keep, error, sqlstate))
-	{
-		ereport(LOG,
-				(errmsg("stream_state: could not delete the rows of old checkpoints of database %u: %s",
-						db->dboid, *error)));
-		*error = NULL;
-		*sqlstate = 0;
-	}
+	if (start_helper(db, SSCT_JOB_DROP, 0, 0, NULL, job_keep, error, sqlstate))
+		return true;
+	ereport(LOG,
+			(errmsg("stream_state: could not delete the rows of old checkpoints of database %u: %s",
+					db->dboid, *error)));
+	*error = NULL;
+	*sqlstate = 0;
 	return false;
 }
 
@@ -485,6 +484,9 @@ job_succeeded(void)
 			strlcpy(oldpath, ci->location, MAXPGPATH);
 			strlcpy(ci->target, "table", sizeof(ci->target));
 			strlcpy(ci->location, STREAM_STATE_CKPT_TABLE_NAME, MAXPGPATH);
+			/* the duration runs until the rows are committed */
+			ci->duration_ms = TimestampDifferenceMilliseconds(ci->created_at,
+															  GetCurrentTimestamp());
 			continue;
 		}
 		if (strcmp(ci->target, "table") != 0 || strcmp(ci->status, "deleted") == 0)

@@ -212,6 +212,9 @@ $locker->quit;
 $asker->quit;
 is( $node->safe_psql($db, 'SELECT target || \'|\' || status FROM stream_state.checkpoints WHERE id = 3'),
 	'table|valid', 'once the lock is released, checkpoint 3 is in the table');
+is( $node->safe_psql(
+		$db, q{SELECT duration >= interval '100 ms' FROM stream_state.checkpoints WHERE id = 3}),
+	't', 'its duration runs until its rows were committed, so it includes the wait for the lock');
 ok(!-e ckpt_dir() . '/3.ckpt', 'and its file is gone');
 is(slot_restart(),
 	$node->safe_psql($db, 'SELECT restart_lsn FROM stream_state.checkpoints WHERE id = 2'),

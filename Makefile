@@ -17,12 +17,14 @@ OBJS = \
 	src/query.o \
 	src/store_memory.o \
 	src/checkpoint.o \
+	src/checkpoint_table.o \
 	src/wal_reader.o \
 	src/worker.o \
 	src/sql_api.o \
 	src/sql_checkpoint.o
 
-DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql
+DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql \
+	sql/stream_state--0.2.0--0.3.0.sql
 PGFILEDESC = "stream_state - keyed streaming state"
 
 REGRESS = setup errors exactness transactions keys classed_keys store windows privileges

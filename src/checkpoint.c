@@ -45,6 +45,12 @@
  * and the highest position the worker ever moved the slot to.  It is a
  * small text file replaced atomically; only the worker writes it.
  *
+ * Target "table" (checkpoint_table.c): the file is written the same way,
+ * then a helper process copies it into rows and the history entry becomes
+ * target "table"; at restore, the rows are written back to a temporary file
+ * first (sstate_ckpt_table_fetch) and loaded by the same code.  Retention
+ * leaves table checkpoints to that helper, which deletes their rows.
+ *
  * The slot.  After a checkpoint is durable the worker moves the slot's
  * restart position forward to the R of the previous valid checkpoint (of
  * the new one when stream_state.checkpoint_retain is 1), so that a damaged
@@ -1145,14 +1151,37 @@ sstate_ckpt_slot_target(XLogRecPtr newest_restart)
 }
 
 /*
+ * The checkpoints retention keeps once the slot is at slot_restart: the
+ * newest stream_state.checkpoint_retain valid ones, and the one whose WAL
+ * the slot keeps for a fallback.  Entries of the worker's history.
+ */
+List *
+sstate_ckpt_retained(XLogRecPtr slot_restart)
+{
+	List	   *kept = NIL;
+
+	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
+	{
+		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
+
+		if (strcmp(ci->status, "valid") == 0 &&
+			(list_length(kept) < sstate_checkpoint_retain || ci->restart == slot_restart))
+			kept = lappend(kept, ci);
+	}
+	return kept;
+}
+
+/*
  * Record that the slot moved to slot_restart, and delete checkpoints
  * beyond the newest stream_state.checkpoint_retain valid ones, but never
- * one whose WAL the slot still keeps for a fallback.
+ * one whose WAL the slot still keeps for a fallback.  Checkpoints in the
+ * table are left to the table helper, which deletes their rows and marks
+ * them (checkpoint_table.c).
  */
 void
 sstate_ckpt_retain(XLogRecPtr slot_restart)
 {
-	int			kept = 0;
+	List	   *kept = sstate_ckpt_retained(slot_restart);
 	bool		changed = false;
 
 	if (slot_restart > worker_history.slot_advanced)
@@ -1163,15 +1192,10 @@ sstate_ckpt_retain(XLogRecPtr slot_restart)
 	for (int i = list_length(worker_history.entries) - 1; i >= 0; i--)
 	{
 		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
-		bool		valid = (strcmp(ci->status, "valid") == 0);
 
-		if (strcmp(ci->status, "deleted") == 0)
+		if (strcmp(ci->status, "deleted") == 0 || list_member_ptr(kept, ci) ||
+			strcmp(ci->target, "table") == 0)
 			continue;
-		if (valid && (kept < sstate_checkpoint_retain || ci->restart == slot_restart))
-		{
-			kept++;
-			continue;
-		}
 		if (unlink(ci->location) != 0 && errno != ENOENT)
 		{
 			ereport(LOG,
@@ -1183,8 +1207,26 @@ sstate_ckpt_retain(XLogRecPtr slot_restart)
 		strlcpy(ci->status, "deleted", sizeof(ci->status));
 		changed = true;
 	}
+	list_free(kept);
 	if (changed)
 		history_write(worker_dboid, &worker_history);
+}
+
+/*
+ * The worker's history, oldest first, for checkpoint_table.c: it may change
+ * an entry's target, location and status, then calls
+ * sstate_ckpt_history_save.
+ */
+List *
+sstate_ckpt_worker_entries(void)
+{
+	return worker_history.entries;
+}
+
+void
+sstate_ckpt_history_save(void)
+{
+	history_write(worker_dboid, &worker_history);
 }
 
 /* The extension or the database is gone: remove every checkpoint. */
@@ -1200,7 +1242,7 @@ sstate_ckpt_remove_all(Oid dboid)
 	{
 		StreamStateCkptInfo *ci = lfirst(lc);
 
-		if (strcmp(ci->status, "deleted") != 0)
+		if (strcmp(ci->status, "deleted") != 0 && strcmp(ci->target, "file") == 0)
 			(void) unlink(ci->location);
 	}
 	sstate_ckpt_dir(dboid, dir);
@@ -1676,6 +1718,9 @@ sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table, XLogRecPtr slot_
 		StreamStateCkptInfo *ci = list_nth(worker_history.entries, i);
 		StreamStateCkptHeader hdr;
 		char	   *why = NULL;
+		const char *path;
+		char		fetchpath[MAXPGPATH];
+		bool		loaded;
 
 		if (strcmp(ci->status, "deleted") == 0)
 			continue;
@@ -1697,7 +1742,28 @@ sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table, XLogRecPtr slot_
 							LSN_FORMAT_ARGS(slot_restart))));
 			continue;
 		}
-		if (ckpt_load_file(ci->location, db, table, &hdr, &why))
+		/* a checkpoint in the table: a connected helper writes it to a file */
+		path = ci->location;
+		if (strcmp(ci->target, "table") == 0)
+		{
+			int			fetched = sstate_ckpt_table_fetch(db, ci, fetchpath, &why);
+
+			if (fetched == SSCT_UNAVAILABLE)
+			{
+				ereport(LOG,
+						(errmsg("stream_state: checkpoint %lld of database %u is not used: %s",
+								(long long) ci->id, db->dboid, why)));
+				out->partial = false;
+				if (only_id != 0)
+					break;
+				continue;
+			}
+			path = (fetched == SSCT_FETCHED) ? fetchpath : NULL;
+		}
+		loaded = path != NULL && ckpt_load_file(path, db, table, &hdr, &why);
+		if (path == fetchpath)
+			(void) unlink(fetchpath);
+		if (loaded)
 		{
 			if (hdr.id != ci->id || hdr.applied != ci->applied || hdr.restart != ci->restart)
 			{
@@ -1719,6 +1785,9 @@ sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table, XLogRecPtr slot_
 				(errcode(ERRCODE_DATA_CORRUPTED),
 				 errmsg("stream_state: checkpoint %lld of database %u is damaged: %s",
 						(long long) ci->id, db->dboid, why),
+				 strcmp(ci->target, "table") == 0 ?
+				 errdetail("Rows of checkpoint_id %lld in table %s.", (long long) ci->id,
+						   STREAM_STATE_CKPT_TABLE_NAME) :
 				 errdetail("File \"%s\".", ci->location),
 				 errhint("The previous checkpoint is used instead.")));
 		strlcpy(ci->status, "damaged", sizeof(ci->status));

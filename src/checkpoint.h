@@ -22,7 +22,7 @@
 typedef struct StreamStateCkptInfo
 {
 	int64		id;
-	char		target[8];		/* "file" */
+	char		target[8];		/* "file" or "table" */
 	char		location[MAXPGPATH];
 	TimestampTz created_at;
 	XLogRecPtr	applied;		/* L: every commit before it is in the state */
@@ -84,6 +84,9 @@ extern void sstate_ckpt_abandon(StreamStateCkptWriter *w);
 extern bool sstate_ckpt_scanning(StreamStateCkptWriter *w);
 extern XLogRecPtr sstate_ckpt_slot_target(XLogRecPtr newest_restart);
 extern void sstate_ckpt_retain(XLogRecPtr slot_restart);
+extern List *sstate_ckpt_retained(XLogRecPtr slot_restart);
+extern List *sstate_ckpt_worker_entries(void);
+extern void sstate_ckpt_history_save(void);
 extern void sstate_ckpt_remove_all(Oid dboid);
 extern void sstate_ckpt_wait_scanner(StreamStateDb *db);
 extern PGDLLEXPORT void stream_state_ckpt_scanner_main(Datum arg);
@@ -93,5 +96,33 @@ extern bool sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *c
 								  void *arg, char **why);
 extern List *sstate_ckpt_history(Oid dboid);
 extern void sstate_ckpt_dir(Oid dboid, char *buf);
+
+/* checkpoint_table.c: the "table" target */
+#define STREAM_STATE_CKPT_TABLE_NAME	"stream_state.checkpoint_data"
+#define STREAM_STATE_CKPT_CHUNK			(1024 * 1024)	/* bytes per row */
+
+/* what reading a checkpoint's rows found */
+#define SSCT_FETCHED		1		/* every chunk, written to the file */
+#define SSCT_DAMAGED		2		/* chunks missing or extra (*why) */
+#define SSCT_UNAVAILABLE	3		/* could not be read now (*why) */
+
+/* jobs of the helper process */
+#define SSCT_JOB_COPY		1		/* file into rows, drop rows not kept */
+#define SSCT_JOB_DROP		2		/* drop rows not kept */
+#define SSCT_JOB_FETCH		3		/* rows into a file */
+
+extern bool sstate_ckpt_table_begin(StreamStateDb *db, int64 id, bool copy,
+									XLogRecPtr slot_restart, char **error,
+									int *sqlstate);
+extern bool sstate_ckpt_table_busy(void);
+extern bool sstate_ckpt_table_poll(char **error, int *sqlstate);
+extern void sstate_ckpt_table_abandon(void);
+extern void sstate_ckpt_table_worker_init(Oid dboid);
+extern int	sstate_ckpt_table_fetch(StreamStateDb *db, const StreamStateCkptInfo *ci,
+									char *path, char **why);
+extern int	sstate_ckpt_table_read(int64 id, int64 bytes, const char *path,
+								   bool durable, char **why);
+extern void sstate_ckpt_table_temp_path(int64 id, char *buf);
+extern PGDLLEXPORT void stream_state_ckpt_table_main(Datum arg);
 
 #endif							/* STREAM_STATE_CHECKPOINT_H */

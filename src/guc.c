@@ -32,6 +32,7 @@ char	   *sstate_checkpoint_directory = NULL;
 
 static const struct config_enum_entry checkpoint_target_options[] = {
 	{"file", SSTATE_CKPT_FILE, false},
+	{"table", SSTATE_CKPT_TABLE, false},
 	{NULL, 0, false}
 };
 
@@ -98,7 +99,7 @@ sstate_guc_define(void)
 							"Number of valid checkpoints kept per database; older ones are deleted.",
 							NULL,
 							&sstate_checkpoint_retain,
-							3, 1, 1000,
+							3, 1, STREAM_STATE_CKPT_RETAIN_MAX,
 							PGC_SIGHUP, 0,
 							NULL, NULL, NULL);
 

@@ -45,20 +45,19 @@ PG_FUNCTION_INFO_V1(stream_state_export_checkpoint);
 PG_FUNCTION_INFO_V1(stream_state_import_checkpoint);
 PG_FUNCTION_INFO_V1(stream_state_restore_checkpoint);
 
-static void
+/* Is target "table" (true) or "file" (false)?  Anything else is an ERROR. */
+static bool
 check_target(const char *target)
 {
 	if (strcmp(target, "file") == 0)
-		return;
+		return false;
 	if (strcmp(target, "table") == 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("checkpoint target \"table\" is not supported yet"),
-				 errhint("Use the target \"file\".")));
+		return true;
 	ereport(ERROR,
 			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 			 errmsg("unknown checkpoint target \"%s\"", target),
-			 errhint("The target is \"file\".")));
+			 errhint("The target is \"file\" or \"table\".")));
+	return false;				/* keep compiler quiet */
 }
 
 Datum
@@ -69,11 +68,13 @@ stream_state_checkpoint(PG_FUNCTION_ARGS)
 	uint32		request;
 	int64		id;
 	char		error[256];
+	int			sqlstate;
 	TimestampTz worker_gone_since = 0;
+	bool		to_table = (sstate_checkpoint_target == SSTATE_CKPT_TABLE);
 
 	sstate_shmem_check();
 	if (!PG_ARGISNULL(0))
-		check_target(text_to_cstring(PG_GETARG_TEXT_PP(0)));
+		to_table = check_target(text_to_cstring(PG_GETARG_TEXT_PP(0)));
 
 	sstate_slot_name(MyDatabaseId, slot);
 	db = sstate_db_find(MyDatabaseId);
@@ -103,6 +104,7 @@ stream_state_checkpoint(PG_FUNCTION_ARGS)
 	request = ++db->ckpt_requested;
 	if (request == 0)
 		request = ++db->ckpt_requested; /* 0 means "not asked for" */
+	db->ckpt_request_table = to_table;
 	SpinLockRelease(&db->mutex);
 	if (db->worker_latch != NULL)
 		SetLatch(db->worker_latch);
@@ -114,6 +116,7 @@ stream_state_checkpoint(PG_FUNCTION_ARGS)
 		SpinLockAcquire(&db->mutex);
 		done = (db->ckpt_answered == request);
 		id = db->ckpt_result_id;
+		sqlstate = db->ckpt_result_sqlstate;
 		strlcpy(error, db->ckpt_result_error, sizeof(error));
 		SpinLockRelease(&db->mutex);
 		if (done)
@@ -149,6 +152,13 @@ stream_state_checkpoint(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_IO_ERROR),
 				 errmsg("could not write a checkpoint of this database: %s", error),
 				 errhint("See the server log; the previous checkpoints are still there.")));
+	if (error[0] != '\0')
+		ereport(ERROR,
+				(errcode(sqlstate != 0 ? sqlstate : ERRCODE_SYSTEM_ERROR),
+				 errmsg("could not copy checkpoint %lld into table %s: %s",
+						(long long) id, STREAM_STATE_CKPT_TABLE_NAME, error),
+				 errdetail("Checkpoint %lld is kept as a file; stream_state.checkpoints shows where.",
+						   (long long) id)));
 	PG_RETURN_INT64(id);
 }
 
@@ -257,6 +267,62 @@ find_checkpoint(int64 id)
 }
 
 /*
+ * Check every block of checkpoint ci, raising XX001 if it is damaged.  A
+ * checkpoint in the table is first read from its rows into the file into
+ * (fsynced, left in place for the caller), or, when into is NULL, into a
+ * temporary file that is removed again.
+ */
+static void
+check_checkpoint(const StreamStateCkptInfo *ci, const char *into)
+{
+	StreamStateCkptScan cb = {NULL, NULL, NULL};
+	char		tmp[MAXPGPATH];
+	const char *path = ci->location;
+	char	   *why = NULL;
+	int			fetched = SSCT_FETCHED;
+	bool		ok;
+
+	if (strcmp(ci->target, "table") != 0)
+	{
+		if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
+					 errdetail("File \"%s\".", ci->location)));
+		return;
+	}
+
+	if (into == NULL)
+		sstate_ckpt_table_temp_path(ci->id, tmp);
+	else
+		strlcpy(tmp, into, MAXPGPATH);
+	path = tmp;
+	PG_TRY();
+	{
+		fetched = sstate_ckpt_table_read(ci->id, ci->bytes, path, into != NULL, &why);
+		ok = fetched == SSCT_FETCHED && sstate_ckpt_scan_file(path, &cb, NULL, &why);
+	}
+	PG_CATCH();
+	{
+		(void) unlink(path);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (into == NULL || !ok)
+		(void) unlink(path);
+	if (fetched == SSCT_UNAVAILABLE)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("checkpoint %lld cannot be read: %s", (long long) ci->id, why)));
+	if (!ok)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
+				 errdetail("Rows of checkpoint_id %lld in table %s.", (long long) ci->id,
+						   STREAM_STATE_CKPT_TABLE_NAME)));
+}
+
+/*
  * export_checkpoint(id, path): a copy of checkpoint id, checked block by
  * block first, written to path (temporary name, fsync, rename).  Returns
  * its size.
@@ -267,8 +333,6 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 	int64		id = PG_GETARG_INT64(0);
 	char	   *path = user_path(PG_GETARG_TEXT_PP(1), true);
 	StreamStateCkptInfo *ci;
-	StreamStateCkptScan cb = {NULL, NULL, NULL};
-	char	   *why;
 	char	   *tmp;
 	int			in,
 				out;
@@ -278,17 +342,29 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 
 	sstate_shmem_check();
 	ci = find_checkpoint(id);
-	if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("checkpoint %lld is damaged: %s", (long long) id, why),
-				 errdetail("File \"%s\".", ci->location)));
+	tmp = psprintf("%s.tmp", path);
+	if (strcmp(ci->target, "table") == 0)
+	{
+		/* its rows go straight to the temporary file, checked there */
+		if (stat(path, &st) == 0)
+			ereport(ERROR,
+					(errcode(ERRCODE_DUPLICATE_FILE),
+					 errmsg("file \"%s\" already exists", path)));
+		check_checkpoint(ci, tmp);
+		if (stat(tmp, &st) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not stat file \"%s\": %m", tmp)));
+		if (durable_rename(tmp, path, ERROR) != 0)
+			unlink(tmp);
+		PG_RETURN_INT64((int64) st.st_size);
+	}
+	check_checkpoint(ci, NULL);
 	if (stat(path, &st) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_FILE),
 				 errmsg("file \"%s\" already exists", path)));
 
-	tmp = psprintf("%s.tmp", path);
 	in = OpenTransientFile(ci->location, O_RDONLY | PG_BINARY);
 	if (in < 0)
 		ereport(ERROR,
@@ -541,12 +617,11 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	int64		id = PG_GETARG_INT64(0);
 	StreamStateCkptInfo *ci;
-	StreamStateCkptScan cb = {NULL, NULL, NULL};
 	StreamStateDb *db;
-	char	   *why;
 	int			result = 0;
 	pid_t		pid;
 	int			ret;
+	TimestampTz worker_gone_since = 0;
 
 	sstate_shmem_check();
 	InitMaterializedSRF(fcinfo, 0);
@@ -556,11 +631,7 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the stream_state worker of this database is not running")));
-	if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATA_CORRUPTED),
-				 errmsg("checkpoint %lld is damaged: %s", (long long) id, why),
-				 errdetail("File \"%s\".", ci->location)));
+	check_checkpoint(ci, NULL);
 
 	SpinLockAcquire(&db->mutex);
 	if (db->restore_requested != 0)
@@ -579,19 +650,54 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 	if (pid != 0)
 		kill(pid, SIGTERM);
 
-	for (;;)
+	/*
+	 * Wait for the new worker to take the request and catch up.  A worker
+	 * that stays away for read_timeout (the launcher cannot start it, the
+	 * extension was dropped meanwhile) fails the call; on any error the
+	 * request is withdrawn if no worker has taken it, so that it does not
+	 * block later calls.
+	 */
+	PG_TRY();
 	{
-		bool		done;
+		for (;;)
+		{
+			bool		done;
 
-		SpinLockAcquire(&db->mutex);
-		done = (db->restore_answered == id);
-		result = db->restore_result;
-		SpinLockRelease(&db->mutex);
-		if (done && db->worker_state == SSW_RUNNING)
-			break;
-		(void) ConditionVariableTimedSleep(&db->applied_cv, 100, PG_WAIT_EXTENSION);
-		CHECK_FOR_INTERRUPTS();
+			SpinLockAcquire(&db->mutex);
+			done = (db->restore_answered == id);
+			result = db->restore_result;
+			SpinLockRelease(&db->mutex);
+			if (done && db->worker_state == SSW_RUNNING && db->dboid == MyDatabaseId)
+				break;
+			if (db->worker_state == SSW_NONE || db->dboid != MyDatabaseId)
+			{
+				if (worker_gone_since == 0)
+					worker_gone_since = GetCurrentTimestamp();
+				else if (TimestampDifferenceExceeds(worker_gone_since, GetCurrentTimestamp(),
+													sstate_read_timeout_ms))
+					ereport(ERROR,
+							(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+							 errmsg("the stream_state worker of this database is not running"),
+							 errdetail("It did not come back within stream_state.read_timeout (%d ms) to restore checkpoint %lld.",
+									   sstate_read_timeout_ms, (long long) id),
+							 errhint("See the server log.  Once the worker runs again it starts from the newest valid checkpoint; then call restore_checkpoint again.")));
+			}
+			else
+				worker_gone_since = 0;
+			(void) ConditionVariableTimedSleep(&db->applied_cv, 100, PG_WAIT_EXTENSION);
+			CHECK_FOR_INTERRUPTS();
+		}
 	}
+	PG_CATCH();
+	{
+		ConditionVariableCancelSleep();
+		SpinLockAcquire(&db->mutex);
+		if (db->restore_requested == id && db->restore_answered != id)
+			db->restore_requested = 0;
+		SpinLockRelease(&db->mutex);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
 	ConditionVariableCancelSleep();
 
 	if (result == SSR_FAILED)

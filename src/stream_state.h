@@ -36,6 +36,9 @@
 #define STREAM_STATE_MSG_PREFIX		"stream_state"
 #define STREAM_STATE_SLOT_PREFIX	"stream_state_"
 
+/* the largest stream_state.checkpoint_retain */
+#define STREAM_STATE_CKPT_RETAIN_MAX	1000
+
 /* Microseconds between the Unix epoch and the PostgreSQL epoch. */
 #define STREAM_STATE_UNIX_OFFSET_US \
 	((int64) (POSTGRES_EPOCH_JDATE - UNIX_EPOCH_JDATE) * USECS_PER_DAY)
@@ -122,6 +125,8 @@ typedef struct StreamStateDb
 	int64		ckpt_result_id; /* of the last answered request; 0: failed */
 	char		ckpt_result_error[256];
 	int64		ckpt_restored_id;	/* the checkpoint the worker started from */
+	bool		ckpt_request_table; /* the request asks for target "table" */
+	int			ckpt_result_sqlstate;	/* of ckpt_result_error, when it has one */
 
 	/* the checkpoint scanner process (checkpoint.c), under mutex */
 	pid_t		scan_pid;
@@ -133,6 +138,19 @@ typedef struct StreamStateDb
 	int64		scan_nentries;
 	int64		scan_bytes;
 	char		scan_error[256];
+
+	/* the checkpoint table helper process (checkpoint_table.c), under mutex */
+	uint32		tbl_job;		/* number of the current job */
+	int			tbl_kind;		/* SSCT_JOB_* */
+	int64		tbl_id;			/* the checkpoint to copy or fetch */
+	int64		tbl_bytes;		/* its size */
+	char		tbl_path[MAXPGPATH];	/* file to copy from or fetch into */
+	int			tbl_nkeep;
+	int64		tbl_keep[STREAM_STATE_CKPT_RETAIN_MAX + 1]; /* ids whose rows stay */
+	bool		tbl_done;
+	int			tbl_result;		/* SSCT_* */
+	int			tbl_sqlstate;
+	char		tbl_error[256];
 
 	/* restore_checkpoint(), under mutex */
 	int64		restore_requested;	/* checkpoint id asked for; 0: none */
@@ -176,7 +194,8 @@ extern void sstate_guc_define(void);
 
 typedef enum
 {
-	SSTATE_CKPT_FILE
+	SSTATE_CKPT_FILE,
+	SSTATE_CKPT_TABLE
 } StreamStateCheckpointTarget;
 
 typedef enum

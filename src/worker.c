@@ -70,7 +70,9 @@ static void worker_exit(int code, Datum arg);
 static void launcher_start_worker(LauncherEntry *entry);
 static void worker_release_database(bool drop_slot);
 static void publish_applied(XLogRecPtr lsn);
-static void checkpoint_answer(uint32 request, int64 id, const char *error);
+static void checkpoint_answer(uint32 request, int64 id, const char *error, int sqlstate);
+static void checkpoint_finish(uint32 request, int64 id, XLogRecPtr slot_target,
+							  const char *error, int sqlstate);
 static void slot_advance(XLogRecPtr target);
 
 void
@@ -287,6 +289,7 @@ worker_exit(int code, Datum arg)
 		sstate_ckpt_abandon(worker_ckpt);
 		worker_ckpt = NULL;
 	}
+	sstate_ckpt_table_abandon();
 	if (db == NULL)
 		return;
 	LWLockReleaseAll();
@@ -329,6 +332,7 @@ worker_release_database(bool drop_slot)
 		sstate_ckpt_abandon(worker_ckpt);
 		worker_ckpt = NULL;
 	}
+	sstate_ckpt_table_abandon();
 	sstate_ckpt_wait_scanner(db);
 	sstate_ckpt_remove_all(db->dboid);
 
@@ -362,9 +366,13 @@ worker_release_database(bool drop_slot)
 	}
 }
 
-/* Tell the backend that asked for checkpoint number request how it went. */
+/*
+ * Tell the backend that asked for checkpoint number request how it went:
+ * id 0 and error: it failed; id and error: it was asked for the table and
+ * is kept as a file (error, with SQLSTATE sqlstate, says why).
+ */
 static void
-checkpoint_answer(uint32 request, int64 id, const char *error)
+checkpoint_answer(uint32 request, int64 id, const char *error, int sqlstate)
 {
 	StreamStateDb *db = worker_db;
 
@@ -374,10 +382,34 @@ checkpoint_answer(uint32 request, int64 id, const char *error)
 	{
 		db->ckpt_answered = request;
 		db->ckpt_result_id = id;
+		db->ckpt_result_sqlstate = sqlstate;
 		strlcpy(db->ckpt_result_error, error ? error : "", sizeof(db->ckpt_result_error));
 	}
 	SpinLockRelease(&db->mutex);
 	ConditionVariableBroadcast(&db->applied_cv);
+}
+
+/*
+ * Checkpoint id is durable (as a file, or its rows committed): move the
+ * slot, apply retention, answer.  error: a copy into the table failed and
+ * the checkpoint is kept as a file.
+ */
+static void
+checkpoint_finish(uint32 request, int64 id, XLogRecPtr slot_target,
+				  const char *error, int sqlstate)
+{
+	if (error != NULL)
+		ereport(LOG,
+				(errmsg("stream_state: could not copy checkpoint %lld of database %u into table %s: %s",
+						(long long) id, worker_db->dboid, STREAM_STATE_CKPT_TABLE_NAME, error),
+				 errdetail("The checkpoint is kept as a file.")));
+	slot_advance(slot_target);
+	sstate_ckpt_retain(slot_target);
+	ereport(DEBUG1,
+			(errmsg("stream_state: checkpoint %lld of database %u written; WAL is kept from %X/%X",
+					(long long) id, worker_db->dboid, LSN_FORMAT_ARGS(slot_target))));
+	checkpoint_answer(request, id, error, sqlstate);
+	pgstat_report_activity(STATE_RUNNING, NULL);
 }
 
 /*
@@ -424,6 +456,9 @@ stream_state_worker_main(Datum arg)
 	XLogRecPtr	last_ckpt_applied;
 	uint32		ckpt_request = 0;
 	XLogRecPtr	ckpt_restart = InvalidXLogRecPtr;
+	bool		ckpt_to_table = false;
+	int64		ckpt_id = 0;
+	XLogRecPtr	ckpt_slot_target = InvalidXLogRecPtr;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -500,6 +535,7 @@ stream_state_worker_main(Datum arg)
 
 	pgstat_report_activity(STATE_RUNNING, "restoring state from a checkpoint");
 	sstate_ckpt_worker_init(dboid);
+	sstate_ckpt_table_worker_init(dboid);
 	{
 		TimestampTz t0 = GetCurrentTimestamp();
 		int64		asked;
@@ -684,16 +720,18 @@ stream_state_worker_main(Datum arg)
 		 * Checkpoints: asked for, or due.  The state is copied at a record
 		 * boundary (next), then written a few megabytes per round.
 		 */
-		if (worker_ckpt == NULL && db->worker_state == SSW_RUNNING &&
-			!XLogRecPtrIsInvalid(next))
+		if (worker_ckpt == NULL && !sstate_ckpt_table_busy() &&
+			db->worker_state == SSW_RUNNING && !XLogRecPtrIsInvalid(next))
 		{
 			uint32		requested;
 			bool		asked;
 			bool		due;
+			bool		to_table;
 
 			SpinLockAcquire(&db->mutex);
 			requested = db->ckpt_requested;
 			asked = (requested != db->ckpt_answered);
+			to_table = db->ckpt_request_table;
 			SpinLockRelease(&db->mutex);
 			due = sstate_checkpoint_interval_s > 0 && next > last_ckpt_applied &&
 				TimestampDifferenceExceeds(last_ckpt, GetCurrentTimestamp(),
@@ -704,6 +742,8 @@ stream_state_worker_main(Datum arg)
 			if (asked || due)
 			{
 				ckpt_request = asked ? requested : 0;
+				ckpt_to_table = asked ? to_table :
+					(sstate_checkpoint_target == SSTATE_CKPT_TABLE);
 				ckpt_restart = sstate_apply_restart_lsn(next);
 				SpinLockAcquire(&db->mutex);
 				db->ckpt_running = true;
@@ -723,15 +763,26 @@ stream_state_worker_main(Datum arg)
 			{
 				worker_ckpt = NULL;
 				last_ckpt = GetCurrentTimestamp();
+				reported_paused = false;
 				if (id > 0)
 				{
-					XLogRecPtr	target = sstate_ckpt_slot_target(ckpt_restart);
+					int			sqlstate;
 
-					slot_advance(target);
-					sstate_ckpt_retain(target);
-					ereport(DEBUG1,
-							(errmsg("stream_state: checkpoint %lld of database %u written; WAL is kept from %X/%X",
-									(long long) id, dboid, LSN_FORMAT_ARGS(target))));
+					/*
+					 * The file is durable.  For the table target a helper
+					 * copies it into rows first; the slot moves only once
+					 * that transaction is committed and flushed (or the
+					 * copy failed and the checkpoint stays a file).
+					 */
+					ckpt_id = id;
+					ckpt_slot_target = sstate_ckpt_slot_target(ckpt_restart);
+					if (sstate_ckpt_table_begin(db, id, ckpt_to_table, ckpt_slot_target,
+												&error, &sqlstate))
+						pgstat_report_activity(STATE_RUNNING,
+											   ckpt_to_table ? "copying a checkpoint into its table" :
+											   "deleting old checkpoints from their table");
+					else
+						checkpoint_finish(ckpt_request, id, ckpt_slot_target, error, sqlstate);
 				}
 				else
 				{
@@ -739,10 +790,27 @@ stream_state_worker_main(Datum arg)
 							(errmsg("stream_state: could not write a checkpoint of database %u: %s",
 									dboid, error)));
 					last_ckpt_applied = InvalidXLogRecPtr;	/* try again when due */
+					checkpoint_answer(ckpt_request, id, error, 0);
+					pgstat_report_activity(STATE_RUNNING, NULL);
 				}
-				checkpoint_answer(ckpt_request, id, error);
-				pgstat_report_activity(STATE_RUNNING, NULL);
-				reported_paused = false;
+			}
+		}
+		if (worker_ckpt == NULL && sstate_ckpt_table_busy())
+		{
+			char	   *error;
+			int			sqlstate;
+
+			if (sstate_ckpt_table_poll(&error, &sqlstate))
+			{
+				/*
+				 * The helper's own WAL (the rows) must not make the next
+				 * periodic checkpoint due, or an idle database would copy
+				 * one every interval forever; commits during the copy wait
+				 * for the next WAL to be checkpointed (they are in the
+				 * WAL the slot keeps).
+				 */
+				last_ckpt_applied = Max(last_ckpt_applied, GetXLogInsertRecPtr());
+				checkpoint_finish(ckpt_request, ckpt_id, ckpt_slot_target, error, sqlstate);
 			}
 		}
 
@@ -787,7 +855,7 @@ stream_state_worker_main(Datum arg)
 
 				if (sstate_checkpoint_interval_s > 0)
 					nap = Min(nap, sstate_checkpoint_interval_s * 1000L);
-				if (worker_ckpt != NULL)
+				if (worker_ckpt != NULL || sstate_ckpt_table_busy())
 					nap = Min(nap, 100);
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 nap, PG_WAIT_EXTENSION);

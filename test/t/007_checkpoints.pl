@@ -334,11 +334,8 @@ sub error_of
 }
 
 like(error_of($db, q{SELECT stream_state.checkpoint('tape')}),
-	qr/ERROR:  22023: unknown checkpoint target "tape"\nHINT:  The target is "file"\./,
+	qr/ERROR:  22023: unknown checkpoint target "tape"\nHINT:  The target is "file" or "table"\./,
 	'an unknown target is refused (22023)');
-like(error_of($db, q{SELECT stream_state.checkpoint('table')}),
-	qr/ERROR:  0A000: checkpoint target "table" is not supported yet/,
-	'the table target is refused as not supported (0A000)');
 $node->safe_psql($db, 'CREATE ROLE plain LOGIN');
 like(error_of($db, q{SELECT stream_state.checkpoint()}, 'plain'),
 	qr/ERROR:  42501: permission denied for function checkpoint/,
@@ -350,16 +347,36 @@ $node->safe_psql($db, 'GRANT pg_monitor TO plain');
 is($node->safe_psql($db, 'SELECT count(*) > 0 FROM stream_state.checkpoints', extra_params => [ '-U', 'plain' ]),
 	't', 'members of pg_monitor read the checkpoints view');
 $node->safe_psql($db, 'CREATE DATABASE empty');
-# the upgrade path: 0.1.0, then ALTER EXTENSION ... UPDATE
+# the upgrade path: 0.1.0, then ALTER EXTENSION ... UPDATE to 0.2.0, then to
+# the default version
 $node->safe_psql('empty', q{CREATE EXTENSION stream_state VERSION '0.1.0'});
 is( $node->safe_psql(
-		'empty', q{ALTER EXTENSION stream_state UPDATE;
+		'empty', q{ALTER EXTENSION stream_state UPDATE TO '0.2.0';
 SELECT extversion || ' ' || to_regprocedure('stream_state.checkpoint(text)')::text || ' '
 	   || to_regprocedure('stream_state.rebuild(text)')::text || ' '
-	   || to_regclass('stream_state.checkpoints')::text
+	   || to_regclass('stream_state.checkpoints')::text || ' '
+	   || (to_regclass('stream_state.checkpoint_data') IS NULL)
   FROM pg_extension WHERE extname = 'stream_state'}),
-	'0.2.0 stream_state.checkpoint(text) stream_state.rebuild(text) stream_state.checkpoints',
+	'0.2.0 stream_state.checkpoint(text) stream_state.rebuild(text) stream_state.checkpoints true',
 	'ALTER EXTENSION UPDATE takes 0.1.0 to 0.2.0 with checkpoint(), rebuild() and the checkpoints view');
+is( $node->safe_psql(
+		'empty', q{ALTER EXTENSION stream_state UPDATE;
+SELECT e.extversion || ' ' || c.oid::regclass::text || ' '
+	   || pg_catalog.pg_get_userbyid(c.relowner) || ' '
+	   || coalesce(array_to_string(c.relacl, ','), '') || ' '
+	   || (SELECT count(*) FROM pg_depend d
+			WHERE d.classid = 'pg_class'::regclass AND d.objid = c.oid
+			  AND d.refobjid = e.oid AND d.deptype = 'e') || ' '
+	   || (c.oid = ANY (coalesce(e.extconfig, '{}')))
+  FROM pg_extension e, pg_class c
+ WHERE e.extname = 'stream_state' AND c.oid = 'stream_state.checkpoint_data'::regclass}),
+	do
+	{
+		my $u = $node->safe_psql('empty', 'SELECT current_user');
+		"0.3.0 stream_state.checkpoint_data $u $u=arwdDxt/$u,pg_monitor=r/$u 1 false";
+	},
+	'ALTER EXTENSION UPDATE takes 0.2.0 to 0.3.0: the table checkpoint_data, member of the extension, readable by pg_monitor, not dumped as configuration'
+);
 like(error_of('empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,
 	'a database without queries has nothing to checkpoint (55000)');

@@ -781,16 +781,8 @@ start_scanner(StreamStateCkptWriter *w)
 	db->scan_error[0] = '\0';
 	SpinLockRelease(&db->mutex);
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_ckpt_scanner_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state checkpoint scanner for database %u", db->dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state checkpoint scanner");
-	bgw.bgw_main_arg = ObjectIdGetDatum(db->dboid);
-	bgw.bgw_notify_pid = MyProcPid;
+	sstate_bgworker_for_db(&bgw, db->dboid, "stream_state_ckpt_scanner_main",
+						   "checkpoint scanner");
 	if (!RegisterDynamicBackgroundWorker(&bgw, &w->scanner))
 	{
 		/* take the file back and copy synchronously */

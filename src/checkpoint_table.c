@@ -353,18 +353,9 @@ start_helper(StreamStateDb *db, int kind, int64 id, int64 bytes, const char *pat
 	db->tbl_error[0] = '\0';
 	SpinLockRelease(&db->mutex);
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_ckpt_table_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state checkpoint table helper for database %u",
-			 db->dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state checkpoint table helper");
-	bgw.bgw_main_arg = ObjectIdGetDatum(db->dboid);
+	sstate_bgworker_for_db(&bgw, db->dboid, "stream_state_ckpt_table_main",
+						   "checkpoint table helper");
 	memcpy(bgw.bgw_extra, &job, sizeof(job));
-	bgw.bgw_notify_pid = MyProcPid;
 
 	if (job_handle != NULL)
 	{

@@ -24,8 +24,8 @@
 #define STREAM_STATE_H
 
 #include "access/xlogdefs.h"
-#include "utils/dsa.h"
 #include "port/atomics.h"
+#include "postmaster/bgworker.h"
 #include "storage/condition_variable.h"
 #include "storage/latch.h"
 #include "storage/lwlock.h"
@@ -224,6 +224,8 @@ extern void sstate_capture_reset(int32 qid);
 
 /* worker.c */
 extern void sstate_worker_register_launcher(void);
+extern void sstate_bgworker_for_db(BackgroundWorker *bgw, Oid dboid,
+								   const char *function, const char *what);
 extern void sstate_launcher_wake(void);
 extern void sstate_ensure_slot(Oid dboid);
 extern void sstate_slot_name(Oid dboid, char *buf);

@@ -81,6 +81,28 @@ sstate_slot_name(Oid dboid, char *buf)
 	snprintf(buf, NAMEDATALEN, STREAM_STATE_SLOT_PREFIX "%u", dboid);
 }
 
+/*
+ * Describe a short-lived process of database dboid that runs function (of
+ * this library) once and notifies the caller when it ends: the worker, the
+ * checkpoint scanner, the checkpoint table helper.  what names it in
+ * pg_stat_activity ("stream_state <what>") and in the log.
+ */
+void
+sstate_bgworker_for_db(BackgroundWorker *bgw, Oid dboid, const char *function,
+					   const char *what)
+{
+	memset(bgw, 0, sizeof(*bgw));
+	bgw->bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
+	bgw->bgw_start_time = BgWorkerStart_RecoveryFinished;
+	bgw->bgw_restart_time = BGW_NEVER_RESTART;
+	snprintf(bgw->bgw_library_name, BGW_MAXLEN, "stream_state");
+	snprintf(bgw->bgw_function_name, BGW_MAXLEN, "%s", function);
+	snprintf(bgw->bgw_name, BGW_MAXLEN, "stream_state %s for database %u", what, dboid);
+	snprintf(bgw->bgw_type, BGW_MAXLEN, "stream_state %s", what);
+	bgw->bgw_main_arg = ObjectIdGetDatum(dboid);
+	bgw->bgw_notify_pid = MyProcPid;
+}
+
 void
 sstate_worker_register_launcher(void)
 {
@@ -162,16 +184,7 @@ launcher_start_worker(LauncherEntry *entry)
 {
 	BackgroundWorker bgw;
 
-	memset(&bgw, 0, sizeof(bgw));
-	bgw.bgw_flags = BGWORKER_SHMEM_ACCESS | BGWORKER_BACKEND_DATABASE_CONNECTION;
-	bgw.bgw_start_time = BgWorkerStart_RecoveryFinished;
-	bgw.bgw_restart_time = BGW_NEVER_RESTART;
-	snprintf(bgw.bgw_library_name, BGW_MAXLEN, "stream_state");
-	snprintf(bgw.bgw_function_name, BGW_MAXLEN, "stream_state_worker_main");
-	snprintf(bgw.bgw_name, BGW_MAXLEN, "stream_state worker for database %u", entry->dboid);
-	snprintf(bgw.bgw_type, BGW_MAXLEN, "stream_state worker");
-	bgw.bgw_main_arg = ObjectIdGetDatum(entry->dboid);
-	bgw.bgw_notify_pid = MyProcPid;
+	sstate_bgworker_for_db(&bgw, entry->dboid, "stream_state_worker_main", "worker");
 
 	entry->last_start = GetCurrentTimestamp();
 	if (entry->handle != NULL)

@@ -48,25 +48,6 @@ sub check_all
 	return;
 }
 
-# The worker starts after the server: wait for its log line (true when seen).
-sub wait_log
-{
-	my ($re, $offset) = @_;
-	return eval { $node->wait_for_log($re, $offset); 1 } ? 1 : 0;
-}
-
-sub slot_restart
-{
-	return $node->safe_psql($db,
-		"SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'");
-}
-
-sub ckpt_dir
-{
-	my $oid = $node->safe_psql($db, "SELECT oid FROM pg_database WHERE datname = '$db'");
-	return $node->data_dir . "/stream_state/$oid";
-}
-
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
 $node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz, g int)');
 insert_rows(0, 99);
@@ -92,10 +73,10 @@ SELECT c.target, c.status, c.queries,
 	'file|valid|2|t|t|t|t',
 	'the checkpoints view shows checkpoint 1: a valid file of 2 queries, every (key, pane) entry, its size; no open transaction, so R = L'
 );
-is(slot_restart(),
+is(ss_slot_restart($node, $db),
 	$node->safe_psql($db, 'SELECT restart_lsn FROM stream_state.checkpoints WHERE id = 1'),
 	'with one checkpoint, the slot keeps WAL from its restart position');
-ok(-f ckpt_dir() . '/1.ckpt', 'checkpoint 1 is a file under the data directory');
+ok(-f ss_ckpt_dir($node, $db) . '/1.ckpt', 'checkpoint 1 is a file under the data directory');
 
 # --- a checkpoint with transactions open: R before L -----------------------
 my $open = $node->background_psql($db);
@@ -127,14 +108,15 @@ check_all('before the restart');
 my $offset = -s $node->logfile;
 $node->stop('immediate');
 $node->start;
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/stream_state: restored checkpoint 2 of database \d+ at [0-9A-F\/]+; re-reading WAL from/,
 		$offset),
 	'the worker restored checkpoint 2 at start');
 check_all('restored from checkpoint 2, with the transactions open at it committed after');
 
 # --- periodic checkpoints move the slot; retention --------------------------
-my $before = slot_restart();
+my $before = ss_slot_restart($node, $db);
 $node->append_conf('postgresql.conf', "stream_state.checkpoint_interval = 1\n");
 $node->reload;
 my $g = 2000;
@@ -167,7 +149,7 @@ SELECT count(*) FILTER (WHERE status = 'valid') || ' valid, '
   FROM stream_state.checkpoints}),
 	'3 valid, ' . ($newest - 3) . " deleted without a file, of $newest",
 	'retention keeps the newest 3 checkpoints and deletes the files of the others');
-is( slot_restart(),
+is( ss_slot_restart($node, $db),
 	$node->safe_psql(
 		$db,
 		"SELECT restart_lsn FROM stream_state.checkpoints WHERE status = 'valid' ORDER BY id DESC OFFSET 1 LIMIT 1"
@@ -187,15 +169,16 @@ sub damage_case
 	$g += 50;
 	my $prev = $node->safe_psql($db,
 		"SELECT max(id) FROM stream_state.checkpoints WHERE status = 'valid' AND id < $id");
-	my $file = ckpt_dir() . "/$id.ckpt";
+	my $file = ss_ckpt_dir($node, $db) . "/$id.ckpt";
 	$node->stop('fast');
 	$damage->($file);
 	my $off = -s $node->logfile;
 	$node->start;
-	ok( wait_log(
+	ok( ss_wait_log(
+		$node,
 			qr/stream_state: checkpoint $id of database \d+ is damaged: $why/, $off),
 		"$label: the log says checkpoint $id is damaged and why");
-	ok( wait_log(qr/stream_state: restored checkpoint $prev of database/, $off),
+	ok( ss_wait_log($node, qr/stream_state: restored checkpoint $prev of database/, $off),
 		"$label: checkpoint $prev, the previous one, is restored instead");
 	is($node->safe_psql($db, "SELECT status FROM stream_state.checkpoints WHERE id = $id"),
 		'damaged', "$label: the checkpoints view marks $id damaged");
@@ -236,12 +219,13 @@ damage_case('a missing file', sub { unlink($_[0]) or die },
 # --- state lost: no usable checkpoint, WAL gone -------------------------------
 $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
 $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
-my $cdir = ckpt_dir();
+my $cdir = ss_ckpt_dir($node, $db);
 $node->stop('fast');
 unlink glob("$cdir/*.ckpt");
 $offset = -s $node->logfile;
 $node->start;
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/WARNING:  stream_state: no usable checkpoint of database \d+, and its WAL before [0-9A-F\/]+ is gone/,
 		$offset),
 	'state lost: the log warns that no checkpoint is usable and the WAL is gone');
@@ -278,16 +262,17 @@ check_all('rebuilt, checkpointed and restarted');
 my $kept = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
 insert_rows($g, $g + 49);
 $g += 50;
-my $hdir = ckpt_dir();
+my $hdir = ss_ckpt_dir($node, $db);
 $node->stop('immediate');
 unlink("$hdir/history") or die "unlink $hdir/history: $!";
 $offset = -s $node->logfile;
 $node->start;
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/stream_state: checkpoint $kept of database \d+ was not in its history; it is added from its file/,
 		$offset),
 	'history lost: the worker adopts the checkpoint files from their headers');
-ok(wait_log(qr/stream_state: restored checkpoint $kept of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $kept of database/, $offset),
 	"history lost: checkpoint $kept, the newest file, is restored");
 check_all('history lost, files kept');
 is( $node->safe_psql(
@@ -301,7 +286,7 @@ is( $node->safe_psql(
 # that has applied every commit, and fails instead of counting zero.
 $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
 $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
-my $gone = ckpt_dir();
+my $gone = ss_ckpt_dir($node, $db);
 $node->stop('fast');
 File::Path::rmtree($gone);
 $node->start;
@@ -411,7 +396,7 @@ $offset = -s $node->logfile;
 is($node->safe_psql($db, "SELECT string_agg(query || '=' || action, ',' ORDER BY query) FROM stream_state.restore_checkpoint($a)"),
 	'slide_10m=replayed,tumble_5m=replayed',
 	"restore_checkpoint($a), the newest: both queries replayed from the kept WAL");
-ok(wait_log(qr/stream_state: restored checkpoint $a of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $a of database/, $offset),
 	"restore_checkpoint($a): the worker started again from it");
 check_all("restore_checkpoint($a), replayed");
 
@@ -468,12 +453,12 @@ $g += 50;
 $offset = -s $node->logfile;
 $node->stop('immediate');
 $node->start;
-ok(wait_log(qr/stream_state: restored checkpoint $c of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $c of database/, $offset),
 	'a checkpoint in checkpoint_directory is restored at start');
 check_all('restored from checkpoint_directory');
 
 # --- DROP EXTENSION removes the checkpoints ---------------------------------
-my $dir = ckpt_dir();
+my $dir = ss_ckpt_dir($node, $db);
 $node->safe_psql($db, 'DROP EXTENSION stream_state CASCADE');
 ok( $node->poll_query_until(
 		$db, q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'}),

@@ -58,24 +58,6 @@ sub check_all
 	return;
 }
 
-sub wait_log
-{
-	my ($re, $offset) = @_;
-	return eval { $node->wait_for_log($re, $offset); 1 } ? 1 : 0;
-}
-
-sub slot_restart
-{
-	return $node->safe_psql($db,
-		"SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'");
-}
-
-sub ckpt_dir
-{
-	my $oid = $node->safe_psql($db, "SELECT oid FROM pg_database WHERE datname = '$db'");
-	return $node->data_dir . "/stream_state/$oid";
-}
-
 sub checkpoint
 {
 	my ($target) = @_;
@@ -142,8 +124,8 @@ is( $node->safe_psql(
 		'SELECT count(*) FILTER (WHERE length(data) = 1048576) FROM stream_state.checkpoint_data WHERE checkpoint_id = 1'),
 	$nchunks - 1,
 	'every chunk but the last holds 1 MB');
-ok(!-e ckpt_dir() . '/1.ckpt', 'the file of checkpoint 1 is gone');
-is(slot_restart(),
+ok(!-e ss_ckpt_dir($node, $db) . '/1.ckpt', 'the file of checkpoint 1 is gone');
+is(ss_slot_restart($node, $db),
 	$node->safe_psql($db, 'SELECT restart_lsn FROM stream_state.checkpoints WHERE id = 1'),
 	'with one (table) checkpoint, the slot keeps WAL from its restart position');
 
@@ -152,7 +134,8 @@ insert_rows(200);
 my $offset = -s $node->logfile;
 $node->stop('fast');
 $node->start;
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/stream_state: restored checkpoint 1 of database \d+ at [0-9A-F\/]+; re-reading WAL from/,
 		$offset),
 	'restart: the worker restored checkpoint 1 from the table');
@@ -183,16 +166,16 @@ is(checkpoint('table'), '2', 'checkpoint 2 into the table');
 insert_rows(300);
 $offset = -s $node->logfile;
 kill9_and_restart();
-ok(wait_log(qr/stream_state: restored checkpoint 2 of database \d+ at/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint 2 of database \d+ at/, $offset),
 	'kill -9: the worker restored checkpoint 2 from the table');
 check_all('kill -9, restored from the table');
 
 # --- the slot moves only after the rows are committed --------------------------------
-is(slot_restart(),
+is(ss_slot_restart($node, $db),
 	$node->safe_psql($db, 'SELECT restart_lsn FROM stream_state.checkpoints WHERE id = 1'),
 	'two table checkpoints: the slot keeps WAL from the restart position of the older one');
 insert_rows(100);
-my $slot_before = slot_restart();
+my $slot_before = ss_slot_restart($node, $db);
 my $locker = $node->background_psql($db);
 $locker->query_safe('BEGIN; LOCK TABLE stream_state.checkpoint_data IN ACCESS EXCLUSIVE MODE;');
 my $asker = $node->background_psql($db);
@@ -205,8 +188,8 @@ ok( $node->poll_query_until(
 is( $node->safe_psql($db, 'SELECT target || \'|\' || status FROM stream_state.checkpoints WHERE id = 3'),
 	'file|valid',
 	'while the helper waits, checkpoint 3 is a (durable) file in the history');
-ok(-f ckpt_dir() . '/3.ckpt', 'and its file is there');
-is(slot_restart(), $slot_before, 'and the slot has not moved');
+ok(-f ss_ckpt_dir($node, $db) . '/3.ckpt', 'and its file is there');
+is(ss_slot_restart($node, $db), $slot_before, 'and the slot has not moved');
 $locker->query_safe('COMMIT');
 $locker->quit;
 $asker->quit;
@@ -215,11 +198,11 @@ is( $node->safe_psql($db, 'SELECT target || \'|\' || status FROM stream_state.ch
 is( $node->safe_psql(
 		$db, q{SELECT duration >= interval '100 ms' FROM stream_state.checkpoints WHERE id = 3}),
 	't', 'its duration runs until its rows were committed, so it includes the wait for the lock');
-ok(!-e ckpt_dir() . '/3.ckpt', 'and its file is gone');
-is(slot_restart(),
+ok(!-e ss_ckpt_dir($node, $db) . '/3.ckpt', 'and its file is gone');
+is(ss_slot_restart($node, $db),
 	$node->safe_psql($db, 'SELECT restart_lsn FROM stream_state.checkpoints WHERE id = 2'),
 	'and the slot moved to the restart position of checkpoint 2');
-isnt(slot_restart(), $slot_before, 'the slot moved forward');
+isnt(ss_slot_restart($node, $db), $slot_before, 'the slot moved forward');
 
 # --- retention deletes rows -----------------------------------------------------------
 insert_rows(100);
@@ -257,12 +240,12 @@ SELECT string_agg(id || '=' || target || ':' || status, ',' ORDER BY id) FROM st
 is( $node->safe_psql(
 		$db, 'SELECT string_agg(DISTINCT checkpoint_id::text, \',\') FROM stream_state.checkpoint_data'),
 	'3,4', 'after a file checkpoint, the rows of table checkpoint 2 are deleted too');
-ok(-f ckpt_dir() . '/5.ckpt', 'checkpoint 5 is a file');
+ok(-f ss_ckpt_dir($node, $db) . '/5.ckpt', 'checkpoint 5 is a file');
 insert_rows(100);
 $offset = -s $node->logfile;
 $node->stop('immediate');
 $node->start;
-ok(wait_log(qr/stream_state: restored checkpoint 5 of database \d+ at/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint 5 of database \d+ at/, $offset),
 	'mixed history: the newest, a file, is restored');
 check_all('mixed history, restored from the file');
 
@@ -281,11 +264,12 @@ sub damage_case
 	my $off = -s $node->logfile;
 	$node->stop('fast');
 	$node->start;
-	ok( wait_log(
+	ok( ss_wait_log(
+		$node,
 			qr/LOG:  stream_state: checkpoint $id of database \d+ is damaged: $why\n.*DETAIL:  Rows of checkpoint_id $id in table stream_state.checkpoint_data\./,
 			$off),
 		"$label: the log says checkpoint $id is damaged and why");
-	ok( wait_log(qr/stream_state: restored checkpoint $prev of database/, $off),
+	ok( ss_wait_log($node, qr/stream_state: restored checkpoint $prev of database/, $off),
 		"$label: checkpoint $prev, the previous one, is restored instead");
 	is($node->safe_psql($db, "SELECT status FROM stream_state.checkpoints WHERE id = $id"),
 		'damaged', "$label: the checkpoints view marks $id damaged");
@@ -371,7 +355,7 @@ is( $node->safe_psql($db,
 		"SELECT string_agg(query || '=' || action, ',' ORDER BY query) FROM stream_state.restore_checkpoint($e)"),
 	'big_1h=replayed,slide_10m=replayed,tumble_5m=replayed',
 	"restore_checkpoint($e) of a table checkpoint: every query replayed from the kept WAL");
-ok(wait_log(qr/stream_state: restored checkpoint $e of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $e of database/, $offset),
 	"restore_checkpoint($e): the worker started again from it");
 check_all("restore_checkpoint($e) from the table");
 
@@ -441,7 +425,8 @@ $offset = -s $node->logfile;
 like(error_of($db, "SELECT stream_state.checkpoint(target => 'table')"),
 	qr/ERROR:  P0001: could not copy checkpoint $f into table stream_state.checkpoint_data: no rows today\nDETAIL:  Checkpoint $f is kept as a file; stream_state.checkpoints shows where\./,
 	'an ERROR in the helper fails checkpoint(target => table) with its SQLSTATE and message');
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/LOG:  stream_state: could not copy checkpoint $f of database \d+ into table stream_state.checkpoint_data: no rows today\n.*DETAIL:  The checkpoint is kept as a file\./,
 		$offset),
 	'the log says so too');
@@ -449,7 +434,7 @@ is( $node->safe_psql($db,
 		"SELECT target || '|' || status || '|' || ((pg_stat_file(location)).size = bytes) FROM stream_state.checkpoints WHERE id = $f"),
 	'file|valid|true', "checkpoint $f is a valid file");
 is(chunks_of($f), '0: ', 'and has no rows');
-is(slot_restart(),
+is(ss_slot_restart($node, $db),
 	$node->safe_psql($db,
 		"SELECT restart_lsn FROM stream_state.checkpoints WHERE status = 'valid' AND id < $f ORDER BY id DESC LIMIT 1"),
 	'the slot moved (the file is durable) to the restart position of the previous checkpoint');
@@ -458,7 +443,7 @@ insert_rows(20);
 $offset = -s $node->logfile;
 $node->stop('fast');
 $node->start;
-ok(wait_log(qr/stream_state: restored checkpoint $f of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $f of database/, $offset),
 	'the checkpoint kept as a file is restored at start');
 check_all('restored from the checkpoint kept as a file');
 
@@ -471,11 +456,12 @@ insert_rows(20);
 $node->append_conf('postgresql.conf', "max_worker_processes = 3\n");
 $offset = -s $node->logfile;
 $node->restart;
-ok( wait_log(
+ok( ss_wait_log(
+		$node,
 		qr/LOG:  stream_state: checkpoint $tbl of database \d+ is not used: could not start a helper process: no background worker slot is free \(max_worker_processes\)/,
 		$offset),
 	'no worker slot at start: the table checkpoint is not used, and the log says why');
-ok(wait_log(qr/stream_state: restored checkpoint $before_tbl of database/, $offset),
+ok(ss_wait_log($node, qr/stream_state: restored checkpoint $before_tbl of database/, $offset),
 	"the previous checkpoint, $before_tbl, is restored instead");
 is($node->safe_psql($db, "SELECT status FROM stream_state.checkpoints WHERE id = $tbl"),
 	'valid', 'the table checkpoint is not marked damaged: it could not be read, it is not broken');
@@ -542,7 +528,7 @@ is( $node->safe_psql($db,
 check_all('after restore_checkpoint gave up once');
 
 # --- DROP EXTENSION: the table goes with it, and so do the files ------------------------------------
-my $cdir = ckpt_dir();
+my $cdir = ss_ckpt_dir($node, $db);
 $node->safe_psql($db, 'DROP EXTENSION stream_state CASCADE');
 ok( $node->poll_query_until(
 		$db, q{SELECT count(*) = 0 FROM pg_replication_slots WHERE slot_name = (SELECT 'stream_state_' || oid FROM pg_database WHERE datname = current_database())}),

@@ -47,6 +47,9 @@ our @EXPORT = qw(
   ss_check_processing_windows
   ss_query_stats
   ss_bg_abandon
+  ss_wait_log
+  ss_slot_restart
+  ss_ckpt_dir
   ss_ts
 );
 
@@ -375,7 +378,54 @@ sub ss_bg_abandon
 
 =pod
 
+=item ss_wait_log(node, regexp, offset)
+
+True once the node's log has a line matching regexp after offset, false
+when none comes within the default timeout.  The worker starts after the
+server, so its lines can come after the start returns.
+
+=cut
+
+sub ss_wait_log
+{
+	my ($node, $re, $offset) = @_;
+	return eval { $node->wait_for_log($re, $offset); 1 } ? 1 : 0;
+}
+
+=pod
+
+=item ss_slot_restart(node, dbname)
+
+The restart LSN of the extension's replication slot.
+
+=cut
+
+sub ss_slot_restart
+{
+	my ($node, $dbname) = @_;
+	return $node->safe_psql($dbname,
+		"SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'");
+}
+
+=pod
+
+=item ss_ckpt_dir(node, dbname)
+
+The directory of dbname's checkpoint files under the data directory.
+
+=cut
+
+sub ss_ckpt_dir
+{
+	my ($node, $dbname) = @_;
+	my $oid = $node->safe_psql($dbname, "SELECT oid FROM pg_database WHERE datname = '$dbname'");
+	return $node->data_dir . "/stream_state/$oid";
+}
+
+=pod
+
 =back
+
 
 =cut
 

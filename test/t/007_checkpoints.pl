@@ -309,23 +309,14 @@ is($node->safe_psql($db, 'SELECT stream_state.checkpoint()'), '1',
 	'history gone: checkpoints start again from id 1');
 
 # --- bad input ---------------------------------------------------------------
-sub error_of
-{
-	my ($dbname, $sql, $role) = @_;
-	my @opts = defined $role ? (extra_params => [ '-U', $role ]) : ();
-	my ($r, $o, $e) = $node->psql($dbname, "\\set VERBOSITY verbose\n$sql", @opts);
-	$e =~ s/\n?LOCATION:.*//s;
-	return $e;
-}
-
-like(error_of($db, q{SELECT stream_state.checkpoint('tape')}),
+like(ss_error_of($node, $db, q{SELECT stream_state.checkpoint('tape')}),
 	qr/ERROR:  22023: unknown checkpoint target "tape"\nHINT:  The target is "file" or "table"\./,
 	'an unknown target is refused (22023)');
 $node->safe_psql($db, 'CREATE ROLE plain LOGIN');
-like(error_of($db, q{SELECT stream_state.checkpoint()}, 'plain'),
+like(ss_error_of($node, $db, q{SELECT stream_state.checkpoint()}, 'plain'),
 	qr/ERROR:  42501: permission denied for function checkpoint/,
 	'checkpoint() needs EXECUTE, which PUBLIC does not have (42501)');
-like(error_of($db, q{SELECT * FROM stream_state.checkpoints}, 'plain'),
+like(ss_error_of($node, $db, q{SELECT * FROM stream_state.checkpoints}, 'plain'),
 	qr/ERROR:  42501: permission denied for view checkpoints/,
 	'the checkpoints view is for pg_monitor, not PUBLIC (42501)');
 $node->safe_psql($db, 'GRANT pg_monitor TO plain');
@@ -362,7 +353,7 @@ SELECT e.extversion || ' ' || c.oid::regclass::text || ' '
 	},
 	'ALTER EXTENSION UPDATE takes 0.2.0 to 0.3.0: the table checkpoint_data, member of the extension, readable by pg_monitor, not dumped as configuration'
 );
-like(error_of('empty', q{SELECT stream_state.checkpoint()}),
+like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,
 	'a database without queries has nothing to checkpoint (55000)');
 
@@ -378,7 +369,7 @@ ok( $node->poll_query_until(
 		$db,
 		q{SELECT count(*) = 1 FROM pg_stat_activity WHERE query = 'SELECT stream_state.checkpoint();' AND wait_event = 'Extension'}),
 	'a first checkpoint() waits for the (stopped) worker');
-like(error_of($db, q{SELECT stream_state.checkpoint()}),
+like(ss_error_of($node, $db, q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55006: a checkpoint of this database is already running\nHINT:  Wait for it to finish, then try again\./,
 	'a second checkpoint() while the first runs is refused (55006)');
 kill 'CONT', $wpid;
@@ -422,16 +413,16 @@ is( $node->safe_psql(
 	'slide_10m=running,tumble_5m=running',
 	"restore_checkpoint($b): both queries run");
 
-like(error_of($db, 'SELECT * FROM stream_state.restore_checkpoint(9999)'),
+like(ss_error_of($node, $db, 'SELECT * FROM stream_state.restore_checkpoint(9999)'),
 	qr/ERROR:  42704: checkpoint 9999 of this database does not exist/,
 	'restore_checkpoint of an unknown id (42704)');
 my ($damaged, $dfile) = split /\|/, $node->safe_psql($db,
 	"SELECT id, location FROM stream_state.checkpoints WHERE status = 'valid' ORDER BY id LIMIT 1");
 flip_byte($dfile, (-s $dfile) - 40);
-like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($damaged)"),
+like(ss_error_of($node, $db, "SELECT * FROM stream_state.restore_checkpoint($damaged)"),
 	qr/ERROR:  XX001: checkpoint $damaged is damaged: block \d+ at byte \d+ fails its CRC-32C check/,
 	'restore_checkpoint of a damaged checkpoint file is refused before anything changes (XX001)');
-like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($a)", 'plain'),
+like(ss_error_of($node, $db, "SELECT * FROM stream_state.restore_checkpoint($a)", 'plain'),
 	qr/ERROR:  42501: permission denied for function restore_checkpoint/,
 	'restore_checkpoint needs EXECUTE, which PUBLIC does not have (42501)');
 

@@ -100,26 +100,6 @@ PREPARE TRANSACTION '$gid';});
 	return;
 }
 
-# kill -9 of the postmaster and of every process it started, as when the
-# whole service is killed at once (backends busy in a loop would not notice a
-# dead postmaster on their own).  The postmaster is stopped first so it forks
-# nothing between the listing of its children and the kill.
-sub kill9_and_restart
-{
-	my $pid = $node->{_pid};
-	kill 'STOP', $pid;
-	my @children = grep { /^\d+$/ } split /\s+/, `ps -o pid= --ppid $pid`;
-	$node->kill9;
-	kill 'KILL', @children;
-	for (1 .. 300)
-	{
-		last unless grep { kill(0, $_) } @children;
-		usleep(100_000);
-	}
-	$node->start;
-	return;
-}
-
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
 $node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
 $node->safe_psql(
@@ -147,7 +127,7 @@ for my $round (1 .. $rounds)
 			"\\echo asking\nSELECT stream_state.checkpoint();\n");
 		usleep(int(rand(50_000)));
 	}
-	kill9_and_restart();
+	ss_kill9_and_restart($node);
 	ss_bg_abandon($_) for @writers;
 	# its psql may have reconnected to the new server: no waiting for it
 	eval { $asker->{run}->kill_kill; 1 } if $asker;

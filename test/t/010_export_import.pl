@@ -112,28 +112,19 @@ is( $dst->safe_psql($db,
 	'the imported state survives a crash restart');
 
 # --- bad input ------------------------------------------------------------------
-sub error_of
-{
-	my ($node, $sql, $role) = @_;
-	my @opts = defined $role ? (extra_params => [ '-U', $role ]) : ();
-	my ($r, $o, $e) = $node->psql($db, "\\set VERBOSITY verbose\n$sql", @opts);
-	$e =~ s/\n?LOCATION:.*//s;
-	return $e;
-}
-
-like(error_of($src, "SELECT stream_state.export_checkpoint(9999, '$dir/x.ckpt')"),
+like(ss_error_of($src, $db, "SELECT stream_state.export_checkpoint(9999, '$dir/x.ckpt')"),
 	qr/ERROR:  42704: checkpoint 9999 of this database does not exist\nHINT:  See stream_state.checkpoints\./,
 	'export of an unknown checkpoint id (42704)');
-like(error_of($src, "SELECT stream_state.export_checkpoint($id, '$file')"),
+like(ss_error_of($src, $db, "SELECT stream_state.export_checkpoint($id, '$file')"),
 	qr/ERROR:  58P02: file ".*src.ckpt" already exists/,
 	'export onto an existing file (58P02)');
 $src->safe_psql($db, q{CREATE ROLE ops LOGIN;
 GRANT EXECUTE ON FUNCTION stream_state.export_checkpoint(bigint, text),
 	stream_state.import_checkpoint(text) TO ops;});
-like(error_of($src, "SELECT stream_state.export_checkpoint($id, '$dir/ops.ckpt')", 'ops'),
+like(ss_error_of($src, $db, "SELECT stream_state.export_checkpoint($id, '$dir/ops.ckpt')", 'ops'),
 	qr/ERROR:  42501: permission denied to write checkpoint file ".*ops.ckpt"\nDETAIL:  Only roles with privileges of the "pg_write_server_files" role may write files outside the data directory\./,
 	'export outside the data directory needs pg_write_server_files (42501)');
-like(error_of($src, "SELECT * FROM stream_state.import_checkpoint('$file')", 'ops'),
+like(ss_error_of($src, $db, "SELECT * FROM stream_state.import_checkpoint('$file')", 'ops'),
 	qr/ERROR:  42501: permission denied to read checkpoint file/,
 	'import from outside the data directory needs pg_read_server_files (42501)');
 is( $src->safe_psql($db, "SELECT stream_state.export_checkpoint($id, 'exported.ckpt') > 0",
@@ -143,7 +134,7 @@ is( $src->safe_psql($db, "SELECT stream_state.export_checkpoint($id, 'exported.c
 open(my $fh, '>', "$dir/garbage.ckpt") or die;
 print $fh "not a checkpoint at all, just text\n";
 close $fh;
-like(error_of($dst, "SELECT * FROM stream_state.import_checkpoint('$dir/garbage.ckpt')"),
+like(ss_error_of($dst, $db, "SELECT * FROM stream_state.import_checkpoint('$dir/garbage.ckpt')"),
 	qr/ERROR:  XX001: could not import checkpoint file ".*garbage.ckpt": it is not a stream_state checkpoint file/,
 	'a file that is not a checkpoint is refused (XX001)');
 my $cut = "$dir/cut.ckpt";
@@ -154,12 +145,12 @@ open(my $o2, '>:raw', $cut) or die;
 print $o2 $half;
 close $o2;
 my $before = $dst->safe_psql($db, $windows);
-like(error_of($dst, "SELECT * FROM stream_state.import_checkpoint('$cut')"),
+like(ss_error_of($dst, $db, "SELECT * FROM stream_state.import_checkpoint('$cut')"),
 	qr/ERROR:  XX001: could not import checkpoint file ".*cut.ckpt": the file ends at byte \d+, inside a block/,
 	'a truncated checkpoint is refused (XX001)');
 ss_wait_applied($dst, $db, 'after the refused import');
 is($dst->safe_psql($db, $windows), $before, 'a refused import leaves the state as it was');
-like(error_of($dst, "SELECT * FROM stream_state.import_checkpoint('$dir/none.ckpt')"),
+like(ss_error_of($dst, $db, "SELECT * FROM stream_state.import_checkpoint('$dir/none.ckpt')"),
 	qr/ERROR:  XX001: could not import checkpoint file ".*none.ckpt": could not open it: No such file or directory/,
 	'a missing file is refused');
 

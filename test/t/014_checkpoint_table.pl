@@ -76,15 +76,6 @@ sub chunks_of
 	);
 }
 
-sub error_of
-{
-	my ($dbname, $sql, $role) = @_;
-	my @opts = defined $role ? (extra_params => [ '-U', $role ]) : ();
-	my ($r, $o, $e) = $node->psql($dbname, "\\set VERBOSITY verbose\n$sql", @opts);
-	$e =~ s/\n?LOCATION:.*//s;
-	return $e;
-}
-
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
 $node->safe_psql(
 	$db, q{
@@ -146,26 +137,10 @@ is( $node->safe_psql(
 	'0', 'the helper process has exited');
 
 # --- kill -9 of the postmaster -------------------------------------------------------
-sub kill9_and_restart
-{
-	my $pid = $node->{_pid};
-	kill 'STOP', $pid;
-	my @children = grep { /^\d+$/ } split /\s+/, `ps -o pid= --ppid $pid`;
-	$node->kill9;
-	kill 'KILL', @children;
-	for (1 .. 300)
-	{
-		last unless grep { kill(0, $_) } @children;
-		usleep(100_000);
-	}
-	$node->start;
-	return;
-}
-
 is(checkpoint('table'), '2', 'checkpoint 2 into the table');
 insert_rows(300);
 $offset = -s $node->logfile;
-kill9_and_restart();
+ss_kill9_and_restart($node);
 ok(ss_wait_log($node, qr/stream_state: restored checkpoint 2 of database \d+ at/, $offset),
 	'kill -9: the worker restored checkpoint 2 from the table');
 check_all('kill -9, restored from the table');
@@ -345,7 +320,7 @@ $node->safe_psql('postgres', 'DROP DATABASE other');
 ok( $node->poll_query_until(
 		$db, q{SELECT count(*) = 1 FROM pg_stat_activity WHERE backend_type = 'stream_state worker'}),
 	'DROP DATABASE other: its worker has gone');
-like(error_of($db, "SELECT stream_state.export_checkpoint($e, '$dir/e.ckpt')"),
+like(ss_error_of($node, $db, "SELECT stream_state.export_checkpoint($e, '$dir/e.ckpt')"),
 	qr/ERROR:  58P02: file ".*e.ckpt" already exists/,
 	'export of a table checkpoint onto an existing file (58P02)');
 
@@ -364,10 +339,10 @@ my $d = $node->safe_psql($db,
 	"SELECT min(id) FROM stream_state.checkpoints WHERE target = 'table' AND status = 'valid'");
 $node->safe_psql($db,
 	"DELETE FROM stream_state.checkpoint_data WHERE checkpoint_id = $d AND chunk = 0");
-like(error_of($db, "SELECT * FROM stream_state.restore_checkpoint($d)"),
+like(ss_error_of($node, $db, "SELECT * FROM stream_state.restore_checkpoint($d)"),
 	qr/ERROR:  XX001: checkpoint $d is damaged: chunk 0 of its $nchunks chunks is missing from table stream_state.checkpoint_data\nDETAIL:  Rows of checkpoint_id $d in table stream_state.checkpoint_data\./,
 	'restore_checkpoint of a table checkpoint with a missing chunk is refused (XX001)');
-like(error_of($db, "SELECT stream_state.export_checkpoint($d, '$dir/d.ckpt')"),
+like(ss_error_of($node, $db, "SELECT stream_state.export_checkpoint($d, '$dir/d.ckpt')"),
 	qr/ERROR:  XX001: checkpoint $d is damaged: chunk 0 of its $nchunks chunks is missing/,
 	'export_checkpoint of it is refused too (XX001)');
 ok(!-e "$dir/d.ckpt" && !-e "$dir/d.ckpt.tmp", 'and leaves no file behind');
@@ -377,7 +352,7 @@ ok(!-e "$dir/d.ckpt" && !-e "$dir/d.ckpt.tmp", 'and leaves no file behind');
 $node->safe_psql(
 	$db, q{CREATE ROLE ops LOGIN;
 GRANT EXECUTE ON FUNCTION stream_state.export_checkpoint(bigint, text) TO ops;});
-like(error_of($db, 'SELECT count(*) FROM stream_state.checkpoint_data', 'ops'),
+like(ss_error_of($node, $db, 'SELECT count(*) FROM stream_state.checkpoint_data', 'ops'),
 	qr/ERROR:  42501: permission denied for table checkpoint_data/,
 	'the table is not readable by PUBLIC (42501)');
 is($node->safe_psql($db, "SELECT stream_state.export_checkpoint($e, 'ops.ckpt')", extra_params => [ '-U', 'ops' ]),
@@ -422,7 +397,7 @@ CREATE TRIGGER no_rows BEFORE INSERT ON stream_state.checkpoint_data
 insert_rows(20);
 my $f = $node->safe_psql($db, 'SELECT max(id) + 1 FROM stream_state.checkpoints');
 $offset = -s $node->logfile;
-like(error_of($db, "SELECT stream_state.checkpoint(target => 'table')"),
+like(ss_error_of($node, $db, "SELECT stream_state.checkpoint(target => 'table')"),
 	qr/ERROR:  P0001: could not copy checkpoint $f into table stream_state.checkpoint_data: no rows today\nDETAIL:  Checkpoint $f is kept as a file; stream_state.checkpoints shows where\./,
 	'an ERROR in the helper fails checkpoint(target => table) with its SQLSTATE and message');
 ok( ss_wait_log(
@@ -467,7 +442,7 @@ is($node->safe_psql($db, "SELECT status FROM stream_state.checkpoints WHERE id =
 	'valid', 'the table checkpoint is not marked damaged: it could not be read, it is not broken');
 check_all('no worker slot, restored from the previous checkpoint');
 my $k = $node->safe_psql($db, 'SELECT max(id) + 1 FROM stream_state.checkpoints');
-like(error_of($db, "SELECT stream_state.checkpoint(target => 'table')"),
+like(ss_error_of($node, $db, "SELECT stream_state.checkpoint(target => 'table')"),
 	qr/ERROR:  53400: could not copy checkpoint $k into table stream_state.checkpoint_data: could not start a helper process: no background worker slot is free \(max_worker_processes\)/,
 	'no worker slot: checkpoint(target => table) fails (53400) and keeps a file');
 is($node->safe_psql($db, "SELECT target || '|' || status FROM stream_state.checkpoints WHERE id = $k"),
@@ -486,7 +461,7 @@ CREATE EXTENSION stream_state VERSION '0.2.0';
 CREATE TABLE events (user_id bigint, ts timestamptz);
 SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts', window_size => '5 minutes');
 INSERT INTO events VALUES (1, '2026-11-24 10:00:00+00');});
-like(error_of('old', "SELECT stream_state.checkpoint(target => 'table')"),
+like(ss_error_of($node, 'old', "SELECT stream_state.checkpoint(target => 'table')"),
 	qr/ERROR:  42P01: could not copy checkpoint 1 into table stream_state.checkpoint_data: table stream_state.checkpoint_data does not exist in this database \(Update the extension in this database: ALTER EXTENSION stream_state UPDATE.\)/,
 	'0.2.0: checkpoint(target => table) fails (42P01) and says to update the extension');
 is( $node->safe_psql(
@@ -510,7 +485,8 @@ my $launcher = $node->safe_psql($db,
 	q{SELECT pid FROM pg_stat_activity WHERE backend_type = 'stream_state launcher'});
 kill 'STOP', $launcher;
 like(
-	error_of(
+	ss_error_of(
+		$node,
 		$db,
 		"SET stream_state.read_timeout = '2s'; SELECT * FROM stream_state.restore_checkpoint($r)"),
 	qr/ERROR:  55000: the stream_state worker of this database is not running\nDETAIL:  It did not come back within stream_state.read_timeout \(2000 ms\) to restore checkpoint $r\./,

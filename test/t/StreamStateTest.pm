@@ -37,6 +37,7 @@ use FindBin;
 use PostgreSQL::Test::Cluster;
 use PostgreSQL::Test::Utils;
 use Test::More;
+use Time::HiRes qw(usleep);
 
 our @EXPORT = qw(
   ss_new_node
@@ -50,6 +51,8 @@ our @EXPORT = qw(
   ss_wait_log
   ss_slot_restart
   ss_ckpt_dir
+  ss_error_of
+  ss_kill9_and_restart
   ss_ts
 );
 
@@ -424,7 +427,54 @@ sub ss_ckpt_dir
 
 =pod
 
+=item ss_error_of(node, dbname, sql, role)
+
+What psql prints on stderr for sql in dbname (as role, when given), with
+VERBOSITY verbose so the SQLSTATE shows, and without the LOCATION line.
+
+=cut
+
+sub ss_error_of
+{
+	my ($node, $dbname, $sql, $role) = @_;
+	my @opts = defined $role ? (extra_params => [ '-U', $role ]) : ();
+	my ($r, $o, $e) = $node->psql($dbname, "\\set VERBOSITY verbose\n$sql", @opts);
+	$e =~ s/\n?LOCATION:.*//s;
+	return $e;
+}
+
+=pod
+
+=item ss_kill9_and_restart(node)
+
+kill -9 of the postmaster and of every process it started, as when the
+whole service is killed at once (backends busy in a loop would not notice a
+dead postmaster on their own), then a start.  The postmaster is stopped
+first so it forks nothing between the listing of its children and the kill.
+
+=cut
+
+sub ss_kill9_and_restart
+{
+	my ($node) = @_;
+	my $pid = $node->{_pid};
+	kill 'STOP', $pid;
+	my @children = grep { /^\d+$/ } split /\s+/, `ps -o pid= --ppid $pid`;
+	$node->kill9;
+	kill 'KILL', @children;
+	for (1 .. 300)
+	{
+		last unless grep { kill(0, $_) } @children;
+		usleep(100_000);
+	}
+	$node->start;
+	return;
+}
+
+=pod
+
 =back
+
 
 
 =cut

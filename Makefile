@@ -16,6 +16,8 @@ OBJS = \
 	src/capture.o \
 	src/query.o \
 	src/store_memory.o \
+	src/rocks.o \
+	src/rocks_request.o \
 	src/checkpoint.o \
 	src/checkpoint_table.o \
 	src/wal_reader.o \
@@ -24,12 +26,17 @@ OBJS = \
 	src/sql_checkpoint.o
 
 DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql \
-	sql/stream_state--0.2.0--0.3.0.sql
+	sql/stream_state--0.2.0--0.3.0.sql sql/stream_state--0.3.0--0.4.0.sql
 PGFILEDESC = "stream_state - keyed streaming state"
 
-REGRESS = setup errors exactness transactions keys classed_keys store windows privileges
+REGRESS = setup errors exactness transactions keys classed_keys store windows privileges backends
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
 	--load-extension=stream_state
+
+# The same tests once more with every query on the rocksdb backend
+# (stream_state.default_backend = rocksdb), except store, which looks at
+# the memory store itself.  Same expected output: the backend must not show.
+REGRESS_ROCKSDB = $(filter-out store,$(REGRESS))
 
 ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \
@@ -44,6 +51,13 @@ SHLIB_LINK += -lrocksdb
 PG_CONFIG ?= pg_config
 PGXS := $(shell $(PG_CONFIG) --pgxs)
 include $(PGXS)
+
+installcheck-rocksdb:
+	$(pg_regress_installcheck) --temp-instance=./tmp_check_rocksdb \
+		--temp-config=$(srcdir)/test/stream_state.conf --temp-config=$(srcdir)/test/rocksdb.conf \
+		--load-extension=stream_state --inputdir=$(srcdir) --outputdir=test/output_rocksdb $(REGRESS_ROCKSDB)
+
+.PHONY: installcheck-rocksdb
 
 # every object is rebuilt when any of our headers changes (shared structs)
 $(OBJS): $(wildcard $(srcdir)/src/*.h)

@@ -50,6 +50,7 @@ ss_as_pg()
 			HOME="$(getent passwd postgres | cut -d: -f6)" \
 			LANG=C.UTF-8 \
 			${SS_PORT:+PGHOST="$SS_DIR" PGPORT="$SS_PORT" PGUSER=postgres} \
+			${SS_SMALL_FS:+SS_SMALL_FS="$SS_SMALL_FS"} \
 			"$@"
 	)
 }

@@ -119,6 +119,10 @@ release()
 
 	ss_cluster_stop
 	stop_leftovers
+	if [ -n "${SS_SMALL_FS:-}" ]; then
+		umount "$SS_SMALL_FS" 2>/dev/null || true
+		SS_SMALL_FS=""
+	fi
 	if [ -n "$W" ] && [ -d "$W" ]; then
 		if [ "$ok" = 1 ] && [ "${SS_KEEP:-0}" != 1 ]; then
 			rm -rf "$W"
@@ -178,6 +182,7 @@ tar -C "$ROOT" \
 	--exclude=./results --exclude=./regression.diffs --exclude=./regression.out \
 	--exclude=./log --exclude=./output_iso --exclude=./test/isolation/output_iso \
 	--exclude=./test/isolation/results --exclude=./bench/out \
+	--exclude=./tmp_check_rocksdb --exclude=./test/output_rocksdb \
 	-cf - . | tar -C "$W" -xf -
 chown -R postgres: "$W"
 chmod 700 "$W"
@@ -225,6 +230,24 @@ if [ "$rc" != 0 ]; then
 	show_unexpected "$W/results" "$W/expected"
 	show_crashes "$W"/tmp_check/log/*.log
 	for f in "$W"/tmp_check/log/*; do show_tail "$f" 100; done
+fi
+
+banner "pg_regress, rocksdb backend: make installcheck-rocksdb"
+run_step "${SS_TIMEOUT_REGRESS:-1200}" "$W/.regress_rocksdb.out" make installcheck-rocksdb
+rc=$?
+pg_regress_counts "$W/.regress_rocksdb.out" "$rc"
+# a worker that crashes while the server shuts down fails no test by itself
+if grep -qE 'terminated by signal|PANIC:' "$W"/test/output_rocksdb/log/*.log 2>/dev/null; then
+	echo "!!!!! a server process crashed during the rocksdb pg_regress run"
+	NF=$((NF + 1))
+	rc=1
+fi
+record "pg_regress (REGRESS, rocksdb)" "$NP" "$NF"
+if [ "$rc" != 0 ]; then
+	show_file "$W/test/output_rocksdb/regression.diffs"
+	show_unexpected "$W/test/output_rocksdb/results" "$W/expected"
+	show_crashes "$W"/test/output_rocksdb/log/*.log
+	for f in "$W"/test/output_rocksdb/log/*; do show_tail "$f" 100; done
 fi
 
 banner "isolation: make installcheck REGRESS= TAP_TESTS="
@@ -315,6 +338,15 @@ else
 	tap_pass=0
 	tap_fail=0
 	mkdir -p "$W/tap_logs"
+	# a small file system for 017_rocksdb_disk_full.pl to fill (it skips without)
+	mkdir -p "$W/smallfs"
+	if mount -t tmpfs -o size=16m,mode=0700 tmpfs "$W/smallfs" 2>"$W/.smallfs.err"; then
+		chown postgres: "$W/smallfs"
+		SS_SMALL_FS="$W/smallfs"
+		export SS_SMALL_FS
+	else
+		echo "!!!!! could not mount a 16 MB tmpfs ($(cat "$W/.smallfs.err")): 017_rocksdb_disk_full.pl skips"
+	fi
 	for t in "${tap_files[@]}"; do
 		base=$(basename "$t" .pl)
 		run_step "${SS_TIMEOUT_TAP:-900}" "$W/.tap.$base.out" \

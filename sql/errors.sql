@@ -51,6 +51,13 @@ SELECT ss_test.error_of($$SELECT * FROM stream_state.window_counts('nope')$$);
 SELECT ss_test.error_of($$SELECT stream_state.drop_query('nope')$$);
 SELECT ss_test.error_of($$SELECT stream_state.grant_read('nope', 'postgres')$$);
 SELECT ss_test.error_of($$SELECT stream_state.wait_applied(NULL, '-1 second')$$);
+-- backends
+SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'user_id', 'ts', '5 minutes', backend => 'disk')$$);
+SELECT ss_test.error_of($$SELECT stream_state.create_query('q2', 'err_events', 'user_id', 'ts', '5 minutes', backend => 'RocksDB')$$);
+SELECT ss_test.error_of($$SET stream_state.default_backend = 'disk'$$);
+\set VERBOSITY default
+SELECT stream_state.create_query('q2', 'err_events', 'user_id', 'ts', '5 minutes', backend => '');
+\set VERBOSITY terse
 
 -- nothing above changed anything
 SELECT name, source, key_column, time_column, window_size, slide, lateness
@@ -84,6 +91,6 @@ SELECT count(*) AS entries FROM stream_state.state WHERE query = 'gone';
 DROP TABLE gone;
 -- (the state view waits for this session's commits: the DROP is applied)
 SELECT count(*) AS entries FROM stream_state.state WHERE query = 'gone';
-SELECT name, status, keys FROM stream_state.queries WHERE name = 'gone';
+SELECT name, status, ss_test.state_keys(name) AS keys FROM stream_state.queries WHERE name = 'gone';
 SELECT stream_state.drop_query('gone');
 SELECT count(*) AS queries FROM stream_state.queries WHERE name = 'gone';

@@ -71,5 +71,5 @@ INSERT INTO pevents SELECT g % 5, '2026-11-24 10:04:00+00'::timestamptz + g * in
 SELECT ss_test.mismatches('parted', '2026-11-24 10:06:00+00') AS parted_diff;
 SELECT * FROM stream_state.window_counts('parted', '2026-11-24 10:06:00+00') ORDER BY key COLLATE "C";
 
-SELECT name, status, events_applied, late_events, skipped, keys
+SELECT name, status, events_applied, late_events, skipped, ss_test.state_keys(name) AS keys
   FROM stream_state.queries ORDER BY name COLLATE "C";

@@ -50,6 +50,20 @@ LANGUAGE sql AS $$
 		 EXCEPT ALL SELECT key, count FROM stream_state.window_counts(q, at))) x
 $$;
 
+-- Keys and (key, pane) entries of a query, counted from the state view:
+-- the same for every backend (the queries view counts the memory store's
+-- entries; RocksDB gives only estimates).
+CREATE FUNCTION ss_test.state_keys(q text)
+RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT count(DISTINCT key) FROM stream_state.state WHERE query = q
+$$;
+CREATE FUNCTION ss_test.state_panes(q text)
+RETURNS bigint
+LANGUAGE sql AS $$
+	SELECT count(*) FROM stream_state.state WHERE query = q
+$$;
+
 -- SQLSTATE and message of a statement's error, on one line.
 CREATE FUNCTION ss_test.error_of(stmt text)
 RETURNS text

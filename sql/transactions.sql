@@ -132,6 +132,7 @@ COMMIT;
 RESET stream_state.max_delta_entries;
 SELECT key, count FROM stream_state.window_counts('tr', '2026-11-24 12:30+00') ORDER BY 1;
 SELECT ss_test.mismatches('tr', '2026-11-24 12:30+00') AS diff;
-SELECT events_applied, keys, panes FROM stream_state.queries WHERE name = 'tr';
+SELECT events_applied, ss_test.state_keys(name) AS keys, ss_test.state_panes(name) AS panes
+  FROM stream_state.queries WHERE name = 'tr';
 SELECT stream_state.drop_query('tr');
 SELECT count(*) AS triggers_left FROM pg_trigger WHERE tgrelid = 'tr'::regclass;

@@ -12,7 +12,7 @@ INSERT INTO w SELECT 1, '2026-11-24 10:00+00'::timestamptz + g * interval '1 min
 SELECT * FROM stream_state.window_counts('w', '2026-11-24 10:27+00');
 SELECT ss_test.mismatches('w', '2026-11-24 10:27+00') AS diff;
 -- watermark = 10:29 - 2 minutes
-SELECT watermark, late_events, panes FROM stream_state.queries WHERE name = 'w';
+SELECT watermark, late_events, ss_test.state_panes(name) AS panes FROM stream_state.queries WHERE name = 'w';
 -- panes older than the last window still open are evicted
 SELECT min(pane_start), max(pane_end), count(*) FROM stream_state.state WHERE query = 'w';
 
@@ -32,7 +32,7 @@ SELECT stream_state.window_count('w', 1, '2026-11-24 10:24+00') AS open_window;
 -- events far in the future move the watermark: everything before closes
 INSERT INTO w VALUES (1, '2026-11-25 00:00+00');
 SELECT count(*) AS panes_left, min(pane_start) FROM stream_state.state WHERE query = 'w';
-SELECT keys, panes FROM stream_state.queries WHERE name = 'w';
+SELECT ss_test.state_keys('w') AS keys, ss_test.state_panes('w') AS panes;
 
 -- before the Unix epoch and across it
 CREATE TABLE old (k int, ts timestamptz);

@@ -126,12 +126,16 @@ typedef struct CkptHeader
 	uint32		reserved;
 } CkptHeader;
 
+/* CkptQuery.key_flags */
+#define CKQ_KEY_CLASSED		0x01	/* 0.3.0 */
+#define CKQ_ROCKSDB			0x02	/* 0.4.0: the state is in RocksDB, not here */
+
 typedef struct CkptQuery
 {
 	int32		id;
 	int32		status;
 	int32		processing_time;
-	int32		key_classed;	/* 0 in files written before 0.3.0 */
+	int32		key_flags;		/* CKQ_*; 0 in files written before 0.3.0 */
 	int64		pane_us;
 	int64		window_us;
 	int64		slide_us;
@@ -836,7 +840,8 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 		cq.id = q->def.id;
 		cq.status = (int32) q->status;
 		cq.processing_time = q->def.processing_time ? 1 : 0;
-		cq.key_classed = q->def.key_classed ? 1 : 0;
+		cq.key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
+			(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0);
 		cq.pane_us = q->def.pane_us;
 		cq.window_us = q->def.window_us;
 		cq.slide_us = q->def.slide_us;
@@ -1221,6 +1226,13 @@ sstate_ckpt_history_save(void)
 	history_write(worker_dboid, &worker_history);
 }
 
+/* The id of the checkpoint w writes. */
+int64
+sstate_ckpt_writer_id(StreamStateCkptWriter *w)
+{
+	return w->id;
+}
+
 /* The extension or the database is gone: remove every checkpoint. */
 void
 sstate_ckpt_remove_all(Oid dboid)
@@ -1486,7 +1498,8 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		memset(&q, 0, sizeof(q));
 		q.def.id = cq.id;
 		q.def.processing_time = cq.processing_time != 0;
-		q.def.key_classed = cq.key_classed != 0;
+		q.def.key_classed = (cq.key_flags & CKQ_KEY_CLASSED) != 0;
+		q.def.backend = (cq.key_flags & CKQ_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 		q.def.pane_us = cq.pane_us;
 		q.def.window_us = cq.window_us;
 		q.def.slide_us = cq.slide_us;

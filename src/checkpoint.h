@@ -81,6 +81,7 @@ extern StreamStateCkptWriter *sstate_ckpt_begin(StreamStateDb *db, StreamStateSt
 extern bool sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget,
 								 int64 *id, char **error);
 extern void sstate_ckpt_abandon(StreamStateCkptWriter *w);
+extern int64 sstate_ckpt_writer_id(StreamStateCkptWriter *w);
 extern bool sstate_ckpt_scanning(StreamStateCkptWriter *w);
 extern XLogRecPtr sstate_ckpt_slot_target(XLogRecPtr newest_restart);
 extern void sstate_ckpt_retain(XLogRecPtr slot_restart);

@@ -12,11 +12,13 @@
  *       entry       keylen, key bytes, [pane], count
  *                   (pane absent with SSM_FLAG_NO_PANE: processing time;
  *                    max_event_us present with SSM_FLAG_HAS_MAX)
- *   CREATE          qid, flags:byte (bit 0: processing time), pane_us,
- *                   window_us, slide_us, lateness_us, name length, name
+ *   CREATE          qid, flags:byte (bit 0: processing time, bit 1: classed
+ *                   key, bit 2: rocksdb backend), pane_us, window_us,
+ *                   slide_us, lateness_us, name length, name
  *   DROP            qid
  *   DROP_EXTENSION  (nothing)
  *   RESET           qid (its source was truncated: its state is emptied)
+ *   SET_BACKEND     qid, backend:byte (0.4.0: move the query's state)
  *
  * Compatibility rule: a reader of version N reads versions N-1 and N; a
  * message of an unknown version is reported and skipped, never applied
@@ -161,7 +163,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 
 	put_uvarint(buf, (uint64) def->id);
 	appendStringInfoChar(buf, (def->processing_time ? SSM_DEF_PROCESSING_TIME : 0) |
-						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0));
+						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0) |
+						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -174,6 +177,13 @@ void
 sstate_delta_put_qid(StringInfo buf, int32 qid)
 {
 	put_uvarint(buf, (uint64) qid);
+}
+
+void
+sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend)
+{
+	put_uvarint(buf, (uint64) qid);
+	appendStringInfoChar(buf, (char) backend);
 }
 
 bool
@@ -189,7 +199,7 @@ sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
 		return false;
 	if (r->version != STREAM_STATE_DELTA_VERSION)
 		return false;
-	return r->kind >= SSM_DATA && r->kind <= SSM_RESET;
+	return r->kind >= SSM_DATA && r->kind <= SSM_SET_BACKEND;
 }
 
 /*
@@ -272,6 +282,7 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	def->id = (int32) qid;
 	def->processing_time = (flags & SSM_DEF_PROCESSING_TIME) != 0;
 	def->key_classed = (flags & SSM_DEF_KEY_CLASSED) != 0;
+	def->backend = (flags & SSM_DEF_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;
@@ -286,5 +297,17 @@ sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid)
 	if (!get_uvarint(r, &v) || v > PG_INT32_MAX)
 		return false;
 	*qid = (int32) v;
+	return true;
+}
+
+bool
+sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend)
+{
+	uint8		b;
+
+	if (!sstate_delta_get_qid(r, qid) || !get_byte(r, &b) ||
+		(b != SSB_MEMORY && b != SSB_ROCKSDB))
+		return false;
+	*backend = b;
 	return true;
 }

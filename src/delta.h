@@ -22,7 +22,8 @@ typedef enum StreamStateMsgKind
 	SSM_CREATE = 2,
 	SSM_DROP = 3,
 	SSM_DROP_EXTENSION = 4,
-	SSM_RESET = 5				/* the source was truncated */
+	SSM_RESET = 5,				/* the source was truncated */
+	SSM_SET_BACKEND = 6			/* the query moves to another backend (0.4.0) */
 } StreamStateMsgKind;
 
 #define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */
@@ -31,6 +32,7 @@ typedef enum StreamStateMsgKind
 /* flags of a definition (CREATE); version 1 readers before 0.3.0 know bit 0 */
 #define SSM_DEF_PROCESSING_TIME	0x01
 #define SSM_DEF_KEY_CLASSED		0x02	/* key images start with the type's hash */
+#define SSM_DEF_ROCKSDB			0x04	/* state in RocksDB (0.4.0) */
 
 typedef struct StreamStateDeltaQuery
 {
@@ -67,6 +69,7 @@ extern void sstate_delta_put_entry(StringInfo buf, uint8 flags,
 								   int64 pane, int64 count);
 extern void sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def);
 extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
+extern void sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend);
 
 /* decoding: each returns false on a malformed message */
 extern bool sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len);
@@ -76,5 +79,6 @@ extern bool sstate_delta_next_entry(StreamStateDeltaReader *r,
 									StreamStateDeltaEntry *e);
 extern bool sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def);
 extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
+extern bool sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend);
 
 #endif							/* STREAM_STATE_DELTA_H */

@@ -29,6 +29,16 @@ int			sstate_max_kept_wal_mb = -1;
 int			sstate_checkpoint_retain = 3;
 int			sstate_checkpoint_target = SSTATE_CKPT_FILE;
 char	   *sstate_checkpoint_directory = NULL;
+int			sstate_default_backend = SSB_MEMORY;
+int			sstate_rocksdb_cache_size_kb = 64 * 1024;
+int			sstate_rocksdb_min_free_space_kb = 256 * 1024;
+int			sstate_rocksdb_write_buffer_size_kb = 32 * 1024;
+
+static const struct config_enum_entry backend_options[] = {
+	{"memory", SSB_MEMORY, false},
+	{"rocksdb", SSB_ROCKSDB, false},
+	{NULL, 0, false}
+};
 
 static const struct config_enum_entry checkpoint_target_options[] = {
 	{"file", SSTATE_CKPT_FILE, false},
@@ -119,6 +129,39 @@ sstate_guc_define(void)
 							   "",
 							   PGC_SIGHUP, 0,
 							   NULL, NULL, NULL);
+
+	DefineCustomEnumVariable("stream_state.default_backend",
+							 "Backend of a continuous query whose create_query gives none.",
+							 NULL,
+							 &sstate_default_backend,
+							 SSB_MEMORY,
+							 backend_options,
+							 PGC_USERSET, 0,
+							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.rocksdb_cache_size",
+							"Block cache of each database's RocksDB (rocksdb-backend queries), shared by its queries.",
+							"Read when the worker opens the database's RocksDB (at its start).",
+							&sstate_rocksdb_cache_size_kb,
+							64 * 1024, 1024, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.rocksdb_min_free_space",
+							"Free space below which the worker stops writing to RocksDB and pauses rocksdb-backend queries; 0: no check.",
+							"Checked after every batch written to RocksDB; the queries catch up once the space is back.  It must leave room for RocksDB's flushes and compactions.",
+							&sstate_rocksdb_min_free_space_kb,
+							256 * 1024, 0, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.rocksdb_write_buffer_size",
+							"Size of one RocksDB memtable of each database; at most two exist at once.",
+							"Read when the worker opens the database's RocksDB (at its start).",
+							&sstate_rocksdb_write_buffer_size_kb,
+							32 * 1024, 256, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	/*
 	 * What sizes shared memory exists only when the library is preloaded:

@@ -155,7 +155,7 @@ load_query(const char *where, Datum arg, Oid argtype)
 	appendStringInfo(&sql,
 					 "SELECT id, name, source, key_attnum, key_type, "
 					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
-					 "window_size, slide, lateness, owner, readers "
+					 "window_size, slide, lateness, owner, readers, backend "
 					 "FROM stream_state.query_def WHERE %s = $1", where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -193,6 +193,11 @@ load_query(const char *where, Datum arg, Oid argtype)
 		info->def.lateness_us = sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 10, &isnull)),
 												   "lateness", true);
 		info->owner = DatumGetObjectId(SPI_getbinval(tup, desc, 11, &isnull));
+		{
+			char	   *backend = TextDatumGetCString(SPI_getbinval(tup, desc, 13, &isnull));
+
+			info->def.backend = (strcmp(backend, "rocksdb") == 0) ? SSB_ROCKSDB : SSB_MEMORY;
+		}
 		readers = DatumGetArrayTypeP(SPI_getbinval(tup, desc, 12, &isnull));
 		{
 			Datum	   *elems;

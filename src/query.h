@@ -61,6 +61,8 @@ extern void sstate_query_check_read(const StreamStateQueryInfo *info);
 extern bool sstate_query_can_read(const StreamStateQueryInfo *info);
 extern void sstate_query_check_owner(const StreamStateQueryInfo *info);
 extern Oid	sstate_extension_owner(void);
+extern const char *sstate_backend_name(uint8 backend);
+extern uint8 sstate_backend_from_text(const char *name);
 
 extern bool sstate_key_by_image(Oid keytype, Oid collation);
 extern void sstate_key_image_classed(const StreamStateQueryInfo *info, Datum d,

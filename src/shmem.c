@@ -24,6 +24,7 @@
 #include "storage/shmem.h"
 #include "utils/memutils.h"
 
+#include "rocks.h"
 #include "stream_state.h"
 
 StreamStateShared *sstate_shared = NULL;
@@ -74,6 +75,7 @@ sstate_shmem_request(void)
 
 	RequestAddinShmemSpace(add_size(add_size(header_size(), queries_size()),
 									add_size(area_size(), MAXIMUM_ALIGNOF)));
+	RequestAddinShmemSpace(sstate_rdb_requests_size());
 	RequestNamedLWLockTranche("stream_state", 1);
 }
 
@@ -113,6 +115,7 @@ sstate_shmem_startup(void)
 
 			db->dboid = InvalidOid;
 			pg_atomic_init_u64(&db->applied_lsn, 0);
+			pg_atomic_init_u32(&db->rdb_posted, 0);
 			ConditionVariableInit(&db->applied_cv);
 			LWLockInitialize(&db->lock, s->lwtranche);
 			SpinLockInit(&db->mutex);
@@ -128,6 +131,12 @@ sstate_shmem_startup(void)
 		/* never grow beyond the place: no DSM segments, a hard limit */
 		dsa_set_size_limit(area, s->area_size);
 		dsa_detach(area);
+	}
+	{
+		void	   *requests = ShmemInitStruct("stream_state rocksdb requests",
+											   sstate_rdb_requests_size(), &found);
+
+		sstate_rdb_requests_init(requests, found);
 	}
 	LWLockRelease(AddinShmemInitLock);
 

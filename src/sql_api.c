@@ -54,6 +54,7 @@
 #include "capture.h"
 #include "delta.h"
 #include "query.h"
+#include "rocks.h"
 #include "store.h"
 #include "tcop/utility.h"
 #include "window.h"
@@ -69,6 +70,8 @@ PG_FUNCTION_INFO_V1(stream_state_query_stats);
 PG_FUNCTION_INFO_V1(stream_state_state);
 PG_FUNCTION_INFO_V1(stream_state_rebuild);
 PG_FUNCTION_INFO_V1(stream_state_worker_status);
+PG_FUNCTION_INFO_V1(stream_state_rocksdb_stats);
+PG_FUNCTION_INFO_V1(stream_state_set_backend);
 
 /* This backend's mapping of its database's state table */
 static StreamStateStore *read_table = NULL;
@@ -126,7 +129,8 @@ effective_applied(StreamStateDb *db, int32 qid)
 	{
 		StreamStateQuery *q = &qs[i];
 
-		if (qid >= 0 && q->status == SSQ_PAUSED_MEMORY && (qid == 0 || q->def.id == qid) &&
+		if (qid >= 0 && (q->status == SSQ_PAUSED_MEMORY || q->status == SSQ_PAUSED_DISK) &&
+			(qid == 0 || q->def.id == qid) &&
 			q->paused_lsn < result)
 			result = q->paused_lsn;
 	}
@@ -297,6 +301,26 @@ db_query(StreamStateDb *db, int32 qid)
  * Definitions
  * ---------------------------------------------------------------------
  */
+
+const char *
+sstate_backend_name(uint8 backend)
+{
+	return backend == SSB_ROCKSDB ? "rocksdb" : "memory";
+}
+
+uint8
+sstate_backend_from_text(const char *name)
+{
+	if (strcmp(name, "memory") == 0)
+		return SSB_MEMORY;
+	if (strcmp(name, "rocksdb") == 0)
+		return SSB_ROCKSDB;
+	ereport(ERROR,
+			(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+			 errmsg("unknown backend \"%s\"", name),
+			 errhint("Use 'memory' or 'rocksdb'.")));
+	return SSB_MEMORY;			/* keep the compiler quiet */
+}
 
 /*
  * A key type needs a default hash operator class: its hash function and
@@ -582,6 +606,11 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
 	info.def.pane_us = sstate_gcd(info.def.window_us, info.def.slide_us);
 
+	/* backend (0.4.0; the 0.3.0 function has no such argument): NULL, the default */
+	info.def.backend = (uint8) sstate_default_backend;
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		info.def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+
 	/* privileges: read the columns, and be allowed to put a trigger there */
 	check_column_select(rel, info.key_attnum, key_column);
 	if (info.time_attnum > 0)
@@ -620,8 +649,8 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
 					 "INSERT INTO stream_state.query_def (name, source, key_column, key_attnum, key_type, "
-					 "time_column, time_attnum, time_type, window_size, slide, lateness, owner) "
-					 "VALUES (%s, %u, %s, %d, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u) "
+					 "time_column, time_attnum, time_type, window_size, slide, lateness, owner, backend) "
+					 "VALUES (%s, %u, %s, %d, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, %s) "
 					 "RETURNING id",
 					 quote_literal_cstr(name), relid, quote_literal_cstr(key_column),
 					 info.key_attnum, info.key_type,
@@ -631,7 +660,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
-					 owner);
+					 owner, quote_literal_cstr(sstate_backend_name(info.def.backend)));
 	spi_exec(sql.data, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
@@ -730,6 +759,74 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 
 	owner_end(&oc);
 	sstate_capture_note_ddl();
+	PG_RETURN_VOID();
+}
+
+/*
+ * set_backend(name, backend): move a live query's state to another
+ * backend.  The catalog row changes and a SET_BACKEND message goes into the
+ * WAL, in this transaction: the worker moves the state when it applies the
+ * commit, between the commits before it (in the old backend) and those
+ * after it (in the new one), so no event is lost or counted twice.  The
+ * row lock on the definition orders concurrent calls.
+ */
+Datum
+stream_state_set_backend(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	char	   *bname;
+	StreamStateQueryInfo *info;
+	uint8		backend;
+	int32		id;
+	OwnerContext oc;
+	StringInfoData sql;
+	StringInfoData msg;
+	char	   *current;
+
+	sstate_shmem_check();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("query name must not be NULL")));
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("backend must not be NULL"),
+				 errhint("Use 'memory' or 'rocksdb'.")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	bname = text_to_cstring(PG_GETARG_TEXT_PP(1));
+	info = sstate_query_by_name(name, false);
+	sstate_query_check_owner(info);
+	backend = sstate_backend_from_text(bname);
+	id = info->id;
+
+	owner_begin(&oc);
+	initStringInfo(&sql);
+	appendStringInfo(&sql, "SELECT backend FROM stream_state.query_def WHERE id = %d FOR UPDATE", id);
+	spi_exec(sql.data, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("continuous query \"%s\" does not exist", name)));
+	current = SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1);
+	if (strcmp(current, sstate_backend_name(backend)) == 0)
+	{
+		owner_end(&oc);
+		ereport(NOTICE,
+				(errmsg("continuous query \"%s\" is already on backend %s, skipping",
+						name, sstate_backend_name(backend))));
+		PG_RETURN_VOID();
+	}
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE stream_state.query_def SET backend = %s WHERE id = %d",
+					 quote_literal_cstr(sstate_backend_name(backend)), id);
+	spi_exec(sql.data, SPI_OK_UPDATE);
+	owner_end(&oc);
+
+	initStringInfo(&msg);
+	sstate_delta_begin(&msg, SSM_SET_BACKEND);
+	sstate_delta_put_backend(&msg, id, backend);
+	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
 }
 
@@ -1020,6 +1117,19 @@ read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp)
 		}
 	}
 	check_not_lost(db, q, info);
+	if (q != NULL && q->status == SSQ_PAUSED_DISK)
+	{
+		bool		full = db->rdb_full;
+
+		read_end(db);
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("continuous query \"%s\" is paused: %s",
+						info->name, full ? "the disk of its RocksDB is full" :
+						"the RocksDB of this database cannot be written"),
+				 errdetail("Its commits stay in the kept WAL; the worker tries RocksDB again every second and then catches up."),
+				 errhint("See the server log for RocksDB's error; free disk space if it is full.")));
+	}
 	*qp = q;
 	return db;
 }
@@ -1112,6 +1222,30 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 		sstate_key_image(info, key, buf, &img, &len);
+		if (q->def.backend == SSB_ROCKSDB)
+		{
+			StreamStateQueryDef def = q->def;
+
+			/* the worker answers: never wait for it holding db->lock */
+			read_end(db);
+			if (info->def.key_classed)
+			{
+				ClassSum	cs;
+
+				cs.info = info;
+				cs.key = img;
+				cs.keylen = len;
+				cs.lo = start_us / def.pane_us;
+				cs.hi = end_us / def.pane_us;
+				cs.sum = 0;
+				sstate_rdb_request_scan(db, &def, img, len, class_sum_cb, &cs);
+				result = cs.sum;
+			}
+			else
+				result = sstate_rdb_request_sum(db, &def, img, len,
+												start_us / def.pane_us, end_us / def.pane_us);
+			PG_RETURN_INT64(result);
+		}
 		if (info->def.key_classed)
 		{
 			ClassSum	cs;
@@ -1295,7 +1429,8 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 			check_window_open(q, end_us);
 			cs.lo = start_us / q->def.pane_us;
 			cs.hi = end_us / q->def.pane_us;
-			sstate_store_scan(read_table, info->id, counts_cb, &cs);
+			if (q->def.backend != SSB_ROCKSDB)
+				sstate_store_scan(read_table, info->id, counts_cb, &cs);
 		}
 		PG_CATCH();
 		{
@@ -1303,6 +1438,14 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		if (q->def.backend == SSB_ROCKSDB)
+		{
+			StreamStateQueryDef def = q->def;
+
+			read_end(db);
+			sstate_rdb_request_scan(db, &def, NULL, 0, counts_cb, &cs);
+			db = NULL;
+		}
 	}
 	read_end(db);
 	if (info->def.key_classed)
@@ -1349,8 +1492,12 @@ query_status(StreamStateDb *db, StreamStateQuery *q)
 		return "starting";
 	if (db->worker_state == SSW_RESTORING)
 		return "restoring";
+	if (q->status == SSQ_PAUSED_MEMORY && q->def.backend == SSB_ROCKSDB)
+		return "paused: catching up";	/* after RocksDB failed */
 	if (q->status == SSQ_PAUSED_MEMORY)
 		return "paused: memory full";
+	if (q->status == SSQ_PAUSED_DISK)
+		return db->rdb_full ? "paused: disk full" : "paused: RocksDB not writable";
 	if (q->status == SSQ_NEEDS_REBUILD)
 		return "needs rebuild";
 	return "running";
@@ -1435,6 +1582,8 @@ stream_state_query_stats(PG_FUNCTION_ARGS)
 		values[7] = Int64GetDatum(q->keys);
 		values[8] = Int64GetDatum(q->panes);
 		values[9] = Int64GetDatum(q->bytes);
+		if (q->def.backend == SSB_ROCKSDB)
+			nulls[7] = true;	/* panes and bytes are RocksDB's estimates */
 		wm = sstate_watermark(q);
 		if (wm == SSTATE_NO_TIME)
 			nulls[10] = true;
@@ -1486,7 +1635,30 @@ stream_state_state(PG_FUNCTION_ARGS)
 	if (db == NULL)
 		return (Datum) 0;
 	sstate_store_scan(read_table, 0, state_cb, &ss);
-	read_end(db);
+	{
+		/* rocksdb queries: asked of the worker, without db->lock */
+		StreamStateQuery *qs = sstate_db_queries(db);
+		List	   *rdefs = NIL;
+		ListCell   *dc;
+
+		for (int i = 0; i < sstate_shared->max_queries; i++)
+			if (qs[i].status == SSQ_RUNNING && qs[i].def.backend == SSB_ROCKSDB)
+			{
+				StreamStateQueryDef *d = palloc(sizeof(StreamStateQueryDef));
+
+				*d = qs[i].def;
+				rdefs = lappend(rdefs, d);
+			}
+		read_end(db);
+		foreach(dc, rdefs)
+		{
+			StreamStateQueryDef *d = lfirst(dc);
+			StreamStateQueryInfo *info = sstate_query_by_id(d->id);
+
+			if (info != NULL && sstate_query_can_read(info))
+				sstate_rdb_request_scan(db, d, NULL, 0, state_cb, &ss);
+		}
+	}
 	foreach(lc, ss.rows)
 	{
 		KeyCount   *kc = lfirst(lc);
@@ -1513,6 +1685,51 @@ stream_state_state(PG_FUNCTION_ARGS)
 		values[2] = TimestampTzGetDatum(sstate_unix_us_to_ts(kc->pane * info->def.pane_us));
 		values[3] = TimestampTzGetDatum(sstate_unix_us_to_ts((kc->pane + 1) * info->def.pane_us));
 		values[4] = Int64GetDatum(kc->count);
+		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+	}
+	return (Datum) 0;
+}
+
+/*
+ * RocksDB of this database, for the rocksdb_stats view: a row for the
+ * database (query_id NULL), then one per rocksdb query, with RocksDB's
+ * estimates.  No rows when the worker is not running.
+ */
+Datum
+stream_state_rocksdb_stats(PG_FUNCTION_ARGS)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateDb *db;
+	StreamStateRdbStats *st;
+	Datum		values[9];
+	bool		nulls[9];
+
+	sstate_shmem_check();
+	InitMaterializedSRF(fcinfo, 0);
+	db = sstate_db_find(MyDatabaseId);
+	if (db == NULL || db->worker_state != SSW_RUNNING)
+		return (Datum) 0;
+	st = sstate_rdb_request_stats(db);
+
+	memset(nulls, 0, sizeof(nulls));
+	nulls[0] = true;
+	values[1] = Int64GetDatum(st->estimated_entries);
+	values[2] = Int64GetDatum(st->sst_bytes + st->memtable_bytes);
+	values[3] = Int64GetDatum(st->memtable_bytes);
+	values[4] = Int64GetDatum(st->block_cache_bytes);
+	values[5] = Int64GetDatum(st->block_cache_capacity);
+	values[6] = Int64GetDatum(st->sst_bytes);
+	values[7] = Int64GetDatum(st->pending_compaction_bytes);
+	values[8] = Int64GetDatum(st->running_compactions);
+	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
+
+	for (int i = 0; i < st->nqueries; i++)
+	{
+		memset(nulls, true, sizeof(nulls));
+		nulls[0] = nulls[1] = nulls[2] = false;
+		values[0] = Int32GetDatum(st->queries[i].qid);
+		values[1] = Int64GetDatum(st->queries[i].estimated_entries);
+		values[2] = Int64GetDatum(st->queries[i].estimated_bytes);
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

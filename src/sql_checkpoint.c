@@ -272,23 +272,54 @@ find_checkpoint(int64 id)
  * (fsynced, left in place for the caller), or, when into is NULL, into a
  * temporary file that is removed again.
  */
+/*
+ * An exported checkpoint is one portable file; the state of rocksdb queries
+ * is in the RocksDB checkpoint beside it, which export does not write yet.
+ */
 static void
-check_checkpoint(const StreamStateCkptInfo *ci, const char *into)
+refuse_rocksdb(const StreamStateCkptInfo *ci, StringInfo names)
 {
-	StreamStateCkptScan cb = {NULL, NULL, NULL};
+	if (names->len > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("checkpoint %lld holds rocksdb-backend queries, which export_checkpoint cannot write",
+						(long long) ci->id),
+				 errdetail("Queries on backend rocksdb: %s.", names->data),
+				 errhint("Move them to memory with stream_state.set_backend(name, 'memory'), take a checkpoint, and export that one.")));
+}
+
+/* the names of the rocksdb queries of a checkpoint, as a list */
+static bool
+rocksdb_query_cb(void *arg, const StreamStateQuery *q, char **why)
+{
+	StringInfo	names = arg;
+
+	if (q->def.backend == SSB_ROCKSDB)
+		appendStringInfo(names, "%s%s", names->len > 0 ? ", " : "", q->def.name);
+	return true;
+}
+
+static void
+check_checkpoint(const StreamStateCkptInfo *ci, const char *into, bool for_export)
+{
+	StreamStateCkptScan cb = {NULL, rocksdb_query_cb, NULL};
+	StringInfoData rocksdb_names;
 	char		tmp[MAXPGPATH];
 	const char *path = ci->location;
 	char	   *why = NULL;
 	int			fetched = SSCT_FETCHED;
 	bool		ok;
 
+	initStringInfo(&rocksdb_names);
 	if (strcmp(ci->target, "table") != 0)
 	{
-		if (!sstate_ckpt_scan_file(ci->location, &cb, NULL, &why))
+		if (!sstate_ckpt_scan_file(ci->location, &cb, &rocksdb_names, &why))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
 					 errdetail("File \"%s\".", ci->location)));
+		if (for_export)
+			refuse_rocksdb(ci, &rocksdb_names);
 		return;
 	}
 
@@ -300,7 +331,7 @@ check_checkpoint(const StreamStateCkptInfo *ci, const char *into)
 	PG_TRY();
 	{
 		fetched = sstate_ckpt_table_read(ci->id, ci->bytes, path, into != NULL, &why);
-		ok = fetched == SSCT_FETCHED && sstate_ckpt_scan_file(path, &cb, NULL, &why);
+		ok = fetched == SSCT_FETCHED && sstate_ckpt_scan_file(path, &cb, &rocksdb_names, &why);
 	}
 	PG_CATCH();
 	{
@@ -320,6 +351,10 @@ check_checkpoint(const StreamStateCkptInfo *ci, const char *into)
 				 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
 				 errdetail("Rows of checkpoint_id %lld in table %s.", (long long) ci->id,
 						   STREAM_STATE_CKPT_TABLE_NAME)));
+	if (for_export && rocksdb_names.len > 0 && into != NULL)
+		(void) unlink(path);
+	if (for_export)
+		refuse_rocksdb(ci, &rocksdb_names);
 }
 
 /*
@@ -350,7 +385,7 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_FILE),
 					 errmsg("file \"%s\" already exists", path)));
-		check_checkpoint(ci, tmp);
+		check_checkpoint(ci, tmp, true);
 		if (stat(tmp, &st) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
@@ -359,7 +394,7 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 			unlink(tmp);
 		PG_RETURN_INT64((int64) st.st_size);
 	}
-	check_checkpoint(ci, NULL);
+	check_checkpoint(ci, NULL, true);
 	if (stat(path, &st) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_FILE),
@@ -631,7 +666,7 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the stream_state worker of this database is not running")));
-	check_checkpoint(ci, NULL);
+	check_checkpoint(ci, NULL, false);
 
 	SpinLockAcquire(&db->mutex);
 	if (db->restore_requested != 0)

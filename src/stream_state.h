@@ -58,9 +58,16 @@ typedef enum StreamStateQueryStatus
 	SSQ_FREE = 0,
 	SSQ_RUNNING,
 	SSQ_PAUSED_MEMORY,			/* a commit could not be applied: memory full */
-	SSQ_NEEDS_REBUILD			/* its state is lost; a RESET (rebuild or
+	SSQ_NEEDS_REBUILD,			/* its state is lost; a RESET (rebuild or
 								 * TRUNCATE) brings it back */
+	SSQ_PAUSED_DISK				/* rocksdb: RocksDB cannot be written; the
+								 * worker retries, then it catches up as a
+								 * paused query does */
 } StreamStateQueryStatus;
+
+/* Where a query's state lives (StreamStateQueryDef.backend) */
+#define SSB_MEMORY		0
+#define SSB_ROCKSDB		1
 
 /*
  * What the worker knows of a query: everything it needs to apply deltas,
@@ -72,6 +79,7 @@ typedef struct StreamStateQueryDef
 	bool		processing_time;	/* event time = commit time */
 	bool		key_classed;	/* key images start with the type's hash
 								 * (see sstate_key_image) */
+	uint8		backend;		/* SSB_* */
 	int64		pane_us;		/* gcd(window, slide) */
 	int64		window_us;
 	int64		slide_us;
@@ -89,6 +97,12 @@ typedef struct StreamStateQuery
 	StreamStateQueryStatus status;
 	XLogRecPtr	paused_lsn;		/* commit it could not apply (paused) */
 	XLogRecPtr	paused_restart; /* where its catch-up starts reading */
+	XLogRecPtr	defined_lsn;	/* commit that defined it, when the worker
+								 * applied it (not restored from a
+								 * checkpoint) */
+	XLogRecPtr	skip_below;		/* its state holds every commit before this
+								 * (rocksdb: RocksDB's own applied position
+								 * at start, when it is ahead) */
 	int64		max_event_us;	/* Unix microseconds; INT64_MIN: none yet */
 	int64		dead_below;		/* panes below this index are closed */
 	uint64		events_applied;
@@ -152,6 +166,10 @@ typedef struct StreamStateDb
 	int			tbl_sqlstate;
 	char		tbl_error[256];
 
+	/* reads of rocksdb queries (rocks_request.c) */
+	pg_atomic_uint32 rdb_posted;	/* bumped by every request */
+	bool		rdb_full;		/* rocksdb queries paused: disk full */
+
 	/* restore_checkpoint(), under mutex */
 	int64		restore_requested;	/* checkpoint id asked for; 0: none */
 	int64		restore_answered;	/* the id the worker answered last */
@@ -190,6 +208,10 @@ extern int	sstate_checkpoint_retain;
 extern int	sstate_max_kept_wal_mb;
 extern int	sstate_checkpoint_target;
 extern char *sstate_checkpoint_directory;
+extern int	sstate_default_backend;
+extern int	sstate_rocksdb_cache_size_kb;
+extern int	sstate_rocksdb_min_free_space_kb;
+extern int	sstate_rocksdb_write_buffer_size_kb;
 extern void sstate_guc_define(void);
 
 typedef enum

@@ -52,6 +52,7 @@
 #include "utils/memutils.h"
 
 #include "delta.h"
+#include "rocks.h"
 #include "store.h"
 #include "wal_reader.h"
 #include "window.h"
@@ -116,7 +117,7 @@ static StreamStateApplyResult apply_commit(Applier *a, TransactionId xid, int ns
 static bool apply_messages(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn,
 						   int *ddl, StreamStateQuery **failed);
 static StreamStateQuery *find_query(int32 qid);
-static void define_query(const StreamStateQueryDef *def);
+static void define_query(const StreamStateQueryDef *def, XLogRecPtr lsn);
 static void drop_query(StreamStateQuery *q);
 
 static void
@@ -170,14 +171,55 @@ applies_to(Applier *a, StreamStateQuery *q)
 	return q->status == SSQ_RUNNING;
 }
 
+/*
+ * Empty a query's state, in whichever backend it is.
+ */
 static void
-define_query(const StreamStateQueryDef *def)
+drop_state(StreamStateQuery *q)
+{
+	if (q->def.backend == SSB_ROCKSDB)
+		sstate_rdb_drop_query(q->def.id);
+	else
+		sstate_store_drop_query(apply_table, q);
+}
+
+/*
+ * A rocksdb query's state may be ahead of the commit that defines it (the
+ * worker restarted, RocksDB kept what it had written): take its position
+ * and counters from RocksDB's meta, and skip the commits it holds.
+ */
+static void
+adopt_rdb_meta(StreamStateQuery *q, XLogRecPtr lsn)
+{
+	StreamStateRdbMeta m;
+
+	if (!sstate_rdb_is_open())
+		return;
+	sstate_rdb_set_dead_below(q->def.id, PG_INT64_MIN);
+	if (!sstate_rdb_get_meta(q->def.id, &m) || m.applied <= lsn)
+		return;
+	q->skip_below = m.applied;
+	q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_RUNNING;
+	q->max_event_us = m.max_event_us;
+	q->dead_below = m.dead_below;
+	q->events_applied = m.events_applied;
+	q->late_events = m.late_events;
+	q->skipped = m.skipped;
+	sstate_rdb_set_dead_below(q->def.id, m.dead_below);
+}
+
+static void
+define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 {
 	StreamStateQuery *qs = sstate_db_queries(apply_db);
 	int			i;
+	char	   *open_error = NULL;
 
 	if (find_query(def->id) != NULL)
 		return;					/* a retried commit */
+	if (def->backend == SSB_ROCKSDB && !sstate_rdb_is_open() && !sstate_rdb_broken() &&
+		!sstate_rdb_open(apply_db->dboid, &open_error))
+		Assert(open_error != NULL);
 
 	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 	for (i = 0; i < sstate_shared->max_queries; i++)
@@ -189,10 +231,21 @@ define_query(const StreamStateQueryDef *def)
 			qs[i].max_event_us = SSTATE_NO_TIME;
 			qs[i].dead_below = PG_INT64_MIN;
 			qs[i].status = SSQ_RUNNING;
+			qs[i].defined_lsn = lsn;
+			if (def->backend == SSB_ROCKSDB && sstate_rdb_broken())
+			{
+				/* it waits with the others for RocksDB to come back */
+				qs[i].status = SSQ_PAUSED_DISK;
+				qs[i].paused_lsn = lsn;
+			}
+			else if (def->backend == SSB_ROCKSDB)
+				adopt_rdb_meta(&qs[i], lsn);
 			break;
 		}
 	}
 	LWLockRelease(&apply_db->lock);
+	if (open_error != NULL)
+		sstate_rdb_fail(apply_db, lsn, open_error);
 	if (i == sstate_shared->max_queries)
 		ereport(WARNING,
 				(errcode(ERRCODE_PROGRAM_LIMIT_EXCEEDED),
@@ -204,7 +257,7 @@ define_query(const StreamStateQueryDef *def)
 static void
 drop_query(StreamStateQuery *q)
 {
-	sstate_store_drop_query(apply_table, q);
+	drop_state(q);
 	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 	q->status = SSQ_FREE;
 	q->paused_lsn = InvalidXLogRecPtr;
@@ -411,9 +464,141 @@ reset_after(Applier *a, StreamStateQuery *q, XLogRecPtr lsn)
 static void
 reset_query(StreamStateQuery *q)
 {
-	sstate_store_drop_query(apply_table, q);
+	drop_state(q);
 	q->max_event_us = SSTATE_NO_TIME;
 	q->dead_below = PG_INT64_MIN;
+}
+
+static void
+move_to_rdb_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			   const StreamStatePane *panes, int npanes)
+{
+	StreamStateQuery *q = arg;
+
+	for (int i = 0; i < npanes; i++)
+		sstate_rdb_add(&q->def, key, keylen, panes[i].pane, panes[i].count);
+}
+
+typedef struct MoveToMemory
+{
+	StreamStateQuery *q;
+	bool		full;
+} MoveToMemory;
+
+static void
+move_to_memory_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+				  const StreamStatePane *panes, int npanes)
+{
+	MoveToMemory *m = arg;
+
+	for (int i = 0; i < npanes && !m->full; i++)
+		if (!sstate_store_add(apply_table, m->q, key, keylen, panes[i].pane, panes[i].count))
+			m->full = true;
+}
+
+/*
+ * set_backend(): query q moves to backend at the commit at lsn, before that
+ * commit's data is applied, so every commit before it is in the old
+ * backend's state and every one from it on goes to the new one.
+ *
+ * Replayed after a restart, RocksDB may be ahead of lsn: moving in, its
+ * meta (newer than lsn) holds the moved state and what came after, which
+ * is taken over as a restart would; moving out, a query whose RocksDB
+ * state is newer than lsn (it moved back in later) stays.  Moving out to a
+ * memory store that is full leaves the query in RocksDB, with a WARNING.
+ */
+static void
+move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
+{
+	uint8		from = q->def.backend;
+
+	if (from == backend)
+		return;
+	if (backend == SSB_ROCKSDB)
+	{
+		StreamStateRdbMeta m;
+		char	   *error = NULL;
+
+		if (!sstate_rdb_open(apply_db->dboid, &error))
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("stream_state: %s", error)));
+		if (q->status != SSQ_NEEDS_REBUILD && sstate_rdb_get_meta(q->def.id, &m) &&
+			m.status != SSTATE_RDB_FROZEN && m.applied > lsn)
+		{
+			sstate_store_drop_query(apply_table, q);
+			LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+			q->def.backend = SSB_ROCKSDB;
+			LWLockRelease(&apply_db->lock);
+			adopt_rdb_meta(q, lsn);
+			return;
+		}
+		sstate_rdb_drop_query(q->def.id);	/* anything older of it */
+		if (q->status != SSQ_NEEDS_REBUILD)
+			sstate_store_scan(apply_table, q->def.id, move_to_rdb_cb, q);
+		sstate_store_drop_query(apply_table, q);
+		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+		q->def.backend = SSB_ROCKSDB;
+		q->keys = -1;
+		q->panes = 0;
+		q->bytes = 0;
+		LWLockRelease(&apply_db->lock);
+		sstate_rdb_set_dead_below(q->def.id, q->dead_below);
+	}
+	else
+	{
+		MoveToMemory mm;
+
+		if (lsn < q->skip_below)
+			return;				/* RocksDB holds a later move back in */
+
+		/*
+		 * What this round moved in is still in the pending batch: write it
+		 * first.  Everything in it is of commits before this one (or is
+		 * this one's moves, of the state before it), so it is RocksDB's
+		 * state at lsn.
+		 */
+		if (sstate_rdb_dirty())
+		{
+			char	   *error = NULL;
+
+			if (!sstate_rdb_write(apply_db, lsn, sstate_apply_restart_lsn(lsn), &error))
+				ereport(ERROR,
+						(errcode(ERRCODE_IO_ERROR),
+						 errmsg("stream_state: could not write to the RocksDB of database %u: %s",
+								apply_db->dboid, error)));
+		}
+		mm.q = q;
+		mm.full = false;
+		q->keys = 0;
+		q->panes = 0;
+		q->bytes = 0;
+		if (q->status != SSQ_NEEDS_REBUILD)
+			sstate_rdb_iterate(&q->def, q->dead_below, move_to_memory_cb, &mm);
+		if (mm.full)
+		{
+			sstate_store_drop_query(apply_table, q);
+			q->keys = -1;
+			ereport(WARNING,
+					(errcode(ERRCODE_OUT_OF_MEMORY),
+					 errmsg("stream_state: continuous query \"%s\" stays on backend rocksdb: its state does not fit into stream_state.memory_limit",
+							q->def.name),
+					 errhint("Increase stream_state.memory_limit and call set_backend again.")));
+			return;
+		}
+		if (q->status == SSQ_NEEDS_REBUILD)
+			sstate_rdb_drop_query(q->def.id);
+		else
+			sstate_rdb_freeze(q, lsn);
+		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+		q->def.backend = SSB_MEMORY;
+		q->skip_below = InvalidXLogRecPtr;
+		LWLockRelease(&apply_db->lock);
+	}
+	ereport(LOG,
+			(errmsg("stream_state: continuous query \"%s\" moved from backend %s to %s at %X/%X",
+					q->def.name, from == SSB_ROCKSDB ? "rocksdb" : "memory",
+					backend == SSB_ROCKSDB ? "rocksdb" : "memory", LSN_FORMAT_ARGS(lsn))));
 }
 
 static void
@@ -435,8 +620,8 @@ report_malformed(XLogRecPtr lsn)
  * make the same decisions.  *napplied counts the adds made.
  */
 static bool
-walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit,
-		  long *napplied, StreamStateQuery **failed)
+walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
+		  long undo_limit, long *napplied, StreamStateQuery **failed)
 {
 	bool		undo = (undo_limit >= 0);
 	ListCell   *lc;
@@ -472,6 +657,8 @@ walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit
 				q = NULL;
 			if (q != NULL && reset_after(a, q, msg->lsn))
 				q = NULL;		/* rows truncated later in this transaction */
+			if (q != NULL && lsn < q->skip_below)
+				q = NULL;		/* its state holds this commit already */
 			if (q != NULL)
 			{
 				sq = save_query(saved, q);
@@ -505,11 +692,16 @@ walk_data(Applier *a, List *msgs, int64 commit_us, List **saved, long undo_limit
 				{
 					if (*napplied == undo_limit)
 						return true;
-					sstate_store_add(apply_table, q, e.key, e.keylen, pane, -e.count);
+					if (q->def.backend == SSB_ROCKSDB)
+						sstate_rdb_add(&q->def, e.key, e.keylen, pane, -e.count);
+					else
+						sstate_store_add(apply_table, q, e.key, e.keylen, pane, -e.count);
 					(*napplied)++;
 					continue;
 				}
-				if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count))
+				if (q->def.backend == SSB_ROCKSDB)
+					sstate_rdb_add(&q->def, e.key, e.keylen, pane, e.count);
+				else if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count))
 				{
 					*failed = q;
 					return false;
@@ -567,6 +759,8 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 
 			if (!sstate_delta_get_qid(&r, &qid) || (q = find_query(qid)) == NULL)
 				continue;
+			if (lsn < q->skip_below)
+				continue;		/* its state holds this commit already */
 
 			/* a rebuild, or a TRUNCATE, gives a lost query its state back */
 			if (q->status == SSQ_NEEDS_REBUILD && a->only == NULL)
@@ -590,6 +784,17 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 				a->resets = lappend(a->resets, m);
 			}
 		}
+		else if (r.kind == SSM_SET_BACKEND)
+		{
+			int32		qid;
+			uint8		backend;
+			StreamStateQuery *q;
+
+			/* whoever applies the query's data moves it */
+			if (sstate_delta_get_backend(&r, &qid, &backend) && (q = find_query(qid)) != NULL &&
+				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
+				move_query(q, backend, lsn);
+		}
 		else if (a->only != NULL)
 			continue;			/* catch-up: definitions are the main reader's */
 		else if (r.kind == SSM_CREATE)
@@ -598,7 +803,7 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 
 			if (sstate_delta_get_def(&r, &def))
 			{
-				define_query(&def);
+				define_query(&def, lsn);
 				*ddl = SSA_CREATED;
 			}
 			else
@@ -632,13 +837,13 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 	 * always follows its CREATE, and data of a query dropped in the same
 	 * transaction would have been dropped with it.
 	 */
-	ok = walk_data(a, msgs, commit_us, &saved, -1, &napplied, failed);
+	ok = walk_data(a, msgs, commit_us, lsn, &saved, -1, &napplied, failed);
 	if (!ok)
 	{
 		long		undone;
 		ListCell   *lc2;
 
-		(void) walk_data(a, msgs, commit_us, &saved, napplied, &undone, failed);
+		(void) walk_data(a, msgs, commit_us, lsn, &saved, napplied, &undone, failed);
 		foreach(lc2, saved)
 		{
 			SavedQuery *sq = lfirst(lc2);
@@ -676,7 +881,10 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	dead = sstate_dead_below(&q->def, wm);
 	if (dead > q->dead_below)
 	{
-		sstate_store_evict(apply_table, q, dead);
+		if (q->def.backend == SSB_ROCKSDB)
+			sstate_rdb_set_dead_below(q->def.id, dead);
+		else
+			sstate_store_evict(apply_table, q, dead);
 		q->dead_below = dead;
 	}
 }
@@ -976,7 +1184,7 @@ sstate_apply_limit_kept_wal(XLogRecPtr applied)
 		held = applied - q->paused_restart;
 		if (held <= (uint64) sstate_max_kept_wal_mb * 1024 * 1024)
 			continue;
-		sstate_store_drop_query(apply_table, q);
+		drop_state(q);
 		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 		q->status = SSQ_NEEDS_REBUILD;
 		q->paused_lsn = InvalidXLogRecPtr;

@@ -48,6 +48,7 @@
 #include "utils/wait_event.h"
 
 #include "checkpoint.h"
+#include "rocks.h"
 #include "store.h"
 #include "wal_reader.h"
 
@@ -303,6 +304,7 @@ worker_exit(int code, Datum arg)
 		worker_ckpt = NULL;
 	}
 	sstate_ckpt_table_abandon();
+	sstate_rdb_close();
 	if (db == NULL)
 		return;
 	LWLockReleaseAll();
@@ -347,6 +349,7 @@ worker_release_database(bool drop_slot)
 	}
 	sstate_ckpt_table_abandon();
 	sstate_ckpt_wait_scanner(db);
+	sstate_rdb_remove(db->dboid);
 	sstate_ckpt_remove_all(db->dboid);
 
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
@@ -418,6 +421,25 @@ checkpoint_finish(uint32 request, int64 id, XLogRecPtr slot_target,
 				 errdetail("The checkpoint is kept as a file.")));
 	slot_advance(slot_target);
 	sstate_ckpt_retain(slot_target);
+	{
+		List	   *keep = NIL;
+		ListCell   *lc;
+		XLogRecPtr	durable = InvalidXLogRecPtr;
+
+		/* RocksDB checkpoints of deleted ones, and state only they needed */
+		foreach(lc, sstate_ckpt_worker_entries())
+		{
+			StreamStateCkptInfo *ci = lfirst(lc);
+
+			if (strcmp(ci->status, "deleted") != 0)
+				keep = lappend(keep, &ci->id);
+			if (ci->id == id)
+				durable = ci->applied;
+		}
+		sstate_rdb_prune_checkpoints(worker_db->dboid, keep);
+		list_free(keep);
+		sstate_rdb_drop_strays(worker_db, durable);
+	}
 	ereport(DEBUG1,
 			(errmsg("stream_state: checkpoint %lld of database %u written; WAL is kept from %X/%X",
 					(long long) id, worker_db->dboid, LSN_FORMAT_ARGS(slot_target))));
@@ -446,6 +468,30 @@ slot_advance(XLogRecPtr target)
 	ReplicationSlotsComputeRequiredLSN();
 }
 
+/*
+ * Before a checkpoint at applied position next: RocksDB holds every
+ * rocksdb query's state and meta as of next, durably (so the slot may move
+ * past what it held before).
+ */
+static bool
+rdb_checkpoint_begin(StreamStateDb *db, XLogRecPtr next, XLogRecPtr restart, char **error)
+{
+	if (sstate_rdb_broken())
+	{
+		/* the slot must keep the WAL of the paused rocksdb queries */
+		*error = pstrdup("the RocksDB of this database cannot be written; its queries are paused");
+		return false;
+	}
+	if (!sstate_rdb_is_open())
+		return true;
+	if (!sstate_rdb_write(db, next, restart, error) || !sstate_rdb_flush(error))
+	{
+		sstate_rdb_fail(db, next, *error);
+		return false;
+	}
+	return true;
+}
+
 void
 stream_state_worker_main(Datum arg)
 {
@@ -472,6 +518,9 @@ stream_state_worker_main(Datum arg)
 	bool		ckpt_to_table = false;
 	int64		ckpt_id = 0;
 	XLogRecPtr	ckpt_slot_target = InvalidXLogRecPtr;
+	bool		rdb_from_copy = false;
+	TimestampTz last_sizes = 0;
+	TimestampTz last_rdb_retry = 0;
 
 	pqsignal(SIGTERM, SignalHandlerForShutdownRequest);
 	pqsignal(SIGHUP, SignalHandlerForConfigReload);
@@ -538,6 +587,7 @@ stream_state_worker_main(Datum arg)
 	SpinLockAcquire(&db->mutex);
 	db->ckpt_running = false;
 	SpinLockRelease(&db->mutex);
+	sstate_rdb_requests_reset(db);
 
 	sstate_apply_init(db, table);
 	loopcxt = AllocSetContextCreate(TopMemoryContext, "stream_state worker loop",
@@ -582,6 +632,8 @@ stream_state_worker_main(Datum arg)
 				restored.applied = start;
 				restored.restart = start;
 			}
+			else if (restored.id == asked)
+				rdb_from_copy = true;
 			SpinLockAcquire(&db->mutex);
 			db->restore_requested = 0;
 			db->restore_answered = asked;
@@ -593,6 +645,8 @@ stream_state_worker_main(Datum arg)
 			sstate_ckpt_restore(db, table, start, 0, &restored);
 		if (restored.id == 0 && wal_gone)
 			restored.wal_lost = true;
+		sstate_rdb_restore(db, restored.id, restored.id > 0 ? restored.applied : InvalidXLogRecPtr,
+						   rdb_from_copy, restored.partial);
 		restore_ms = TimestampDifferenceMilliseconds(t0, GetCurrentTimestamp());
 	}
 	if (restored.id > 0)
@@ -694,7 +748,23 @@ stream_state_worker_main(Datum arg)
 				dropped_extension = false;
 			next = reader->EndRecPtr;
 			if (++n % 1000 == 0)
+			{
 				CHECK_FOR_INTERRUPTS();
+				sstate_rdb_serve(db);
+			}
+		}
+
+		/* this round's rocksdb changes, with their position, before it is published */
+		if (sstate_rdb_dirty())
+		{
+			char	   *error = NULL;
+
+			XLogRecPtr	restart = sstate_apply_restart_lsn(next);
+
+			if (!sstate_rdb_write(db, next, restart, &error))
+				sstate_rdb_fail(db, next, error);
+			else
+				sstate_rdb_check_space(db, next, restart);
 		}
 
 		if (end_of_wal)
@@ -709,6 +779,21 @@ stream_state_worker_main(Datum arg)
 
 		if (!XLogRecPtrIsInvalid(applied))
 			publish_applied(applied);
+		sstate_rdb_serve(db);
+		if (sstate_rdb_is_open() &&
+			TimestampDifferenceExceeds(last_sizes, GetCurrentTimestamp(), 10000))
+		{
+			last_sizes = GetCurrentTimestamp();
+			sstate_rdb_update_sizes(db);
+		}
+
+		/* RocksDB failed: try it again, at most once a second */
+		if (sstate_rdb_broken() &&
+			TimestampDifferenceExceeds(last_rdb_retry, GetCurrentTimestamp(), 1000))
+		{
+			last_rdb_retry = GetCurrentTimestamp();
+			(void) sstate_rdb_retry(db);
+		}
 
 		/* paused queries: try to catch up, at most once a second */
 		if (sstate_apply_any_paused() && !XLogRecPtrIsInvalid(next) &&
@@ -716,7 +801,22 @@ stream_state_worker_main(Datum arg)
 		{
 			last_catch_up = GetCurrentTimestamp();
 			if (sstate_apply_catch_up(next) > 0)
+			{
+				/* a rocksdb query that caught up: its commits, written */
+				char	   *error = NULL;
+
+				if (sstate_rdb_dirty() &&
+					!sstate_rdb_write(db, next, sstate_apply_restart_lsn(next), &error))
+					sstate_rdb_fail(db, next, error);
 				ConditionVariableBroadcast(&db->applied_cv);
+			}
+			else if (sstate_rdb_dirty())
+			{
+				char	   *error = NULL;
+
+				if (!sstate_rdb_write(db, next, sstate_apply_restart_lsn(next), &error))
+					sstate_rdb_fail(db, next, error);
+			}
 		}
 
 		if (db->worker_state == SSW_RESTORING && applied >= restore_target)
@@ -740,6 +840,7 @@ stream_state_worker_main(Datum arg)
 			bool		asked;
 			bool		due;
 			bool		to_table;
+			char	   *rdb_error = NULL;
 
 			SpinLockAcquire(&db->mutex);
 			requested = db->ckpt_requested;
@@ -762,9 +863,29 @@ stream_state_worker_main(Datum arg)
 				db->ckpt_running = true;
 				SpinLockRelease(&db->mutex);
 				pgstat_report_activity(STATE_RUNNING, "writing a checkpoint");
-				worker_ckpt = sstate_ckpt_begin(db, table, next, ckpt_restart,
-												dropped_extension ? SSC_FLAG_EXTENSION_DROPPED : 0);
 				last_ckpt_applied = next;
+				if (!rdb_checkpoint_begin(db, next, ckpt_restart, &rdb_error))
+					worker_ckpt = NULL;
+				else
+				{
+					worker_ckpt = sstate_ckpt_begin(db, table, next, ckpt_restart,
+													dropped_extension ? SSC_FLAG_EXTENSION_DROPPED : 0);
+					if (sstate_rdb_is_open() &&
+						!sstate_rdb_checkpoint(dboid, sstate_ckpt_writer_id(worker_ckpt), &rdb_error))
+					{
+						sstate_ckpt_abandon(worker_ckpt);
+						worker_ckpt = NULL;
+					}
+				}
+				if (worker_ckpt == NULL)
+				{
+					ereport(LOG,
+							(errmsg("stream_state: could not write a checkpoint of database %u: %s",
+									dboid, rdb_error)));
+					last_ckpt_applied = InvalidXLogRecPtr;	/* try again when due */
+					checkpoint_answer(ckpt_request, 0, rdb_error, 0);
+					pgstat_report_activity(STATE_RUNNING, NULL);
+				}
 			}
 		}
 		if (worker_ckpt != NULL)

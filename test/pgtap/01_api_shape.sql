@@ -4,17 +4,17 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(40);
+SELECT plan(45);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
 
 -- functions: argument types and return types
 SELECT has_function('stream_state', 'create_query',
-	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval'],
-	'create_query(name text, source regclass, key_column text, time_column text, window_size interval, slide interval, lateness interval)');
+	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval', 'text'],
+	'create_query(name text, source regclass, key_column text, time_column text, window_size interval, slide interval, lateness interval, backend text)');
 SELECT function_returns('stream_state', 'create_query',
-	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval'], 'void',
+	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval', 'text'], 'void',
 	'create_query returns void');
 
 SELECT has_function('stream_state', 'drop_query', ARRAY['text'],
@@ -55,13 +55,13 @@ SELECT function_returns('stream_state', 'wait_applied', ARRAY['pg_lsn', 'interva
 -- and how many trailing arguments have defaults
 SELECT is(
 	(SELECT proargnames FROM pg_proc
-	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval)'::regprocedure),
-	ARRAY['name', 'source', 'key_column', 'time_column', 'window_size', 'slide', 'lateness'],
+	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval, text)'::regprocedure),
+	ARRAY['name', 'source', 'key_column', 'time_column', 'window_size', 'slide', 'lateness', 'backend'],
 	'create_query argument names');
 SELECT is(
 	(SELECT pronargdefaults::int FROM pg_proc
-	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval)'::regprocedure),
-	4, 'create_query: time_column, window_size, slide and lateness have defaults');
+	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval, text)'::regprocedure),
+	5, 'create_query: time_column, window_size, slide, lateness and backend have defaults');
 SELECT is(
 	(SELECT proargnames FROM pg_proc
 	  WHERE oid = 'stream_state.drop_query(text)'::regprocedure),
@@ -110,11 +110,11 @@ SELECT is(
 -- the defaults themselves, as documented
 SELECT is(
 	(SELECT pg_get_function_arguments(oid) FROM pg_proc
-	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval)'::regprocedure),
+	  WHERE oid = 'stream_state.create_query(text, regclass, text, text, interval, interval, interval, text)'::regprocedure),
 	'name text, source regclass, key_column text, time_column text DEFAULT NULL::text, '
 	'window_size interval DEFAULT NULL::interval, slide interval DEFAULT NULL::interval, '
-	'lateness interval DEFAULT ''00:00:00''::interval',
-	'create_query defaults: time_column, window_size and slide NULL, lateness 0');
+	'lateness interval DEFAULT ''00:00:00''::interval, backend text DEFAULT NULL::text',
+	'create_query defaults: time_column, window_size, slide and backend NULL, lateness 0');
 SELECT is(
 	(SELECT pg_get_function_arguments(oid) FROM pg_proc
 	  WHERE oid = 'stream_state.window_count(text, anyelement, timestamptz)'::regprocedure),
@@ -152,12 +152,26 @@ SELECT is(
 	ARRAY['query', 'key', 'pane_start', 'pane_end', 'count'],
 	'stream_state.state columns are in the documented order');
 SELECT col_type_is('stream_state', 'state', 'key', 'text', 'stream_state.state.key is text');
+SELECT has_view('stream_state', 'rocksdb_stats', 'view stream_state.rocksdb_stats exists');
+SELECT is(
+	(SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
+	  WHERE attrelid = 'stream_state.rocksdb_stats'::regclass AND attnum > 0 AND NOT attisdropped),
+	ARRAY['scope', 'query', 'estimated_entries', 'estimated_bytes', 'memtable_bytes',
+		  'block_cache_bytes', 'block_cache_capacity', 'sst_bytes',
+		  'pending_compaction_bytes', 'running_compactions'],
+	'stream_state.rocksdb_stats has the documented columns, in order');
+SELECT col_type_is('stream_state', 'rocksdb_stats', 'estimated_entries', 'bigint',
+	'stream_state.rocksdb_stats.estimated_entries is bigint');
 
 -- everyone may look at the views (rows are filtered by what the caller may read)
 SELECT ok(has_table_privilege('public', 'stream_state.queries', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.queries');
 SELECT ok(has_table_privilege('public', 'stream_state.state', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.state');
+SELECT ok(has_table_privilege('public', 'stream_state.rocksdb_stats', 'SELECT'),
+	'PUBLIC may SELECT from stream_state.rocksdb_stats');
+SELECT is(current_setting('stream_state.default_backend'), 'memory',
+	'stream_state.default_backend is memory by default');
 
 SELECT * FROM finish();
 ROLLBACK;

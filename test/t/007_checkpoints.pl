@@ -336,7 +336,7 @@ SELECT extversion || ' ' || to_regprocedure('stream_state.checkpoint(text)')::te
 	'0.2.0 stream_state.checkpoint(text) stream_state.rebuild(text) stream_state.checkpoints true',
 	'ALTER EXTENSION UPDATE takes 0.1.0 to 0.2.0 with checkpoint(), rebuild() and the checkpoints view');
 is( $node->safe_psql(
-		'empty', q{ALTER EXTENSION stream_state UPDATE;
+		'empty', q{ALTER EXTENSION stream_state UPDATE TO '0.3.0';
 SELECT e.extversion || ' ' || c.oid::regclass::text || ' '
 	   || pg_catalog.pg_get_userbyid(c.relowner) || ' '
 	   || coalesce(array_to_string(c.relacl, ','), '') || ' '
@@ -352,6 +352,15 @@ SELECT e.extversion || ' ' || c.oid::regclass::text || ' '
 		"0.3.0 stream_state.checkpoint_data $u $u=arwdDxt/$u,pg_monitor=r/$u 1 false";
 	},
 	'ALTER EXTENSION UPDATE takes 0.2.0 to 0.3.0: the table checkpoint_data, member of the extension, readable by pg_monitor, not dumped as configuration'
+);
+is( $node->safe_psql(
+		'empty', q{ALTER EXTENSION stream_state UPDATE;
+SELECT extversion || ' ' || to_regprocedure('stream_state.create_query(text, regclass, text, text, interval, interval, interval, text)')::text || ' '
+	   || to_regclass('stream_state.rocksdb_stats')::text || ' '
+	   || (to_regprocedure('stream_state.create_query(text, regclass, text, text, interval, interval, interval)') IS NULL)
+  FROM pg_extension WHERE extname = 'stream_state'}),
+	'0.4.0 stream_state.create_query(text,regclass,text,text,interval,interval,interval,text) stream_state.rocksdb_stats true',
+	'ALTER EXTENSION UPDATE takes 0.3.0 to 0.4.0: create_query with a backend argument (and no other), the rocksdb_stats view'
 );
 like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,

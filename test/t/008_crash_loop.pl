@@ -12,6 +12,10 @@
 #
 # Event times are random within 2026-11-24 10:00:00 .. 10:34:59, keys random
 # in 1 .. 50; lateness is a day, so no event is ever late.
+#
+# Backends: both queries on the memory backend, unless SS_CRASH_BACKENDS
+# names them ("tumble,slide", e.g. "rocksdb,memory": 018_crash_loop_rocksdb.pl
+# runs this file so, with one query on each backend).
 
 use strict;
 use warnings FATAL => 'all';
@@ -102,14 +106,20 @@ PREPARE TRANSACTION '$gid';});
 
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
 $node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
+my ($tumble_backend, $slide_backend) = split /,/,
+  ($ENV{SS_CRASH_BACKENDS} // 'memory,memory');
 $node->safe_psql(
-	$db, q{
+	$db, qq{
 SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
-								 window_size => '5 minutes', lateness => '1 day');
+								 window_size => '5 minutes', lateness => '1 day',
+								 backend => '$tumble_backend');
 SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
 								 window_size => '10 minutes', slide => '2 minutes',
-								 lateness => '1 day');
+								 lateness => '1 day', backend => '$slide_backend');
 });
+is( $node->safe_psql($db, q{SELECT string_agg(backend, ',' ORDER BY name DESC) FROM stream_state.queries}),
+	"$tumble_backend,$slide_backend",
+	"queries on backends $tumble_backend and $slide_backend");
 
 my $restored = 0;
 for my $round (1 .. $rounds)

@@ -1,0 +1,1647 @@
+/*-------------------------------------------------------------------------
+ *
+ * rocks.c
+ *	  The rocksdb backend, worker side: one embedded RocksDB per database
+ *	  under $PGDATA/stream_state/<database oid>/rocksdb, opened only by that
+ *	  database's worker.
+ *
+ * Keys (all integers big-endian, so that byte order is numeric order):
+ *
+ *	state	query id (4), [class prefix (4), classed keys only], key image
+ *			length (4), key image, pane (8, sign bit flipped)
+ *	meta	0 (4), 'm', query id (4)
+ *
+ * so the panes of one key are one contiguous range, in pane order, and a
+ * query's state is the range of its id.  The value of a state key is an
+ * int64 count; the worker writes only Merge operands (a count to add), and
+ * the merge operator adds them up.  A meta key holds StreamStateRdbMeta.
+ *
+ * Durability.  The worker collects a round of applied commits in one
+ * WriteBatch and writes it, together with the meta of every rocksdb query
+ * (its applied and restart positions, watermark and counters), before it
+ * publishes the round's applied position; so RocksDB's state and the
+ * position it covers change together.  The batch is written without
+ * RocksDB's own WAL: what RocksDB loses in a crash (memtables not yet
+ * flushed) is the WAL PostgreSQL keeps for us anyway, and every checkpoint
+ * flushes RocksDB before the slot may move (sstate_rdb_flush), so the slot
+ * never passes what RocksDB has made durable.  After a restart the worker
+ * reads each query's meta and re-applies only the commits at or after its
+ * applied position (StreamStateQuery.skip_below).
+ *
+ * Expiry.  Panes of closed windows are never read again; a compaction
+ * filter drops them (and counts that add up to zero) as RocksDB compacts.
+ * It runs on RocksDB's threads and so reads only a plain C array of
+ * (query id, dead_below) that the worker updates with atomic stores.
+ *
+ * Threads.  RocksDB starts its threads when the database is opened; every
+ * signal is blocked around rocksdb_open so that the threads inherit a mask
+ * that keeps PostgreSQL's handlers off them.  The callbacks we give
+ * RocksDB (merge, compaction filter) are plain C: no palloc, no ereport.
+ *
+ * IDENTIFICATION
+ *	  src/rocks.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include <signal.h>
+#include <sys/stat.h>
+#include <sys/statvfs.h>
+#include <unistd.h>
+
+#include <rocksdb/c.h>
+
+#include "common/file_perm.h"
+#include "miscadmin.h"
+#include "nodes/pg_list.h"
+#include "replication/slot.h"
+#include "storage/copydir.h"
+#include "storage/fd.h"
+#include "utils/memutils.h"
+
+#include "rocks.h"
+#include "window.h"
+
+#define SIGN_FLIP		UINT64CONST(0x8000000000000000)
+#define META_KEY_LEN	9
+
+static rocksdb_t *rdb = NULL;
+static rocksdb_options_t *rdb_options = NULL;
+static rocksdb_writeoptions_t *rdb_wopts = NULL;
+static rocksdb_readoptions_t *rdb_ropts = NULL;
+static rocksdb_writebatch_t *rdb_batch = NULL;
+static rocksdb_cache_t *rdb_cache = NULL;
+static rocksdb_block_based_table_options_t *rdb_table_opts = NULL;
+static rocksdb_mergeoperator_t *rdb_merge = NULL;
+static rocksdb_compactionfilter_t *rdb_filter = NULL;
+static rocksdb_filterpolicy_t *rdb_bloom = NULL;
+static bool rdb_pending = false;
+
+/* a key buffer that grows */
+static char *keybuf = NULL;
+static Size keybuf_size = 0;
+
+/*
+ * dead_below per query for the compaction filter: an open-addressing table
+ * of 2 * max_queries entries, written by the worker only.  A query that
+ * finds no entry (or a collision) is not filtered: its dead panes stay until
+ * a later compaction, which costs space, never correctness.
+ */
+typedef struct DeadEntry
+{
+	int32		qid;
+	int64		dead_below;
+} DeadEntry;
+
+static DeadEntry *dead_table = NULL;
+static int	dead_size = 0;
+
+/* ---------------------------------------------------------------------
+ * Encoding
+ * ---------------------------------------------------------------------
+ */
+
+static inline void
+put_be32(char *p, uint32 v)
+{
+	p[0] = (char) (v >> 24);
+	p[1] = (char) (v >> 16);
+	p[2] = (char) (v >> 8);
+	p[3] = (char) v;
+}
+
+static inline uint32
+get_be32(const char *p)
+{
+	const unsigned char *u = (const unsigned char *) p;
+
+	return ((uint32) u[0] << 24) | ((uint32) u[1] << 16) | ((uint32) u[2] << 8) | u[3];
+}
+
+static inline void
+put_pane(char *p, int64 pane)
+{
+	uint64		v = ((uint64) pane) ^ SIGN_FLIP;
+
+	for (int i = 7; i >= 0; i--)
+	{
+		p[i] = (char) (v & 0xff);
+		v >>= 8;
+	}
+}
+
+static inline int64
+get_pane(const char *p)
+{
+	const unsigned char *u = (const unsigned char *) p;
+	uint64		v = 0;
+
+	for (int i = 0; i < 8; i++)
+		v = (v << 8) | u[i];
+	return (int64) (v ^ SIGN_FLIP);
+}
+
+static char *
+key_buffer(Size need)
+{
+	if (need > keybuf_size)
+	{
+		Size		size = Max(need, 256);
+
+		keybuf = keybuf ? repalloc(keybuf, size * 2) : MemoryContextAlloc(TopMemoryContext, size * 2);
+		keybuf_size = size * 2;
+	}
+	return keybuf;
+}
+
+/*
+ * The key of (query, image) without the pane into buf; returns its length.
+ * buf must hold key_prefix_len(def, keylen) + 8 bytes.
+ */
+static inline Size
+key_prefix_len(const StreamStateQueryDef *def, uint32 keylen)
+{
+	return 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0) + 4 + keylen;
+}
+
+static Size
+put_key_prefix(char *buf, const StreamStateQueryDef *def, const char *key, uint32 keylen)
+{
+	char	   *p = buf;
+
+	put_be32(p, (uint32) def->id);
+	p += 4;
+	if (def->key_classed)
+	{
+		/* classed images always start with the class prefix */
+		if (keylen >= SSTATE_CLASS_PREFIX)
+			memcpy(p, key, SSTATE_CLASS_PREFIX);
+		else
+			memset(p, 0, SSTATE_CLASS_PREFIX);
+		p += SSTATE_CLASS_PREFIX;
+	}
+	put_be32(p, keylen);
+	p += 4;
+	memcpy(p, key, keylen);
+	p += keylen;
+	return p - buf;
+}
+
+static void
+meta_key(char *buf, int32 qid)
+{
+	put_be32(buf, 0);
+	buf[4] = 'm';
+	put_be32(buf + 5, (uint32) qid);
+}
+
+/* ---------------------------------------------------------------------
+ * Callbacks run on RocksDB's threads: plain C only
+ * ---------------------------------------------------------------------
+ */
+
+static inline int64
+value_count(const char *v, size_t len)
+{
+	int64		c;
+
+	if (len != sizeof(int64))
+		return 0;
+	memcpy(&c, v, sizeof(c));
+	return c;
+}
+
+static char *
+merge_full(void *state, const char *key, size_t key_length,
+		   const char *existing, size_t existing_length,
+		   const char *const *operands, const size_t *operand_lengths, int n,
+		   unsigned char *success, size_t *new_length)
+{
+	int64		sum = existing ? value_count(existing, existing_length) : 0;
+	char	   *result;
+
+	for (int i = 0; i < n; i++)
+		sum += value_count(operands[i], operand_lengths[i]);
+	result = malloc(sizeof(int64));
+	if (result == NULL)
+	{
+		*success = 0;
+		return NULL;
+	}
+	memcpy(result, &sum, sizeof(sum));
+	*new_length = sizeof(int64);
+	*success = 1;
+	return result;
+}
+
+static char *
+merge_partial(void *state, const char *key, size_t key_length,
+			  const char *const *operands, const size_t *operand_lengths, int n,
+			  unsigned char *success, size_t *new_length)
+{
+	return merge_full(state, key, key_length, NULL, 0, operands, operand_lengths, n,
+					  success, new_length);
+}
+
+static void
+merge_delete(void *state, const char *value, size_t value_length)
+{
+	free((void *) value);
+}
+
+/* RocksDB calls the destructor of a callback's state unconditionally */
+static void
+no_state(void *state)
+{
+}
+
+static const char *
+merge_name(void *state)
+{
+	return "stream_state.int64add";
+}
+
+static unsigned char
+filter_drop(void *state, int level, const char *key, size_t key_length,
+			const char *value, size_t value_length, char **new_value,
+			size_t *new_value_length, unsigned char *value_changed)
+{
+	uint32		qid;
+	int64		pane;
+	int			h;
+	DeadEntry  *e;
+
+	*value_changed = 0;
+	if (key_length < 4 + 4 + 8)
+		return 0;
+	qid = get_be32(key);
+	if (qid == 0)
+		return 0;				/* meta */
+	if (value_length == sizeof(int64) && value_count(value, value_length) == 0)
+		return 1;
+	if (dead_table == NULL)
+		return 0;
+	pane = get_pane(key + key_length - 8);
+	h = (int) (qid % (uint32) dead_size);
+	e = &dead_table[h];
+	if ((uint32) __atomic_load_n(&e->qid, __ATOMIC_ACQUIRE) != qid)
+		return 0;
+	return pane < __atomic_load_n(&e->dead_below, __ATOMIC_ACQUIRE) ? 1 : 0;
+}
+
+static const char *
+filter_name(void *state)
+{
+	return "stream_state.expiry";
+}
+
+/* ---------------------------------------------------------------------
+ * Opening and closing
+ * ---------------------------------------------------------------------
+ */
+
+static void
+rdb_path(Oid dboid, char *buf)
+{
+	snprintf(buf, MAXPGPATH, "stream_state/%u/rocksdb", dboid);
+}
+
+bool
+sstate_rdb_exists(Oid dboid)
+{
+	char		path[MAXPGPATH];
+	char		current[MAXPGPATH];
+	struct stat st;
+
+	rdb_path(dboid, path);
+	snprintf(current, sizeof(current), "%s/CURRENT", path);
+	return stat(current, &st) == 0;
+}
+
+/* Does directory path hold a RocksDB MANIFEST (a database, if damaged)? */
+static bool
+has_manifest(const char *path)
+{
+	DIR		   *d = AllocateDir(path);
+	struct dirent *de;
+	bool		found = false;
+
+	if (d == NULL)
+		return false;
+	while ((de = ReadDirExtended(d, path, LOG)) != NULL)
+		if (strncmp(de->d_name, "MANIFEST-", 9) == 0)
+			found = true;
+	FreeDir(d);
+	return found;
+}
+
+bool
+sstate_rdb_is_open(void)
+{
+	return rdb != NULL;
+}
+
+static void
+free_options(void)
+{
+	if (rdb_options)
+		rocksdb_options_destroy(rdb_options);
+	if (rdb_table_opts)
+		rocksdb_block_based_options_destroy(rdb_table_opts);
+	if (rdb_cache)
+		rocksdb_cache_destroy(rdb_cache);
+	if (rdb_wopts)
+		rocksdb_writeoptions_destroy(rdb_wopts);
+	if (rdb_ropts)
+		rocksdb_readoptions_destroy(rdb_ropts);
+	if (rdb_batch)
+		rocksdb_writebatch_destroy(rdb_batch);
+	rdb_options = NULL;
+	rdb_table_opts = NULL;
+	rdb_cache = NULL;
+	rdb_wopts = NULL;
+	rdb_ropts = NULL;
+	rdb_batch = NULL;
+	/* the options own the merge operator and the bloom filter, not this */
+	if (rdb_filter)
+		rocksdb_compactionfilter_destroy(rdb_filter);
+	rdb_merge = NULL;
+	rdb_filter = NULL;
+	rdb_bloom = NULL;
+}
+
+/*
+ * Open (creating it if needed) this database's RocksDB.  On failure returns
+ * false with *error set (palloc'd); nothing is left open.
+ */
+bool
+sstate_rdb_open(Oid dboid, char **error)
+{
+	char		path[MAXPGPATH];
+	char		parent[MAXPGPATH];
+	char	   *err = NULL;
+	sigset_t	all,
+				old;
+
+	if (rdb != NULL)
+		return true;
+
+	snprintf(parent, sizeof(parent), "stream_state/%u", dboid);
+	if (MakePGDirectory("stream_state") < 0 && errno != EEXIST)
+	{
+		*error = psprintf("could not create directory \"stream_state\": %m");
+		return false;
+	}
+	if (MakePGDirectory(parent) < 0 && errno != EEXIST)
+	{
+		*error = psprintf("could not create directory \"%s\": %m", parent);
+		return false;
+	}
+	rdb_path(dboid, path);
+
+	if (dead_table == NULL)
+	{
+		dead_size = 2 * Max(sstate_max_queries, 1);
+		dead_table = MemoryContextAllocZero(TopMemoryContext, sizeof(DeadEntry) * dead_size);
+	}
+
+	rdb_options = rocksdb_options_create();
+	/* a RocksDB that lost its CURRENT file is damaged, not new */
+	rocksdb_options_set_create_if_missing(rdb_options, !has_manifest(path));
+	rocksdb_options_set_paranoid_checks(rdb_options, 1);
+	rocksdb_options_set_write_buffer_size(rdb_options,
+										  (size_t) sstate_rocksdb_write_buffer_size_kb * 1024);
+	rocksdb_options_set_max_write_buffer_number(rdb_options, 2);
+	rocksdb_options_set_max_background_jobs(rdb_options, 2);
+	rocksdb_options_set_compression(rdb_options, rocksdb_lz4_compression);
+	rocksdb_options_set_bottommost_compression(rdb_options, rocksdb_zstd_compression);
+	rocksdb_options_set_level_compaction_dynamic_level_bytes(rdb_options, 1);
+	rocksdb_options_set_max_open_files(rdb_options, 256);
+	rocksdb_options_set_info_log_level(rdb_options, 2); /* WARN */
+	rocksdb_options_set_keep_log_file_num(rdb_options, 2);
+
+	rdb_cache = rocksdb_cache_create_lru((size_t) sstate_rocksdb_cache_size_kb * 1024);
+	rdb_table_opts = rocksdb_block_based_options_create();
+	rocksdb_block_based_options_set_block_cache(rdb_table_opts, rdb_cache);
+	rocksdb_block_based_options_set_cache_index_and_filter_blocks(rdb_table_opts, 1);
+	rocksdb_block_based_options_set_pin_l0_filter_and_index_blocks_in_cache(rdb_table_opts, 1);
+	rdb_bloom = rocksdb_filterpolicy_create_bloom_full(10);
+	rocksdb_block_based_options_set_filter_policy(rdb_table_opts, rdb_bloom);
+	rocksdb_options_set_block_based_table_factory(rdb_options, rdb_table_opts);
+
+	rdb_merge = rocksdb_mergeoperator_create(NULL, no_state, merge_full, merge_partial,
+											 merge_delete, merge_name);
+	rocksdb_options_set_merge_operator(rdb_options, rdb_merge);
+	rdb_filter = rocksdb_compactionfilter_create(NULL, no_state, filter_drop, filter_name);
+	rocksdb_options_set_compaction_filter(rdb_options, rdb_filter);
+
+	rdb_wopts = rocksdb_writeoptions_create();
+	rocksdb_writeoptions_disable_WAL(rdb_wopts, 1);
+	rdb_ropts = rocksdb_readoptions_create();
+	rdb_batch = rocksdb_writebatch_create();
+	rdb_pending = false;
+
+	/* RocksDB's threads start here: they must not take our signals */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	rdb = rocksdb_open(rdb_options, path, &err);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+
+	if (rdb == NULL)
+	{
+		*error = psprintf("could not open RocksDB at \"%s\": %s", path, err ? err : "unknown error");
+		if (err)
+			rocksdb_free(err);
+		free_options();
+		return false;
+	}
+	return true;
+}
+
+/* Close the database; pending writes are dropped. */
+void
+sstate_rdb_close(void)
+{
+	if (rdb == NULL)
+		return;
+	rocksdb_close(rdb);
+	rdb = NULL;
+	free_options();
+	rdb_pending = false;
+}
+
+/* Close it if open and remove this database's RocksDB directory. */
+void
+sstate_rdb_remove(Oid dboid)
+{
+	char		path[MAXPGPATH];
+	struct stat st;
+
+	sstate_rdb_close();
+	rdb_path(dboid, path);
+	if (stat(path, &st) == 0 && !rmtree(path, true))
+		ereport(LOG,
+				(errmsg("stream_state: could not remove directory \"%s\"", path)));
+}
+
+/* ---------------------------------------------------------------------
+ * Meta
+ * ---------------------------------------------------------------------
+ */
+
+bool
+sstate_rdb_get_meta(int32 qid, StreamStateRdbMeta *meta)
+{
+	char		key[META_KEY_LEN];
+	char	   *err = NULL;
+	size_t		len;
+	char	   *val;
+
+	Assert(rdb != NULL);
+	meta_key(key, qid);
+	val = rocksdb_get(rdb, rdb_ropts, key, sizeof(key), &len, &err);
+	if (err != NULL)
+	{
+		ereport(LOG,
+				(errmsg("stream_state: could not read RocksDB meta of query %d: %s", qid, err)));
+		rocksdb_free(err);
+		return false;
+	}
+	if (val == NULL)
+		return false;
+	if (len != sizeof(StreamStateRdbMeta))
+	{
+		rocksdb_free(val);
+		return false;
+	}
+	memcpy(meta, val, sizeof(*meta));
+	rocksdb_free(val);
+	return meta->version == SSTATE_RDB_META_VERSION;
+}
+
+/* The ids of every query RocksDB has a meta of. */
+List *
+sstate_rdb_meta_qids(void)
+{
+	List	   *result = NIL;
+	rocksdb_iterator_t *it;
+	char		lo[5];
+
+	Assert(rdb != NULL);
+	put_be32(lo, 0);
+	lo[4] = 'm';
+	it = rocksdb_create_iterator(rdb, rdb_ropts);
+	for (rocksdb_iter_seek(it, lo, sizeof(lo)); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		klen;
+		const char *k = rocksdb_iter_key(it, &klen);
+
+		if (klen != META_KEY_LEN || memcmp(k, lo, sizeof(lo)) != 0)
+			break;
+		result = lappend_int(result, (int32) get_be32(k + 5));
+	}
+	rocksdb_iter_destroy(it);
+	return result;
+}
+
+/* ---------------------------------------------------------------------
+ * Applying
+ * ---------------------------------------------------------------------
+ */
+
+void
+sstate_rdb_add(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+			   int64 pane, int64 count)
+{
+	char	   *buf = key_buffer(key_prefix_len(def, keylen) + 8);
+	Size		len = put_key_prefix(buf, def, key, keylen);
+
+	Assert(rdb != NULL);
+	put_pane(buf + len, pane);
+	rocksdb_writebatch_merge(rdb_batch, buf, len + 8, (const char *) &count, sizeof(count));
+	rdb_pending = true;
+}
+
+/* Delete a query's state and meta (in the pending batch). */
+void
+sstate_rdb_drop_query(int32 qid)
+{
+	char		lo[4],
+				hi[4];
+	char		mk[META_KEY_LEN];
+
+	if (rdb == NULL)
+		return;
+	put_be32(lo, (uint32) qid);
+	put_be32(hi, (uint32) qid + 1);
+	rocksdb_writebatch_delete_range(rdb_batch, lo, sizeof(lo), hi, sizeof(hi));
+	meta_key(mk, qid);
+	rocksdb_writebatch_delete(rdb_batch, mk, sizeof(mk));
+	sstate_rdb_set_dead_below(qid, PG_INT64_MIN);
+	rdb_pending = true;
+}
+
+void
+sstate_rdb_set_dead_below(int32 qid, int64 dead_below)
+{
+	DeadEntry  *e;
+
+	if (dead_table == NULL)
+		return;
+	e = &dead_table[(uint32) qid % (uint32) dead_size];
+	if (e->qid != qid)
+	{
+		/* a new owner: no filtering until both fields are its own */
+		__atomic_store_n(&e->qid, 0, __ATOMIC_RELEASE);
+		__atomic_store_n(&e->dead_below, dead_below, __ATOMIC_RELEASE);
+		__atomic_store_n(&e->qid, qid, __ATOMIC_RELEASE);
+	}
+	else
+		__atomic_store_n(&e->dead_below, dead_below, __ATOMIC_RELEASE);
+}
+
+bool
+sstate_rdb_dirty(void)
+{
+	return rdb_pending;
+}
+
+/*
+ * Write the pending batch with the meta of every rocksdb query of db: a
+ * running query has applied every commit before applied (and needs WAL
+ * from restart), a paused one as far as its own catch-up got.  On failure
+ * the batch is dropped and *error says why.
+ */
+bool
+sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart, char **error)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	char	   *err = NULL;
+
+	if (rdb == NULL)
+		return true;
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		StreamStateRdbMeta m;
+		char		mk[META_KEY_LEN];
+
+		if (q->status == SSQ_FREE || q->def.backend != SSB_ROCKSDB ||
+			q->status == SSQ_PAUSED_DISK)
+			continue;
+		memset(&m, 0, sizeof(m));
+		m.version = SSTATE_RDB_META_VERSION;
+		if (q->status == SSQ_PAUSED_MEMORY)
+		{
+			m.status = SSQ_RUNNING;
+			m.applied = q->paused_lsn;
+			m.restart = q->paused_restart;
+		}
+		else
+		{
+			m.status = q->status;
+			m.applied = Max(applied, q->skip_below);
+			m.restart = restart;
+		}
+		m.max_event_us = q->max_event_us;
+		m.dead_below = q->dead_below;
+		m.events_applied = q->events_applied;
+		m.late_events = q->late_events;
+		m.skipped = q->skipped;
+		meta_key(mk, q->def.id);
+		rocksdb_writebatch_put(rdb_batch, mk, sizeof(mk), (const char *) &m, sizeof(m));
+	}
+	rocksdb_write(rdb, rdb_wopts, rdb_batch, &err);
+	rocksdb_writebatch_clear(rdb_batch);
+	rdb_pending = false;
+	if (err != NULL)
+	{
+		*error = pstrdup(err);
+		rocksdb_free(err);
+		return false;
+	}
+	return true;
+}
+
+/* Make everything written so far durable (memtables to SST files). */
+bool
+sstate_rdb_flush(char **error)
+{
+	rocksdb_flushoptions_t *fo;
+	char	   *err = NULL;
+
+	if (rdb == NULL)
+		return true;
+	fo = rocksdb_flushoptions_create();
+	rocksdb_flushoptions_set_wait(fo, 1);
+	rocksdb_flush(rdb, fo, &err);
+	rocksdb_flushoptions_destroy(fo);
+	if (err != NULL)
+	{
+		*error = pstrdup(err);
+		rocksdb_free(err);
+		return false;
+	}
+	return true;
+}
+
+/*
+ * Estimates of each rocksdb query's entries and bytes, for the queries
+ * view: RocksDB's size of the query's key range (SST files and memtables),
+ * and its share of RocksDB's estimate of the number of keys.
+ */
+void
+sstate_rdb_update_sizes(StreamStateDb *db)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	uint64		total_keys = 0;
+	uint64		total_bytes = 0;
+	char	   *v;
+
+	if (rdb == NULL)
+		return;
+	v = rocksdb_property_value(rdb, "rocksdb.estimate-num-keys");
+	if (v)
+	{
+		total_keys = strtoull(v, NULL, 10);
+		rocksdb_free(v);
+	}
+	v = rocksdb_property_value(rdb, "rocksdb.total-sst-files-size");
+	if (v)
+	{
+		total_bytes = strtoull(v, NULL, 10);
+		rocksdb_free(v);
+	}
+	v = rocksdb_property_value(rdb, "rocksdb.cur-size-all-mem-tables");
+	if (v)
+	{
+		total_bytes += strtoull(v, NULL, 10);
+		rocksdb_free(v);
+	}
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		char		lo[4],
+					hi[4];
+		const char *los[1] = {lo};
+		const char *his[1] = {hi};
+		size_t		lol[1] = {4};
+		size_t		hil[1] = {4};
+		uint64_t	size = 0;
+		char	   *err = NULL;
+
+		if (q->status == SSQ_FREE || q->def.backend != SSB_ROCKSDB)
+			continue;
+		put_be32(lo, (uint32) q->def.id);
+		put_be32(hi, (uint32) q->def.id + 1);
+		rocksdb_approximate_sizes(rdb, 1, los, lol, his, hil, &size, &err);
+		if (err)
+		{
+			rocksdb_free(err);
+			continue;
+		}
+		SpinLockAcquire(&db->mutex);
+		q->bytes = (int64) size;
+		q->panes = total_bytes > 0 ? (int64) ((double) total_keys * size / total_bytes) : 0;
+		q->keys = -1;			/* not known */
+		SpinLockRelease(&db->mutex);
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Reading (the worker answers other processes' requests)
+ * ---------------------------------------------------------------------
+ */
+
+/* Sum of the counts of panes [lo, hi) of one key. */
+int64
+sstate_rdb_sum(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+			   int64 lo, int64 hi)
+{
+	Size		plen = key_prefix_len(def, keylen);
+	char	   *lok;
+	char	   *hik;
+	rocksdb_readoptions_t *ro;
+	rocksdb_iterator_t *it;
+	int64		sum = 0;
+
+	if (lo >= hi)
+		return 0;
+	lok = palloc(plen + 8);
+	hik = palloc(plen + 8);
+	ro = rocksdb_readoptions_create();
+	put_key_prefix(lok, def, key, keylen);
+	memcpy(hik, lok, plen);
+	put_pane(lok + plen, lo);
+	put_pane(hik + plen, hi);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, hik, plen + 8);
+	it = rocksdb_create_iterator(rdb, ro);
+	for (rocksdb_iter_seek(it, lok, plen + 8); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		vlen;
+		const char *v = rocksdb_iter_value(it, &vlen);
+
+		sum += value_count(v, vlen);
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	pfree(lok);
+	pfree(hik);
+	return sum;
+}
+
+/*
+ * Scan a query's state (or, with class_prefix, the keys of one class) from
+ * the raw key from (inclusive; fromlen 0: the start) into buf; see rocks.h.
+ */
+bool
+sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *class_prefix,
+				const char *from, uint32 fromlen, char *buf, uint32 bufsize, uint32 *used,
+				char **cursor, uint32 *cursorlen, uint32 *need, char **error)
+{
+	char		prefix[8];
+	uint32		prefixlen = 4;
+	char		upper[8];
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	uint32		pos = 0;
+	uint32		rec = 0;		/* start of the current record */
+	uint32		npanes = 0;
+	const char *cur_img = NULL; /* image of the current record, in buf */
+	uint32		cur_len = 0;
+	bool		in_record = false;
+	char	   *err = NULL;
+
+	put_be32(prefix, (uint32) def->id);
+	if (class_prefix != NULL)
+	{
+		memcpy(prefix + 4, class_prefix, SSTATE_CLASS_PREFIX);
+		prefixlen += SSTATE_CLASS_PREFIX;
+	}
+	/* the upper bound: the prefix plus one */
+	memcpy(upper, prefix, prefixlen);
+	{
+		int			i;
+
+		for (i = prefixlen - 1; i >= 0; i--)
+		{
+			if ((unsigned char) upper[i] != 0xff)
+			{
+				upper[i] = (char) ((unsigned char) upper[i] + 1);
+				break;
+			}
+			upper[i] = 0;
+		}
+	}
+	rocksdb_readoptions_set_iterate_upper_bound(ro, upper, prefixlen);
+	it = rocksdb_create_iterator(rdb, ro);
+	if (fromlen > 0)
+		rocksdb_iter_seek(it, from, fromlen);
+	else
+		rocksdb_iter_seek(it, prefix, prefixlen);
+
+	*cursorlen = 0;
+	*need = 0;
+	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		klen,
+					vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v;
+		const char *img;
+		uint32		ilen;
+		uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
+		int64		pane;
+		int64		count;
+		bool		same;
+
+		if (klen < off + 4 + 8)
+			continue;
+		ilen = get_be32(k + off);
+		if (klen != off + 4 + ilen + 8)
+			continue;
+		img = k + off + 4;
+		pane = get_pane(k + klen - 8);
+		if (pane < dead_below)
+			continue;
+		v = rocksdb_iter_value(it, &vlen);
+		count = value_count(v, vlen);
+		if (count == 0)
+			continue;
+
+		same = in_record && cur_len == ilen && memcmp(cur_img, img, ilen) == 0;
+		if (!same)
+		{
+			/* close the current record, open a new one */
+			if (in_record)
+				memcpy(buf + rec + 4 + cur_len, &npanes, 4);
+			if (pos + 4 + ilen + 4 + 16 > bufsize)
+			{
+				if (!in_record)
+				{
+					/* not even one pane of this key fits: ask for more room */
+					*need = 4 + ilen + 4 + 16;
+					break;
+				}
+				*cursor = palloc(klen);
+				memcpy(*cursor, k, klen);
+				*cursorlen = klen;
+				in_record = false;
+				break;
+			}
+			rec = pos;
+			memcpy(buf + pos, &ilen, 4);
+			memcpy(buf + pos + 4, img, ilen);
+			cur_img = buf + pos + 4;
+			cur_len = ilen;
+			pos += 4 + ilen + 4;
+			npanes = 0;
+			in_record = true;
+		}
+		else if (pos + 16 > bufsize)
+		{
+			memcpy(buf + rec + 4 + cur_len, &npanes, 4);
+			*cursor = palloc(klen);
+			memcpy(*cursor, k, klen);
+			*cursorlen = klen;
+			in_record = false;
+			break;
+		}
+		memcpy(buf + pos, &pane, 8);
+		memcpy(buf + pos + 8, &count, 8);
+		pos += 16;
+		npanes++;
+	}
+	if (in_record)
+		memcpy(buf + rec + 4 + cur_len, &npanes, 4);
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (err != NULL)
+	{
+		*error = pstrdup(err);
+		rocksdb_free(err);
+		return false;
+	}
+	*used = pos;
+	return true;
+}
+
+static int64
+int_property(const char *name)
+{
+	uint64_t	v = 0;
+
+	if (rocksdb_property_int(rdb, name, &v) != 0)
+		return -1;
+	return (int64) v;
+}
+
+void
+sstate_rdb_stats(StreamStateDb *db, StreamStateRdbStats *st, uint32 bufsize)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	int			max = (bufsize - offsetof(StreamStateRdbStats, queries)) / sizeof(st->queries[0]);
+
+	memset(st, 0, offsetof(StreamStateRdbStats, queries));
+	if (rdb == NULL)
+		return;
+	st->memtable_bytes = int_property("rocksdb.cur-size-all-mem-tables");
+	st->block_cache_bytes = (int64) rocksdb_cache_get_usage(rdb_cache);
+	st->block_cache_capacity = (int64) rocksdb_cache_get_capacity(rdb_cache);
+	st->sst_bytes = int_property("rocksdb.total-sst-files-size");
+	st->pending_compaction_bytes = int_property("rocksdb.estimate-pending-compaction-bytes");
+	st->running_compactions = int_property("rocksdb.num-running-compactions");
+	st->estimated_entries = int_property("rocksdb.estimate-num-keys");
+	sstate_rdb_update_sizes(db);
+	for (int i = 0; i < sstate_shared->max_queries && st->nqueries < max; i++)
+	{
+		if (qs[i].status == SSQ_FREE || qs[i].def.backend != SSB_ROCKSDB)
+			continue;
+		st->queries[st->nqueries].qid = qs[i].def.id;
+		st->queries[st->nqueries].estimated_entries = qs[i].panes;
+		st->queries[st->nqueries].estimated_bytes = qs[i].bytes;
+		st->nqueries++;
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Checkpoints
+ *
+ * A checkpoint of a database with rocksdb queries is its file (memory
+ * queries' state and every query's definition) plus a RocksDB checkpoint
+ * taken at the same applied position: stream_state/<database>/rocksdb-ckpt/
+ * <id>, hard links of the SST files (so incremental by nature) and copies
+ * of the rest.  It stays under the data directory, next to the live
+ * RocksDB, whatever the checkpoint's target: hard links need the same file
+ * system.
+ * ---------------------------------------------------------------------
+ */
+
+static void
+rdb_ckpt_path(Oid dboid, int64 id, char *buf)
+{
+	snprintf(buf, MAXPGPATH, "stream_state/%u/rocksdb-ckpt/%lld", dboid, (long long) id);
+}
+
+bool
+sstate_rdb_checkpoint(Oid dboid, int64 id, char **error)
+{
+	char		dir[MAXPGPATH];
+	char		path[MAXPGPATH];
+	char	   *err = NULL;
+	rocksdb_checkpoint_t *cp;
+	struct stat st;
+
+	if (rdb == NULL)
+		return true;
+	snprintf(dir, sizeof(dir), "stream_state/%u/rocksdb-ckpt", dboid);
+	if (MakePGDirectory(dir) < 0 && errno != EEXIST)
+	{
+		*error = psprintf("could not create directory \"%s\": %m", dir);
+		return false;
+	}
+	rdb_ckpt_path(dboid, id, path);
+	if (stat(path, &st) == 0)
+		(void) rmtree(path, true);	/* a leftover of a failed attempt */
+	cp = rocksdb_checkpoint_object_create(rdb, &err);
+	if (err == NULL)
+	{
+		rocksdb_checkpoint_create(cp, path, 0, &err);
+		rocksdb_checkpoint_object_destroy(cp);
+	}
+	if (err != NULL)
+	{
+		*error = psprintf("could not create RocksDB checkpoint \"%s\": %s", path, err);
+		rocksdb_free(err);
+		return false;
+	}
+	fsync_fname(dir, true);
+	return true;
+}
+
+bool
+sstate_rdb_checkpoint_exists(Oid dboid, int64 id)
+{
+	char		path[MAXPGPATH];
+	char		current[MAXPGPATH];
+	struct stat st;
+
+	rdb_ckpt_path(dboid, id, path);
+	snprintf(current, sizeof(current), "%s/CURRENT", path);
+	return stat(current, &st) == 0;
+}
+
+/* Remove the RocksDB checkpoints whose id is not in keep (a List of int64 *). */
+void
+sstate_rdb_prune_checkpoints(Oid dboid, List *keep)
+{
+	char		dir[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+
+	snprintf(dir, sizeof(dir), "stream_state/%u/rocksdb-ckpt", dboid);
+	d = AllocateDir(dir);
+	if (d == NULL)
+		return;
+	while ((de = ReadDir(d, dir)) != NULL)
+	{
+		char	   *end;
+		long long	id;
+		bool		kept = false;
+		ListCell   *lc;
+		char		path[MAXPGPATH];
+
+		if (de->d_name[0] == '.')
+			continue;
+		id = strtoll(de->d_name, &end, 10);
+		foreach(lc, keep)
+			if (*(int64 *) lfirst(lc) == id)
+				kept = true;
+		if (*end == '\0' && kept)
+			continue;
+		snprintf(path, sizeof(path), "%s/%s", dir, de->d_name);
+		if (!rmtree(path, true))
+			ereport(LOG,
+					(errmsg("stream_state: could not remove directory \"%s\"", path)));
+	}
+	FreeDir(d);
+}
+
+/*
+ * Make the live RocksDB a copy of checkpoint id: SST files linked, the rest
+ * copied (RocksDB appends to its MANIFEST; the checkpoint's must not
+ * change).  The database must be closed.
+ */
+static bool
+replace_with_checkpoint(Oid dboid, int64 id, char **error)
+{
+	char		src[MAXPGPATH];
+	char		live[MAXPGPATH];
+	char		tmp[MAXPGPATH];
+	char		old[MAXPGPATH];
+	DIR		   *d;
+	struct dirent *de;
+	struct stat st;
+
+	Assert(rdb == NULL);
+	rdb_ckpt_path(dboid, id, src);
+	rdb_path(dboid, live);
+	snprintf(tmp, sizeof(tmp), "%s.restoring", live);
+	snprintf(old, sizeof(old), "%s.old", live);
+	if (stat(tmp, &st) == 0)
+		(void) rmtree(tmp, true);
+	if (MakePGDirectory(tmp) < 0)
+	{
+		*error = psprintf("could not create directory \"%s\": %m", tmp);
+		return false;
+	}
+	d = AllocateDir(src);
+	if (d == NULL)
+	{
+		*error = psprintf("could not open directory \"%s\": %m", src);
+		return false;
+	}
+	while ((de = ReadDir(d, src)) != NULL)
+	{
+		char		from[MAXPGPATH];
+		char		to[MAXPGPATH];
+		size_t		n = strlen(de->d_name);
+
+		if (de->d_name[0] == '.')
+			continue;
+		snprintf(from, sizeof(from), "%s/%s", src, de->d_name);
+		snprintf(to, sizeof(to), "%s/%s", tmp, de->d_name);
+		if (n > 4 && strcmp(de->d_name + n - 4, ".sst") == 0)
+		{
+			if (link(from, to) < 0)
+			{
+				if (errno != EXDEV)
+				{
+					*error = psprintf("could not link \"%s\" to \"%s\": %m", from, to);
+					FreeDir(d);
+					return false;
+				}
+				copy_file(from, to);	/* on another file system */
+			}
+		}
+		else
+			copy_file(from, to);
+	}
+	FreeDir(d);
+	fsync_fname(tmp, true);
+
+	/* swap: the live one stays where it is until the copy is in place */
+	if (stat(old, &st) == 0)
+		(void) rmtree(old, true);
+	if (stat(live, &st) == 0 && rename(live, old) < 0)
+	{
+		*error = psprintf("could not rename \"%s\" to \"%s\": %m", live, old);
+		return false;
+	}
+	if (rename(tmp, live) < 0)
+	{
+		*error = psprintf("could not rename \"%s\" to \"%s\": %m", tmp, live);
+		if (stat(old, &st) == 0 && rename(old, live) < 0)
+			ereport(LOG,
+					(errcode_for_file_access(),
+					 errmsg("could not rename \"%s\" back to \"%s\": %m", old, live)));
+		return false;
+	}
+	{
+		char		parent[MAXPGPATH];
+
+		snprintf(parent, sizeof(parent), "stream_state/%u", dboid);
+		fsync_fname(parent, true);
+	}
+	if (stat(old, &st) == 0)
+		(void) rmtree(old, true);
+	return true;
+}
+
+/*
+ * At the worker's start, after the checkpoint ckpt_id (0: none) taken at
+ * ckpt_applied was loaded into db's query slots: open RocksDB if this
+ * database has one or needs one, and line each rocksdb query up with it.
+ *
+ * from_copy (restore_checkpoint): the live RocksDB becomes the checkpoint's
+ * copy first.  A live RocksDB that cannot be opened is replaced by the
+ * copy of checkpoint ckpt_id, if there is one; otherwise it is moved aside
+ * and the rocksdb queries need a rebuild.  A query RocksDB holds at or
+ * after ckpt_applied goes on from RocksDB's own position (skip_below);
+ * one it does not hold (its data was lost) needs a rebuild.  lost: the
+ * checkpoint's WAL is gone (restore_checkpoint of an old one), every query
+ * needs a rebuild and RocksDB's state of them goes.
+ */
+void
+sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bool from_copy,
+				   bool lost)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	bool		any = false;
+	char	   *error = NULL;
+	bool		fresh = false;
+	bool		exists;
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status != SSQ_FREE && qs[i].def.backend == SSB_ROCKSDB)
+			any = true;
+	{
+		char		live[MAXPGPATH];
+
+		rdb_path(db->dboid, live);
+		exists = has_manifest(live);
+	}
+	if (!any && !exists)
+		return;
+
+	sstate_rdb_close();
+	if (any && !exists && !from_copy && ckpt_id > 0 &&
+		sstate_rdb_checkpoint_exists(db->dboid, ckpt_id))
+	{
+		/* gone (or never made durable): the checkpoint's is the newest */
+		if (!replace_with_checkpoint(db->dboid, ckpt_id, &error))
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("stream_state: could not restore the RocksDB of checkpoint %lld: %s",
+							(long long) ckpt_id, error)));
+		ereport(LOG,
+				(errmsg("stream_state: the RocksDB of database %u is missing; restored from checkpoint %lld",
+						db->dboid, (long long) ckpt_id)));
+	}
+	if (from_copy && ckpt_id > 0 && sstate_rdb_checkpoint_exists(db->dboid, ckpt_id))
+	{
+		if (!replace_with_checkpoint(db->dboid, ckpt_id, &error))
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("stream_state: could not restore the RocksDB of checkpoint %lld: %s",
+							(long long) ckpt_id, error)));
+		ereport(LOG,
+				(errmsg("stream_state: the RocksDB of database %u is restored from checkpoint %lld",
+						db->dboid, (long long) ckpt_id)));
+	}
+	if (!sstate_rdb_open(db->dboid, &error))
+	{
+		char		live[MAXPGPATH];
+		char		aside[MAXPGPATH];
+
+		ereport(LOG,
+				(errmsg("stream_state: %s", error)));
+		rdb_path(db->dboid, live);
+		if (ckpt_id > 0 && sstate_rdb_checkpoint_exists(db->dboid, ckpt_id) &&
+			replace_with_checkpoint(db->dboid, ckpt_id, &error) &&
+			sstate_rdb_open(db->dboid, &error))
+			ereport(LOG,
+					(errmsg("stream_state: the RocksDB of database %u is restored from checkpoint %lld instead",
+							db->dboid, (long long) ckpt_id)));
+		else
+		{
+			snprintf(aside, sizeof(aside), "%s.damaged.%lld", live,
+					 (long long) GetCurrentTimestamp());
+			if (rename(live, aside) < 0 && errno != ENOENT)
+				ereport(ERROR,
+						(errcode_for_file_access(),
+						 errmsg("could not rename \"%s\" to \"%s\": %m", live, aside)));
+			if (!sstate_rdb_open(db->dboid, &error))
+				ereport(ERROR,
+						(errcode(ERRCODE_IO_ERROR),
+						 errmsg("stream_state: %s", error)));
+			ereport(WARNING,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("stream_state: the RocksDB of database %u could not be opened and was moved to \"%s\"",
+							db->dboid, aside),
+					 errhint("Queries shown as \"needs rebuild\" in stream_state.queries must be rebuilt with stream_state.rebuild(name).")));
+			fresh = true;
+		}
+	}
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		StreamStateRdbMeta m;
+
+		if (q->status == SSQ_FREE || q->def.backend != SSB_ROCKSDB)
+			continue;
+		if (lost)
+		{
+			sstate_rdb_drop_query(q->def.id);
+			continue;
+		}
+		if (!fresh && sstate_rdb_get_meta(q->def.id, &m) && m.applied >= ckpt_applied)
+		{
+			q->skip_below = m.applied;
+			q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_RUNNING;
+			q->paused_lsn = InvalidXLogRecPtr;
+			q->max_event_us = m.max_event_us;
+			q->dead_below = m.dead_below;
+			q->events_applied = m.events_applied;
+			q->late_events = m.late_events;
+			q->skipped = m.skipped;
+			sstate_rdb_set_dead_below(q->def.id, m.dead_below);
+			continue;
+		}
+		ereport(WARNING,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("stream_state: RocksDB does not hold the state of continuous query \"%s\" at %X/%X",
+						q->def.name, LSN_FORMAT_ARGS(ckpt_applied)),
+				 errhint("Run SELECT stream_state.rebuild('%s') to recompute it from its source table.",
+						 q->def.name)));
+		sstate_rdb_drop_query(q->def.id);
+		q->status = SSQ_NEEDS_REBUILD;
+	}
+	if (sstate_rdb_dirty() && !sstate_rdb_write(db, ckpt_applied, ckpt_applied, &error))
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("stream_state: could not write to RocksDB: %s", error)));
+}
+
+/*
+ * Drop the state RocksDB holds of queries that are not rocksdb queries of
+ * db now: dropped, never defined again after a restore, or moved out to
+ * memory at or before durable, the applied position of a checkpoint that
+ * is durable (one taken before the move still needs the state here).
+ */
+void
+sstate_rdb_drop_strays(StreamStateDb *db, XLogRecPtr durable)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	List	   *qids;
+	ListCell   *lc;
+
+	if (rdb == NULL)
+		return;
+	qids = sstate_rdb_meta_qids();
+	foreach(lc, qids)
+	{
+		int32		qid = lfirst_int(lc);
+		StreamStateQuery *q = NULL;
+		StreamStateRdbMeta m;
+
+		for (int i = 0; i < sstate_shared->max_queries; i++)
+			if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
+				q = &qs[i];
+		if (q != NULL && q->def.backend == SSB_ROCKSDB)
+			continue;
+		if (q != NULL && sstate_rdb_get_meta(qid, &m) && m.applied > durable)
+			continue;
+		sstate_rdb_drop_query(qid);
+	}
+	list_free(qids);
+}
+
+/*
+ * A query moves out to memory at the commit at lsn: its state here stays,
+ * frozen as of that commit, until sstate_rdb_drop_strays.
+ */
+void
+sstate_rdb_freeze(StreamStateQuery *q, XLogRecPtr lsn)
+{
+	StreamStateRdbMeta m;
+	char		mk[META_KEY_LEN];
+
+	memset(&m, 0, sizeof(m));
+	m.version = SSTATE_RDB_META_VERSION;
+	m.status = SSTATE_RDB_FROZEN;
+	m.applied = lsn;
+	m.restart = lsn;
+	m.max_event_us = q->max_event_us;
+	m.dead_below = q->dead_below;
+	m.events_applied = q->events_applied;
+	m.late_events = q->late_events;
+	m.skipped = q->skipped;
+	meta_key(mk, q->def.id);
+	rocksdb_writebatch_put(rdb_batch, mk, sizeof(mk), (const char *) &m, sizeof(m));
+	rdb_pending = true;
+}
+
+/*
+ * Call cb for every key of a query with its live panes (at or after
+ * dead_below, count not 0), in key order, as sstate_store_scan does.
+ */
+void
+sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
+				   sstate_store_scan_cb cb, void *arg)
+{
+	char		lo[4],
+				hi[4];
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
+	char	   *key = NULL;
+	uint32		keylen = 0;
+	int			npanes = 0;
+	int			cap = 16;
+	StreamStatePane *panes = palloc(sizeof(StreamStatePane) * cap);
+	char	   *err = NULL;
+
+	put_be32(lo, (uint32) def->id);
+	put_be32(hi, (uint32) def->id + 1);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, hi, sizeof(hi));
+	it = rocksdb_create_iterator(rdb, ro);
+	for (rocksdb_iter_seek(it, lo, sizeof(lo)); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		klen,
+					vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v;
+		uint32		ilen;
+		int64		pane;
+		int64		count;
+
+		if (klen < off + 4 + 8)
+			continue;
+		ilen = get_be32(k + off);
+		if (klen != off + 4 + ilen + 8)
+			continue;
+		pane = get_pane(k + klen - 8);
+		v = rocksdb_iter_value(it, &vlen);
+		count = value_count(v, vlen);
+		if (pane < dead_below || count == 0)
+			continue;
+		if (key == NULL || keylen != ilen || memcmp(key, k + off + 4, ilen) != 0)
+		{
+			if (key != NULL && npanes > 0)
+				cb(arg, def->id, key, keylen, panes, npanes);
+			if (key != NULL)
+				pfree(key);
+			key = palloc(Max(ilen, 1));
+			memcpy(key, k + off + 4, ilen);
+			keylen = ilen;
+			npanes = 0;
+		}
+		if (npanes == cap)
+		{
+			cap *= 2;
+			panes = repalloc(panes, sizeof(StreamStatePane) * cap);
+		}
+		panes[npanes].pane = pane;
+		panes[npanes].count = count;
+		npanes++;
+	}
+	if (key != NULL && npanes > 0)
+		cb(arg, def->id, key, keylen, panes, npanes);
+	rocksdb_iter_get_error(it, &err);
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	if (err != NULL)
+	{
+		char	   *msg = pstrdup(err);
+
+		rocksdb_free(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("stream_state: could not read RocksDB: %s", msg)));
+	}
+}
+
+/* ---------------------------------------------------------------------
+ * Failure and recovery
+ *
+ * A write or flush that fails (disk full, an unwritable directory, an I/O
+ * error) puts RocksDB into an error state in which every later write fails
+ * too; writes between flushes stayed in memtables that are now lost.  The
+ * worker closes it and pauses every rocksdb query (SSQ_PAUSED_DISK): the
+ * main reader skips them, checkpoints are refused (so the slot keeps their
+ * WAL), and reads of them fail with a clear error; memory queries go on.
+ * Every second it opens RocksDB again; once that works, each query goes on
+ * from what RocksDB made durable (its meta) as a paused query catching up:
+ * a reader of its own re-applies its commits from the kept WAL.
+ * ---------------------------------------------------------------------
+ */
+
+static bool rdb_broken = false;
+static bool rdb_full = false;
+
+/* Can nothing be written to RocksDB now (failed, or its disk full)? */
+bool
+sstate_rdb_broken(void)
+{
+	return rdb_broken || rdb_full;
+}
+
+/*
+ * Is there stream_state.rocksdb_min_free_space on the file system of this
+ * database's RocksDB?
+ *
+ * The reserve keeps RocksDB itself from running out of space: a flush or
+ * compaction that hits ENOSPC puts it into an error state, and the build
+ * of RocksDB 7.8 in Debian 12 then fails an assertion and aborts the
+ * process (WritableFileWriter::AssertFalseAndGetStatusForPrevError), which
+ * makes PostgreSQL restart every backend.  So the worker stops writing
+ * while there is still room, as PostgreSQL's own WAL never can.
+ */
+static bool
+space_ok(Oid dboid)
+{
+	char		path[MAXPGPATH];
+	struct statvfs st;
+
+	if (sstate_rocksdb_min_free_space_kb <= 0)
+		return true;
+	rdb_path(dboid, path);
+	if (statvfs(path, &st) != 0)
+		return true;			/* the next write says what is wrong */
+	return (uint64) st.f_bavail * st.f_frsize >= (uint64) sstate_rocksdb_min_free_space_kb * 1024;
+}
+
+/*
+ * After a batch was written at applied (with restart): if the disk is
+ * getting full, pause every running rocksdb query there.  RocksDB stays
+ * open and holds them up to applied; sstate_rdb_retry resumes them.
+ */
+void
+sstate_rdb_check_space(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	int			n = 0;
+
+	if (rdb == NULL || rdb_broken || rdb_full || space_ok(db->dboid))
+		return;
+	rdb_full = true;
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	db->rdb_full = true;
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+
+		if (q->status != SSQ_RUNNING || q->def.backend != SSB_ROCKSDB)
+			continue;
+		q->status = SSQ_PAUSED_DISK;
+		q->paused_lsn = applied;
+		q->paused_restart = restart;
+		n++;
+	}
+	LWLockRelease(&db->lock);
+	ereport(WARNING,
+			(errcode(ERRCODE_DISK_FULL),
+			 errmsg("stream_state: less than stream_state.rocksdb_min_free_space (%d kB) is free for the RocksDB of database %u",
+					sstate_rocksdb_min_free_space_kb, db->dboid),
+			 errdetail("%d rocksdb-backend queries are paused at %X/%X; their commits stay in the kept WAL and memory-backend queries go on.  They catch up once the space is back.",
+					   n, LSN_FORMAT_ARGS(applied)),
+			 errhint("Free disk space on the file system of \"stream_state/%u/rocksdb\".", db->dboid)));
+}
+
+void
+sstate_rdb_fail(StreamStateDb *db, XLogRecPtr at, const char *error)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	int			n = 0;
+
+	/* whatever RocksDB still holds unflushed is re-applied from WAL */
+	if (rdb_batch)
+		rocksdb_writebatch_clear(rdb_batch);
+	rdb_pending = false;
+	sstate_rdb_close();
+	rdb_broken = true;
+	rdb_full = false;
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	db->rdb_full = false;
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+
+		if (q->status == SSQ_FREE || q->def.backend != SSB_ROCKSDB ||
+			q->status == SSQ_NEEDS_REBUILD || q->status == SSQ_PAUSED_DISK)
+			continue;
+		q->status = SSQ_PAUSED_DISK;
+		if (XLogRecPtrIsInvalid(q->paused_lsn) || q->paused_lsn > at)
+			q->paused_lsn = at;
+		n++;
+	}
+	LWLockRelease(&db->lock);
+	ereport(WARNING,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("stream_state: the RocksDB of database %u failed: %s", db->dboid, error),
+			 errdetail("%d rocksdb-backend queries are paused; their commits stay in the kept WAL and memory-backend queries go on.  The worker tries RocksDB again every second.", n),
+			 errhint("Free disk space on the file system of \"stream_state/%u/rocksdb\", or make it writable.", db->dboid)));
+}
+
+/*
+ * Try RocksDB again.  On success every query paused by sstate_rdb_fail
+ * catches up from RocksDB's durable position; returns true.
+ */
+bool
+sstate_rdb_retry(StreamStateDb *db)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	char	   *error = NULL;
+	int			n = 0;
+
+	if (rdb_full && !rdb_broken)
+	{
+		if (!space_ok(db->dboid))
+			return false;
+		/* RocksDB holds them up to where they paused: catch up from there */
+		rdb_full = false;
+		LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+		db->rdb_full = false;
+		for (int i = 0; i < sstate_shared->max_queries; i++)
+			if (qs[i].status == SSQ_PAUSED_DISK)
+			{
+				qs[i].status = SSQ_PAUSED_MEMORY;
+				n++;
+			}
+		LWLockRelease(&db->lock);
+		ereport(LOG,
+				(errmsg("stream_state: the RocksDB of database %u has space again; %d queries catch up from the kept WAL",
+						db->dboid, n)));
+		return true;
+	}
+	if (!rdb_broken)
+		return true;
+	if (!sstate_rdb_open(db->dboid, &error))
+		return false;
+	rdb_broken = false;
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		StreamStateRdbMeta m;
+
+		if (q->status != SSQ_PAUSED_DISK)
+			continue;
+		if (sstate_rdb_get_meta(q->def.id, &m) && m.status != SSTATE_RDB_FROZEN)
+		{
+			q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_PAUSED_MEMORY;
+			q->paused_lsn = m.applied;
+			q->paused_restart = m.restart;
+			q->skip_below = m.applied;
+			q->max_event_us = m.max_event_us;
+			q->dead_below = m.dead_below;
+			q->events_applied = m.events_applied;
+			q->late_events = m.late_events;
+			q->skipped = m.skipped;
+			sstate_rdb_set_dead_below(q->def.id, m.dead_below);
+		}
+		else if (!XLogRecPtrIsInvalid(q->defined_lsn) && MyReplicationSlot != NULL &&
+				 q->defined_lsn >= MyReplicationSlot->data.restart_lsn)
+		{
+			/*
+			 * Defined since the last checkpoint and never flushed: all of it
+			 * is in the kept WAL, from its definition on.
+			 */
+			q->status = SSQ_PAUSED_MEMORY;
+			q->paused_lsn = q->defined_lsn;
+			q->paused_restart = MyReplicationSlot->data.restart_lsn;
+			q->skip_below = InvalidXLogRecPtr;
+			q->max_event_us = SSTATE_NO_TIME;
+			q->dead_below = PG_INT64_MIN;
+			q->events_applied = 0;
+			q->late_events = 0;
+			q->skipped = 0;
+			sstate_rdb_set_dead_below(q->def.id, PG_INT64_MIN);
+		}
+		else
+		{
+			/* its state is gone with the memtables, and its WAL too */
+			q->status = SSQ_NEEDS_REBUILD;
+			q->paused_lsn = InvalidXLogRecPtr;
+		}
+		n++;
+	}
+	LWLockRelease(&db->lock);
+	ereport(LOG,
+			(errmsg("stream_state: the RocksDB of database %u can be written again; %d queries catch up from the kept WAL",
+					db->dboid, n)));
+	return true;
+}

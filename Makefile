@@ -35,7 +35,8 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_s
 
 # The same tests once more with every query on the rocksdb backend
 # (stream_state.default_backend = rocksdb), except store, which looks at
-# the memory store itself.  Same expected output: the backend must not show.
+# the memory store itself, and the isolation specs.  Same expected output:
+# the backend must not show.
 REGRESS_ROCKSDB = $(filter-out store,$(REGRESS))
 
 ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts
@@ -56,6 +57,10 @@ installcheck-rocksdb:
 	$(pg_regress_installcheck) --temp-instance=./tmp_check_rocksdb \
 		--temp-config=$(srcdir)/test/stream_state.conf --temp-config=$(srcdir)/test/rocksdb.conf \
 		--load-extension=stream_state --inputdir=$(srcdir) --outputdir=test/output_rocksdb $(REGRESS_ROCKSDB)
+	$(pg_isolation_regress_installcheck) --temp-instance=./tmp_check_iso_rocksdb \
+		--temp-config=$(srcdir)/test/stream_state.conf --temp-config=$(srcdir)/test/rocksdb.conf \
+		--inputdir=test/isolation --outputdir=test/isolation/output_iso_rocksdb \
+		--load-extension=stream_state $(ISOLATION)
 
 .PHONY: installcheck-rocksdb
 

@@ -183,6 +183,7 @@ tar -C "$ROOT" \
 	--exclude=./log --exclude=./output_iso --exclude=./test/isolation/output_iso \
 	--exclude=./test/isolation/results --exclude=./bench/out \
 	--exclude=./tmp_check_rocksdb --exclude=./test/output_rocksdb \
+	--exclude=./tmp_check_iso_rocksdb --exclude=./test/isolation/output_iso_rocksdb \
 	-cf - . | tar -C "$W" -xf -
 chown -R postgres: "$W"
 chmod 700 "$W"
@@ -232,19 +233,21 @@ if [ "$rc" != 0 ]; then
 	for f in "$W"/tmp_check/log/*; do show_tail "$f" 100; done
 fi
 
-banner "pg_regress, rocksdb backend: make installcheck-rocksdb"
+banner "pg_regress and isolation, rocksdb backend: make installcheck-rocksdb"
 run_step "${SS_TIMEOUT_REGRESS:-1200}" "$W/.regress_rocksdb.out" make installcheck-rocksdb
 rc=$?
 pg_regress_counts "$W/.regress_rocksdb.out" "$rc"
 # a worker that crashes while the server shuts down fails no test by itself
-if grep -qE 'terminated by signal|PANIC:' "$W"/test/output_rocksdb/log/*.log 2>/dev/null; then
+if grep -qE 'terminated by signal|PANIC:' "$W"/test/output_rocksdb/log/*.log \
+	"$W"/test/isolation/output_iso_rocksdb/log/*.log 2>/dev/null; then
 	echo "!!!!! a server process crashed during the rocksdb pg_regress run"
 	NF=$((NF + 1))
 	rc=1
 fi
-record "pg_regress (REGRESS, rocksdb)" "$NP" "$NF"
+record "pg_regress + isolation, rocksdb" "$NP" "$NF"
 if [ "$rc" != 0 ]; then
 	show_file "$W/test/output_rocksdb/regression.diffs"
+	show_file "$W/test/isolation/output_iso_rocksdb/regression.diffs"
 	show_unexpected "$W/test/output_rocksdb/results" "$W/expected"
 	show_crashes "$W"/test/output_rocksdb/log/*.log
 	for f in "$W"/test/output_rocksdb/log/*; do show_tail "$f" 100; done

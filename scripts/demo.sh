@@ -71,6 +71,10 @@ CREATE TABLE events (user_id bigint, ts timestamptz, kind text);
 SELECT stream_state.create_query('clicks_5m', 'events',
          key_column => 'user_id', time_column => 'ts',
          window_size => '5 minutes', slide => '1 minute');
+\echo '-- the same query with its state in RocksDB (for state larger than memory)'
+SELECT stream_state.create_query('clicks_5m_rocksdb', 'events',
+         key_column => 'user_id', time_column => 'ts',
+         window_size => '5 minutes', slide => '1 minute', backend => 'rocksdb');
 \set QUIET on
 
 -- the instant everything below reads at, and the window it falls in: the
@@ -159,11 +163,22 @@ ss_psql -d demo -e <<'SQL'
 \set QUIET off
 SELECT stream_state.wait_applied();
 SELECT s.key AS user_id, s.count AS stream_state_count,
+       stream_state.window_count('clicks_5m_rocksdb', s.key::bigint) AS rocksdb_count,
        (SELECT count(*) FROM events e
          WHERE e.user_id = s.key::bigint
            AND e.ts >= s.window_start AND e.ts < s.window_end) AS recomputed_count
   FROM stream_state.window_counts('clicks_5m') s
  ORDER BY 1;
+\set QUIET on
+\echo
+\echo '-- move the memory query into RocksDB while it runs; nothing is lost or counted twice'
+\set QUIET off
+SELECT stream_state.set_backend('clicks_5m', 'rocksdb');
+INSERT INTO events SELECT 2, now() - interval '1 second', 'click' FROM generate_series(1, 100);
+SELECT name, backend, status, events_applied FROM stream_state.queries ORDER BY name;
+SELECT stream_state.window_count('clicks_5m', 2::bigint) AS user_2_memory_then_rocksdb,
+       stream_state.window_count('clicks_5m_rocksdb', 2::bigint) AS user_2_rocksdb;
+SELECT scope, query, estimated_entries, memtable_bytes, sst_bytes FROM stream_state.rocksdb_stats;
 SQL
 echo
 echo "demo: done; stopping the server and removing $T"

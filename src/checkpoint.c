@@ -20,7 +20,9 @@
  *		HEADER	  system identifier, database, flags, id, L, R, created_at,
  *				  number of queries
  *		QUERIES	  one CkptQuery per query: definition, status, watermark,
- *				  counters
+ *				  counters; key_flags (0 before 0.3.0) says classed keys
+ *				  and, since 0.4.0, a rocksdb query, whose state is in the
+ *				  RocksDB checkpoint taken with the file (rocks.c), not here
  *		ENTRIES	  (any number, about 1 MB each) per key: varint query id,
  *				  varint key length, key image, varint number of panes, then
  *				  per pane the pane (zigzag varint, later ones as a varint

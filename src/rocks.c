@@ -606,6 +606,46 @@ sstate_rdb_dirty(void)
 	return rdb_pending;
 }
 
+/* Put q's meta into the pending batch: status, positions, q's counters. */
+static void
+put_meta(const StreamStateQuery *q, int32 status, XLogRecPtr applied, XLogRecPtr restart)
+{
+	StreamStateRdbMeta m;
+	char		mk[META_KEY_LEN];
+
+	memset(&m, 0, sizeof(m));
+	m.version = SSTATE_RDB_META_VERSION;
+	m.status = status;
+	m.applied = applied;
+	m.restart = restart;
+	m.max_event_us = q->max_event_us;
+	m.dead_below = q->dead_below;
+	m.events_applied = q->events_applied;
+	m.late_events = q->late_events;
+	m.skipped = q->skipped;
+	meta_key(mk, q->def.id);
+	rocksdb_writebatch_put(rdb_batch, mk, sizeof(mk), (const char *) &m, sizeof(m));
+	rdb_pending = true;
+}
+
+/*
+ * q goes on from what RocksDB's meta m says: its commits before m->applied
+ * are there, its counters and watermark are m's.
+ */
+void
+sstate_rdb_adopt_meta(StreamStateQuery *q, const StreamStateRdbMeta *m,
+					  StreamStateQueryStatus status)
+{
+	q->status = (m->status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : status;
+	q->skip_below = m->applied;
+	q->max_event_us = m->max_event_us;
+	q->dead_below = m->dead_below;
+	q->events_applied = m->events_applied;
+	q->late_events = m->late_events;
+	q->skipped = m->skipped;
+	sstate_rdb_set_dead_below(q->def.id, m->dead_below);
+}
+
 /*
  * Write the pending batch with the meta of every rocksdb query of db: a
  * running query has applied every commit before applied (and needs WAL
@@ -623,33 +663,14 @@ sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart, char
 	for (int i = 0; i < sstate_shared->max_queries; i++)
 	{
 		StreamStateQuery *q = &qs[i];
-		StreamStateRdbMeta m;
-		char		mk[META_KEY_LEN];
 
 		if (q->status == SSQ_FREE || q->def.backend != SSB_ROCKSDB ||
 			q->status == SSQ_PAUSED_DISK)
 			continue;
-		memset(&m, 0, sizeof(m));
-		m.version = SSTATE_RDB_META_VERSION;
 		if (q->status == SSQ_PAUSED_MEMORY)
-		{
-			m.status = SSQ_RUNNING;
-			m.applied = q->paused_lsn;
-			m.restart = q->paused_restart;
-		}
+			put_meta(q, SSQ_RUNNING, q->paused_lsn, q->paused_restart);
 		else
-		{
-			m.status = q->status;
-			m.applied = Max(applied, q->skip_below);
-			m.restart = restart;
-		}
-		m.max_event_us = q->max_event_us;
-		m.dead_below = q->dead_below;
-		m.events_applied = q->events_applied;
-		m.late_events = q->late_events;
-		m.skipped = q->skipped;
-		meta_key(mk, q->def.id);
-		rocksdb_writebatch_put(rdb_batch, mk, sizeof(mk), (const char *) &m, sizeof(m));
+			put_meta(q, q->status, Max(applied, q->skip_below), restart);
 	}
 	rocksdb_write(rdb, rdb_wopts, rdb_batch, &err);
 	rocksdb_writebatch_clear(rdb_batch);
@@ -753,6 +774,38 @@ sstate_rdb_update_sizes(StreamStateDb *db)
  * ---------------------------------------------------------------------
  */
 
+/*
+ * The state entry under iterator it, if it is a live one of a query like
+ * def (pane at or after dead_below, count not 0): its raw key, the key
+ * image in it, the pane and the count.
+ */
+static bool
+live_entry(rocksdb_iterator_t *it, const StreamStateQueryDef *def, int64 dead_below,
+		   const char **key, size_t *keylen, const char **img, uint32 *ilen,
+		   int64 *pane, int64 *count)
+{
+	uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
+	const char *k = rocksdb_iter_key(it, keylen);
+	const char *v;
+	size_t		vlen;
+
+	if (*keylen < off + 4 + 8)
+		return false;
+	*ilen = get_be32(k + off);
+	if (*keylen != off + 4 + *ilen + 8)
+		return false;
+	*pane = get_pane(k + *keylen - 8);
+	if (*pane < dead_below)
+		return false;
+	v = rocksdb_iter_value(it, &vlen);
+	*count = value_count(v, vlen);
+	if (*count == 0)
+		return false;
+	*key = k;
+	*img = k + off + 4;
+	return true;
+}
+
 /* Sum of the counts of panes [lo, hi) of one key. */
 int64
 sstate_rdb_sum(const StreamStateQueryDef *def, const char *key, uint32 keylen,
@@ -844,29 +897,15 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 	*need = 0;
 	for (; rocksdb_iter_valid(it); rocksdb_iter_next(it))
 	{
-		size_t		klen,
-					vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		const char *v;
+		size_t		klen;
+		const char *k;
 		const char *img;
 		uint32		ilen;
-		uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
 		int64		pane;
 		int64		count;
 		bool		same;
 
-		if (klen < off + 4 + 8)
-			continue;
-		ilen = get_be32(k + off);
-		if (klen != off + 4 + ilen + 8)
-			continue;
-		img = k + off + 4;
-		pane = get_pane(k + klen - 8);
-		if (pane < dead_below)
-			continue;
-		v = rocksdb_iter_value(it, &vlen);
-		count = value_count(v, vlen);
-		if (count == 0)
+		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count))
 			continue;
 
 		same = in_record && cur_len == ilen && memcmp(cur_img, img, ilen) == 0;
@@ -1196,29 +1235,22 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 		return;
 
 	sstate_rdb_close();
-	if (any && !exists && !from_copy && ckpt_id > 0 &&
+
+	/*
+	 * restore_checkpoint: the checkpoint's RocksDB; or the live one is gone
+	 * (or was never made durable): the checkpoint's is the newest there is
+	 */
+	if ((from_copy || (any && !exists)) && ckpt_id > 0 &&
 		sstate_rdb_checkpoint_exists(db->dboid, ckpt_id))
 	{
-		/* gone (or never made durable): the checkpoint's is the newest */
 		if (!replace_with_checkpoint(db->dboid, ckpt_id, &error))
 			ereport(ERROR,
 					(errcode(ERRCODE_IO_ERROR),
 					 errmsg("stream_state: could not restore the RocksDB of checkpoint %lld: %s",
 							(long long) ckpt_id, error)));
 		ereport(LOG,
-				(errmsg("stream_state: the RocksDB of database %u is missing; restored from checkpoint %lld",
-						db->dboid, (long long) ckpt_id)));
-	}
-	if (from_copy && ckpt_id > 0 && sstate_rdb_checkpoint_exists(db->dboid, ckpt_id))
-	{
-		if (!replace_with_checkpoint(db->dboid, ckpt_id, &error))
-			ereport(ERROR,
-					(errcode(ERRCODE_IO_ERROR),
-					 errmsg("stream_state: could not restore the RocksDB of checkpoint %lld: %s",
-							(long long) ckpt_id, error)));
-		ereport(LOG,
-				(errmsg("stream_state: the RocksDB of database %u is restored from checkpoint %lld",
-						db->dboid, (long long) ckpt_id)));
+				(errmsg("stream_state: the RocksDB of database %u is %srestored from checkpoint %lld",
+						db->dboid, from_copy ? "" : "missing; ", (long long) ckpt_id)));
 	}
 	if (!sstate_rdb_open(db->dboid, &error))
 	{
@@ -1269,15 +1301,8 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 		}
 		if (!fresh && sstate_rdb_get_meta(q->def.id, &m) && m.applied >= ckpt_applied)
 		{
-			q->skip_below = m.applied;
-			q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_RUNNING;
+			sstate_rdb_adopt_meta(q, &m, SSQ_RUNNING);
 			q->paused_lsn = InvalidXLogRecPtr;
-			q->max_event_us = m.max_event_us;
-			q->dead_below = m.dead_below;
-			q->events_applied = m.events_applied;
-			q->late_events = m.late_events;
-			q->skipped = m.skipped;
-			sstate_rdb_set_dead_below(q->def.id, m.dead_below);
 			continue;
 		}
 		ereport(WARNING,
@@ -1336,22 +1361,7 @@ sstate_rdb_drop_strays(StreamStateDb *db, XLogRecPtr durable)
 void
 sstate_rdb_freeze(StreamStateQuery *q, XLogRecPtr lsn)
 {
-	StreamStateRdbMeta m;
-	char		mk[META_KEY_LEN];
-
-	memset(&m, 0, sizeof(m));
-	m.version = SSTATE_RDB_META_VERSION;
-	m.status = SSTATE_RDB_FROZEN;
-	m.applied = lsn;
-	m.restart = lsn;
-	m.max_event_us = q->max_event_us;
-	m.dead_below = q->dead_below;
-	m.events_applied = q->events_applied;
-	m.late_events = q->late_events;
-	m.skipped = q->skipped;
-	meta_key(mk, q->def.id);
-	rocksdb_writebatch_put(rdb_batch, mk, sizeof(mk), (const char *) &m, sizeof(m));
-	rdb_pending = true;
+	put_meta(q, SSTATE_RDB_FROZEN, lsn, lsn);
 }
 
 /*
@@ -1366,7 +1376,6 @@ sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
 				hi[4];
 	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
 	rocksdb_iterator_t *it;
-	uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
 	char	   *key = NULL;
 	uint32		keylen = 0;
 	int			npanes = 0;
@@ -1380,32 +1389,23 @@ sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
 	it = rocksdb_create_iterator(rdb, ro);
 	for (rocksdb_iter_seek(it, lo, sizeof(lo)); rocksdb_iter_valid(it); rocksdb_iter_next(it))
 	{
-		size_t		klen,
-					vlen;
-		const char *k = rocksdb_iter_key(it, &klen);
-		const char *v;
+		size_t		klen;
+		const char *k;
+		const char *img;
 		uint32		ilen;
 		int64		pane;
 		int64		count;
 
-		if (klen < off + 4 + 8)
+		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count))
 			continue;
-		ilen = get_be32(k + off);
-		if (klen != off + 4 + ilen + 8)
-			continue;
-		pane = get_pane(k + klen - 8);
-		v = rocksdb_iter_value(it, &vlen);
-		count = value_count(v, vlen);
-		if (pane < dead_below || count == 0)
-			continue;
-		if (key == NULL || keylen != ilen || memcmp(key, k + off + 4, ilen) != 0)
+		if (key == NULL || keylen != ilen || memcmp(key, img, ilen) != 0)
 		{
 			if (key != NULL && npanes > 0)
 				cb(arg, def->id, key, keylen, panes, npanes);
 			if (key != NULL)
 				pfree(key);
 			key = palloc(Max(ilen, 1));
-			memcpy(key, k + off + 4, ilen);
+			memcpy(key, img, ilen);
 			keylen = ilen;
 			npanes = 0;
 		}
@@ -1602,16 +1602,9 @@ sstate_rdb_retry(StreamStateDb *db)
 			continue;
 		if (sstate_rdb_get_meta(q->def.id, &m) && m.status != SSTATE_RDB_FROZEN)
 		{
-			q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_PAUSED_MEMORY;
+			sstate_rdb_adopt_meta(q, &m, SSQ_PAUSED_MEMORY);
 			q->paused_lsn = m.applied;
 			q->paused_restart = m.restart;
-			q->skip_below = m.applied;
-			q->max_event_us = m.max_event_us;
-			q->dead_below = m.dead_below;
-			q->events_applied = m.events_applied;
-			q->late_events = m.late_events;
-			q->skipped = m.skipped;
-			sstate_rdb_set_dead_below(q->def.id, m.dead_below);
 		}
 		else if (!XLogRecPtrIsInvalid(q->defined_lsn) && MyReplicationSlot != NULL &&
 				 q->defined_lsn >= MyReplicationSlot->data.restart_lsn)

@@ -68,6 +68,8 @@ extern void sstate_rdb_drop_strays(StreamStateDb *db, XLogRecPtr durable);
 extern void sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
 							   sstate_store_scan_cb cb, void *arg);
 extern void sstate_rdb_freeze(StreamStateQuery *q, XLogRecPtr lsn);
+extern void sstate_rdb_adopt_meta(StreamStateQuery *q, const StreamStateRdbMeta *m,
+								  StreamStateQueryStatus status);
 
 /* worker: failure and recovery */
 extern bool sstate_rdb_broken(void);

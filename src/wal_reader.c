@@ -198,14 +198,7 @@ adopt_rdb_meta(StreamStateQuery *q, XLogRecPtr lsn)
 	sstate_rdb_set_dead_below(q->def.id, PG_INT64_MIN);
 	if (!sstate_rdb_get_meta(q->def.id, &m) || m.applied <= lsn)
 		return;
-	q->skip_below = m.applied;
-	q->status = (m.status == SSQ_NEEDS_REBUILD) ? SSQ_NEEDS_REBUILD : SSQ_RUNNING;
-	q->max_event_us = m.max_event_us;
-	q->dead_below = m.dead_below;
-	q->events_applied = m.events_applied;
-	q->late_events = m.late_events;
-	q->skipped = m.skipped;
-	sstate_rdb_set_dead_below(q->def.id, m.dead_below);
+	sstate_rdb_adopt_meta(q, &m, SSQ_RUNNING);
 }
 
 static void

@@ -105,18 +105,9 @@ PREPARE TRANSACTION '$gid';});
 }
 
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
-$node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
 my ($tumble_backend, $slide_backend) = split /,/,
   ($ENV{SS_CRASH_BACKENDS} // 'memory,memory');
-$node->safe_psql(
-	$db, qq{
-SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
-								 window_size => '5 minutes', lateness => '1 day',
-								 backend => '$tumble_backend');
-SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
-								 window_size => '10 minutes', slide => '2 minutes',
-								 lateness => '1 day', backend => '$slide_backend');
-});
+ss_create_tumble_slide($node, $db, $tumble_backend, $slide_backend);
 is( $node->safe_psql($db, q{SELECT string_agg(backend, ',' ORDER BY name DESC) FROM stream_state.queries}),
 	"$tumble_backend,$slide_backend",
 	"queries on backends $tumble_backend and $slide_backend");

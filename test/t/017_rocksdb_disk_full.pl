@@ -38,16 +38,7 @@ my $node = ss_new_node('full',
 my $db = 'postgres';
 
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
-$node->safe_psql($db, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
-$node->safe_psql(
-	$db, q{
-SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
-								 window_size => '5 minutes', lateness => '1 day',
-								 backend => 'rocksdb');
-SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
-								 window_size => '10 minutes', slide => '2 minutes',
-								 lateness => '1 day', backend => 'memory');
-});
+ss_create_tumble_slide($node, $db, 'rocksdb', 'memory');
 my $dboid = $node->safe_psql($db, "SELECT oid FROM pg_database WHERE datname = '$db'");
 my $rdir = $node->data_dir . "/stream_state/$dboid/rocksdb";
 

@@ -44,6 +44,7 @@ our @EXPORT = qw(
   ss_wait_applied
   ss_check_event_windows
   ss_check_tumble_slide
+  ss_create_tumble_slide
   ss_check_hour_window
   ss_check_processing_windows
   ss_query_stats
@@ -211,6 +212,34 @@ SELECT (SELECT coalesce(sum(count), 0) FROM got) || ' in state, '
 	   || (SELECT coalesce(sum(count), 0) FROM want) || ' recomputed'});
 	is($totals, "$a{total} in state, $a{total} recomputed",
 		"$a{name}: '$a{query}' counts $a{total} events over those windows");
+	return;
+}
+
+=pod
+
+=item ss_create_tumble_slide(node, dbname, tumble_backend, slide_backend)
+
+Creates events(user_id bigint, ts timestamptz) and on it the two queries
+that ss_check_tumble_slide reads, 'tumble_5m' and 'slide_10m', with a
+lateness of a day (no event of the tests is late), on the backends given
+('memory' or 'rocksdb').
+
+=cut
+
+sub ss_create_tumble_slide
+{
+	my ($node, $dbname, $tumble_backend, $slide_backend) = @_;
+
+	$node->safe_psql($dbname, 'CREATE TABLE events (user_id bigint, ts timestamptz)');
+	$node->safe_psql(
+		$dbname, qq{
+SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
+								 window_size => '5 minutes', lateness => '1 day',
+								 backend => '$tumble_backend');
+SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
+								 window_size => '10 minutes', slide => '2 minutes',
+								 lateness => '1 day', backend => '$slide_backend');
+});
 	return;
 }
 

@@ -645,6 +645,42 @@ sstate_ckpt_worker_init(Oid dboid)
 	MemoryContextSwitchTo(old);
 }
 
+/* A query's record in the QUERIES block. */
+static void
+query_record(const StreamStateQuery *q, CkptQuery *cq)
+{
+	memset(cq, 0, sizeof(*cq));
+	cq->id = q->def.id;
+	cq->status = (int32) q->status;
+	cq->processing_time = q->def.processing_time ? 1 : 0;
+	cq->key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
+		(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0);
+	cq->pane_us = q->def.pane_us;
+	cq->window_us = q->def.window_us;
+	cq->slide_us = q->def.slide_us;
+	cq->lateness_us = q->def.lateness_us;
+	strlcpy(cq->name, q->def.name, NAMEDATALEN);
+	cq->paused_lsn = q->paused_lsn;
+	cq->paused_restart = q->paused_restart;
+	cq->max_event_us = q->max_event_us;
+	cq->dead_below = q->dead_below;
+	cq->events_applied = q->events_applied;
+	cq->late_events = q->late_events;
+	cq->skipped = q->skipped;
+}
+
+/* The prefix every checkpoint file starts with. */
+static void
+file_prefix(CkptPrefix *prefix)
+{
+	memset(prefix, 0, sizeof(*prefix));
+	memcpy(prefix->magic, CKPT_MAGIC, 8);
+	prefix->version = STREAM_STATE_CKPT_VERSION;
+	prefix->pg_major = PG_VERSION_NUM / 100;
+	prefix->bom = CKPT_BOM;
+	prefix->query_size = sizeof(CkptQuery);
+}
+
 static CkptBlock *
 block_make(MemoryContext cxt, uint32 type, const char *data, uint32 len)
 {
@@ -737,12 +773,7 @@ writer_open(StreamStateCkptWriter *w)
 	w->fd = OpenTransientFile(w->tmppath, O_CREAT | O_TRUNC | O_WRONLY | PG_BINARY);
 	if (w->fd < 0)
 		return false;
-	memset(&prefix, 0, sizeof(prefix));
-	memcpy(prefix.magic, CKPT_MAGIC, 8);
-	prefix.version = STREAM_STATE_CKPT_VERSION;
-	prefix.pg_major = PG_VERSION_NUM / 100;
-	prefix.bom = CKPT_BOM;
-	prefix.query_size = sizeof(CkptQuery);
+	file_prefix(&prefix);
 	if (!write_all(w->fd, &prefix, sizeof(prefix)))
 		goto fail;
 	w->bytes = sizeof(prefix);
@@ -833,29 +864,11 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 	initStringInfo(&qbuf);
 	for (i = 0; i < sstate_shared->max_queries; i++)
 	{
-		StreamStateQuery *q = &qs[i];
 		CkptQuery	cq;
 
-		if (q->status == SSQ_FREE)
+		if (qs[i].status == SSQ_FREE)
 			continue;
-		memset(&cq, 0, sizeof(cq));
-		cq.id = q->def.id;
-		cq.status = (int32) q->status;
-		cq.processing_time = q->def.processing_time ? 1 : 0;
-		cq.key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
-			(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0);
-		cq.pane_us = q->def.pane_us;
-		cq.window_us = q->def.window_us;
-		cq.slide_us = q->def.slide_us;
-		cq.lateness_us = q->def.lateness_us;
-		strlcpy(cq.name, q->def.name, NAMEDATALEN);
-		cq.paused_lsn = q->paused_lsn;
-		cq.paused_restart = q->paused_restart;
-		cq.max_event_us = q->max_event_us;
-		cq.dead_below = q->dead_below;
-		cq.events_applied = q->events_applied;
-		cq.late_events = q->late_events;
-		cq.skipped = q->skipped;
+		query_record(&qs[i], &cq);
 		appendBinaryStringInfo(&qbuf, (char *) &cq, sizeof(cq));
 		w->nqueries++;
 	}
@@ -1976,4 +1989,205 @@ sstate_ckpt_wait_scanner(StreamStateDb *db)
 			kill(pid, SIGTERM);
 		pg_usleep(10000);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * Export with the state of rocksdb queries
+ *
+ * The file of a checkpoint holds the state of its memory queries only; a
+ * rocksdb query's is in the RocksDB checkpoint taken with it.  An export
+ * must be one portable file, so it is written anew: the prefix, header and
+ * queries of the checkpoint (every query marked as holding its state in the
+ * file), its entries, then the entries of each rocksdb query read from the
+ * RocksDB checkpoint, and an END block that counts them all.
+ * ---------------------------------------------------------------------
+ */
+
+typedef struct ExportState
+{
+	const char *path;
+	int			fd;
+	MemoryContext cxt;			/* the scan callbacks run in a context of
+								 * their own: keep what outlives it here */
+	bool		have_header;
+	StreamStateCkptHeader hdr;
+	List	   *queries;		/* StreamStateQuery * */
+	bool		started;
+	StringInfoData cur;
+	uint64		nkeys;
+	uint64		nentries;
+	uint32		nblocks;
+} ExportState;
+
+static void
+export_block(ExportState *e, uint32 type, const char *data, uint32 len)
+{
+	CkptBlockHead head;
+
+	head.type = type;
+	head.len = len;
+	INIT_CRC32C(head.crc);
+	COMP_CRC32C(head.crc, &head.type, sizeof(uint32) * 2);
+	COMP_CRC32C(head.crc, data, len);
+	FIN_CRC32C(head.crc);
+	if (!write_all(e->fd, &head, sizeof(head)) || !write_all(e->fd, data, len))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", e->path)));
+	e->nblocks++;
+}
+
+/* the prefix, header and queries, once all of them are known */
+static void
+export_start(ExportState *e)
+{
+	CkptPrefix	prefix;
+	CkptHeader	hdr;
+	StringInfoData qbuf;
+	ListCell   *lc;
+
+	if (e->started)
+		return;
+	e->started = true;
+	file_prefix(&prefix);
+	if (!write_all(e->fd, &prefix, sizeof(prefix)))
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not write file \"%s\": %m", e->path)));
+	memset(&hdr, 0, sizeof(hdr));
+	hdr.sysid = e->hdr.sysid;
+	hdr.dboid = e->hdr.dboid;
+	hdr.flags = e->hdr.flags;
+	hdr.id = e->hdr.id;
+	hdr.applied = e->hdr.applied;
+	hdr.restart = e->hdr.restart;
+	hdr.created_at = e->hdr.created_at;
+	hdr.nqueries = list_length(e->queries);
+	export_block(e, CKB_HEADER, (char *) &hdr, sizeof(hdr));
+
+	initStringInfo(&qbuf);
+	foreach(lc, e->queries)
+	{
+		StreamStateQuery q = *(StreamStateQuery *) lfirst(lc);
+		CkptQuery	cq;
+
+		q.def.backend = SSB_MEMORY; /* its state is in this file */
+		query_record(&q, &cq);
+		appendBinaryStringInfo(&qbuf, (char *) &cq, sizeof(cq));
+	}
+	export_block(e, CKB_QUERIES, qbuf.data, qbuf.len);
+	pfree(qbuf.data);
+}
+
+static bool
+export_header_cb(void *arg, const StreamStateCkptHeader *h, char **why)
+{
+	ExportState *e = arg;
+
+	e->hdr = *h;
+	e->have_header = true;
+	return true;
+}
+
+static bool
+export_query_cb(void *arg, const StreamStateQuery *q, char **why)
+{
+	ExportState *e = arg;
+	MemoryContext old = MemoryContextSwitchTo(e->cxt);
+	StreamStateQuery *copy = palloc(sizeof(StreamStateQuery));
+
+	*copy = *q;
+	e->queries = lappend(e->queries, copy);
+	MemoryContextSwitchTo(old);
+	return true;
+}
+
+static void
+export_key(void *arg, int32 qid, const char *key, uint32 keylen,
+		   const StreamStatePane *panes, int npanes)
+{
+	ExportState *e = arg;
+
+	export_start(e);
+	encode_key(&e->cur, qid, key, keylen, panes, npanes);
+	e->nkeys++;
+	e->nentries += npanes;
+	if (e->cur.len >= CKPT_BLOCK_TARGET)
+	{
+		export_block(e, CKB_ENTRIES, e->cur.data, e->cur.len);
+		resetStringInfo(&e->cur);
+	}
+}
+
+static bool
+export_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			  const StreamStatePane *panes, int npanes, char **why)
+{
+	export_key(arg, qid, key, keylen, panes, npanes);
+	return true;
+}
+
+/*
+ * Write checkpoint file src, with its rocksdb queries' state from rdb_scan
+ * (called once per rocksdb query), as one self-contained file at path
+ * (created, fsynced; the caller renames it).  Returns its size.
+ */
+int64
+sstate_ckpt_export_file(const char *src, const char *path, sstate_ckpt_rdb_scan rdb_scan,
+						void *arg)
+{
+	StreamStateCkptScan cb = {export_header_cb, export_query_cb, export_key_cb};
+	ExportState e;
+	char	   *why = NULL;
+	ListCell   *lc;
+	CkptEnd		end;
+	struct stat st;
+
+	memset(&e, 0, sizeof(e));
+	e.path = path;
+	e.cxt = CurrentMemoryContext;
+	initStringInfo(&e.cur);
+	e.fd = OpenTransientFile(path, O_CREAT | O_EXCL | O_WRONLY | PG_BINARY);
+	if (e.fd < 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not create file \"%s\": %m", path)));
+	PG_TRY();
+	{
+		if (!sstate_ckpt_scan_file(src, &cb, &e, &why))
+			ereport(ERROR,
+					(errcode(ERRCODE_DATA_CORRUPTED),
+					 errmsg("checkpoint file \"%s\" is damaged: %s", src, why)));
+		export_start(&e);
+		foreach(lc, e.queries)
+		{
+			StreamStateQuery *q = lfirst(lc);
+
+			if (q->def.backend == SSB_ROCKSDB && q->status != SSQ_NEEDS_REBUILD)
+				rdb_scan(arg, e.hdr.id, q, export_key, &e);
+		}
+		if (e.cur.len > 0)
+			export_block(&e, CKB_ENTRIES, e.cur.data, e.cur.len);
+		memset(&end, 0, sizeof(end));
+		end.nkeys = e.nkeys;
+		end.nentries = e.nentries;
+		end.nblocks = e.nblocks + 1;
+		export_block(&e, CKB_END, (char *) &end, sizeof(end));
+		if (pg_fsync(e.fd) != 0)
+			ereport(ERROR,
+					(errcode_for_file_access(),
+					 errmsg("could not fsync file \"%s\": %m", path)));
+	}
+	PG_CATCH();
+	{
+		CloseTransientFile(e.fd);
+		unlink(path);
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	if (CloseTransientFile(e.fd) != 0 || stat(path, &st) != 0)
+		ereport(ERROR,
+				(errcode_for_file_access(),
+				 errmsg("could not close file \"%s\": %m", path)));
+	return (int64) st.st_size;
 }

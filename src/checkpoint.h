@@ -93,6 +93,10 @@ extern void sstate_ckpt_wait_scanner(StreamStateDb *db);
 extern PGDLLEXPORT void stream_state_ckpt_scanner_main(Datum arg);
 
 /* anyone */
+typedef void (*sstate_ckpt_rdb_scan) (void *arg, int64 ckpt_id, const StreamStateQuery *q,
+									  sstate_store_scan_cb cb, void *cb_arg);
+extern int64 sstate_ckpt_export_file(const char *src, const char *path,
+									 sstate_ckpt_rdb_scan rdb_scan, void *arg);
 extern bool sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb,
 								  void *arg, char **why);
 extern List *sstate_ckpt_history(Oid dboid);

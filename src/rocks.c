@@ -96,6 +96,9 @@ typedef struct DeadEntry
 static DeadEntry *dead_table = NULL;
 static int	dead_size = 0;
 
+static void iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
+					   sstate_store_scan_cb cb, void *arg);
+
 /* ---------------------------------------------------------------------
  * Encoding
  * ---------------------------------------------------------------------
@@ -1372,6 +1375,70 @@ void
 sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
 				   sstate_store_scan_cb cb, void *arg)
 {
+	iterate_db(rdb, def, dead_below, cb, arg);
+}
+
+/*
+ * The state of query q in RocksDB checkpoint id, for export: the checkpoint
+ * is opened read-only in this process (any process; RocksDB's threads start
+ * with every signal blocked) and closed again.
+ */
+void
+sstate_rdb_checkpoint_scan(Oid dboid, int64 id, const StreamStateQuery *q,
+						   sstate_store_scan_cb cb, void *arg)
+{
+	char		path[MAXPGPATH];
+	rocksdb_options_t *opts;
+	rocksdb_mergeoperator_t *merge;
+	rocksdb_t  *db;
+	char	   *err = NULL;
+	sigset_t	all,
+				old;
+
+	if (!sstate_rdb_checkpoint_exists(dboid, id))
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_FILE),
+				 errmsg("the RocksDB checkpoint of checkpoint %lld is missing", (long long) id),
+				 errdetail("It holds the state of rocksdb-backend query \"%s\".", q->def.name)));
+	rdb_ckpt_path(dboid, id, path);
+	opts = rocksdb_options_create();
+	merge = rocksdb_mergeoperator_create(NULL, no_state, merge_full, merge_partial,
+										 merge_delete, merge_name);
+	rocksdb_options_set_merge_operator(opts, merge);
+	rocksdb_options_set_max_open_files(opts, 64);
+	rocksdb_options_set_info_log_level(opts, 4);	/* FATAL: no LOG file */
+	sigfillset(&all);
+	pthread_sigmask(SIG_SETMASK, &all, &old);
+	db = rocksdb_open_for_read_only(opts, path, 0, &err);
+	pthread_sigmask(SIG_SETMASK, &old, NULL);
+	if (db == NULL)
+	{
+		char	   *msg = pstrdup(err ? err : "unknown error");
+
+		if (err)
+			rocksdb_free(err);
+		rocksdb_options_destroy(opts);
+		ereport(ERROR,
+				(errcode(ERRCODE_DATA_CORRUPTED),
+				 errmsg("could not open the RocksDB checkpoint of checkpoint %lld: %s",
+						(long long) id, msg)));
+	}
+	PG_TRY();
+	{
+		iterate_db(db, &q->def, q->dead_below, cb, arg);
+	}
+	PG_FINALLY();
+	{
+		rocksdb_close(db);
+		rocksdb_options_destroy(opts);
+	}
+	PG_END_TRY();
+}
+
+static void
+iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
+		   sstate_store_scan_cb cb, void *arg)
+{
 	char		lo[4],
 				hi[4];
 	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
@@ -1386,7 +1453,7 @@ sstate_rdb_iterate(const StreamStateQueryDef *def, int64 dead_below,
 	put_be32(lo, (uint32) def->id);
 	put_be32(hi, (uint32) def->id + 1);
 	rocksdb_readoptions_set_iterate_upper_bound(ro, hi, sizeof(hi));
-	it = rocksdb_create_iterator(rdb, ro);
+	it = rocksdb_create_iterator(db, ro);
 	for (rocksdb_iter_seek(it, lo, sizeof(lo)); rocksdb_iter_valid(it); rocksdb_iter_next(it))
 	{
 		size_t		klen;

@@ -81,6 +81,8 @@ extern void sstate_rdb_check_space(StreamStateDb *db, XLogRecPtr applied, XLogRe
 extern bool sstate_rdb_checkpoint(Oid dboid, int64 id, char **error);
 extern bool sstate_rdb_checkpoint_exists(Oid dboid, int64 id);
 extern void sstate_rdb_prune_checkpoints(Oid dboid, List *keep);
+extern void sstate_rdb_checkpoint_scan(Oid dboid, int64 id, const StreamStateQuery *q,
+									   sstate_store_scan_cb cb, void *arg);
 extern void sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied,
 							   bool from_copy, bool lost);
 

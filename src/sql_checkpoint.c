@@ -37,6 +37,7 @@
 
 #include "capture.h"
 #include "checkpoint.h"
+#include "rocks.h"
 #include "query.h"
 
 PG_FUNCTION_INFO_V1(stream_state_checkpoint);
@@ -272,54 +273,43 @@ find_checkpoint(int64 id)
  * (fsynced, left in place for the caller), or, when into is NULL, into a
  * temporary file that is removed again.
  */
-/*
- * An exported checkpoint is one portable file; the state of rocksdb queries
- * is in the RocksDB checkpoint beside it, which export does not write yet.
- */
+/* export: the state of rocksdb query q, from the RocksDB checkpoint */
 static void
-refuse_rocksdb(const StreamStateCkptInfo *ci, StringInfo names)
+export_rocksdb(void *arg, int64 ckpt_id, const StreamStateQuery *q,
+			   sstate_store_scan_cb cb, void *cb_arg)
 {
-	if (names->len > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("checkpoint %lld holds rocksdb-backend queries, which export_checkpoint cannot write",
-						(long long) ci->id),
-				 errdetail("Queries on backend rocksdb: %s.", names->data),
-				 errhint("Move them to memory with stream_state.set_backend(name, 'memory'), take a checkpoint, and export that one.")));
+	sstate_rdb_checkpoint_scan(MyDatabaseId, ckpt_id, q, cb, cb_arg);
 }
 
-/* the names of the rocksdb queries of a checkpoint, as a list */
+/* does a checkpoint have rocksdb queries? */
 static bool
 rocksdb_query_cb(void *arg, const StreamStateQuery *q, char **why)
 {
-	StringInfo	names = arg;
-
 	if (q->def.backend == SSB_ROCKSDB)
-		appendStringInfo(names, "%s%s", names->len > 0 ? ", " : "", q->def.name);
+		*(bool *) arg = true;
 	return true;
 }
 
 static void
-check_checkpoint(const StreamStateCkptInfo *ci, const char *into, bool for_export)
+check_checkpoint(const StreamStateCkptInfo *ci, const char *into, bool *has_rocksdb)
 {
 	StreamStateCkptScan cb = {NULL, rocksdb_query_cb, NULL};
-	StringInfoData rocksdb_names;
+	bool		rocksdb = false;
 	char		tmp[MAXPGPATH];
 	const char *path = ci->location;
 	char	   *why = NULL;
 	int			fetched = SSCT_FETCHED;
 	bool		ok;
 
-	initStringInfo(&rocksdb_names);
 	if (strcmp(ci->target, "table") != 0)
 	{
-		if (!sstate_ckpt_scan_file(ci->location, &cb, &rocksdb_names, &why))
+		if (!sstate_ckpt_scan_file(ci->location, &cb, &rocksdb, &why))
 			ereport(ERROR,
 					(errcode(ERRCODE_DATA_CORRUPTED),
 					 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
 					 errdetail("File \"%s\".", ci->location)));
-		if (for_export)
-			refuse_rocksdb(ci, &rocksdb_names);
+		if (has_rocksdb)
+			*has_rocksdb = rocksdb;
 		return;
 	}
 
@@ -331,7 +321,7 @@ check_checkpoint(const StreamStateCkptInfo *ci, const char *into, bool for_expor
 	PG_TRY();
 	{
 		fetched = sstate_ckpt_table_read(ci->id, ci->bytes, path, into != NULL, &why);
-		ok = fetched == SSCT_FETCHED && sstate_ckpt_scan_file(path, &cb, &rocksdb_names, &why);
+		ok = fetched == SSCT_FETCHED && sstate_ckpt_scan_file(path, &cb, &rocksdb, &why);
 	}
 	PG_CATCH();
 	{
@@ -351,10 +341,8 @@ check_checkpoint(const StreamStateCkptInfo *ci, const char *into, bool for_expor
 				 errmsg("checkpoint %lld is damaged: %s", (long long) ci->id, why),
 				 errdetail("Rows of checkpoint_id %lld in table %s.", (long long) ci->id,
 						   STREAM_STATE_CKPT_TABLE_NAME)));
-	if (for_export && rocksdb_names.len > 0 && into != NULL)
-		(void) unlink(path);
-	if (for_export)
-		refuse_rocksdb(ci, &rocksdb_names);
+	if (has_rocksdb)
+		*has_rocksdb = rocksdb;
 }
 
 /*
@@ -374,18 +362,35 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 	char	   *buf;
 	int64		total = 0;
 	struct stat st;
+	bool		rocksdb = false;
 
 	sstate_shmem_check();
 	ci = find_checkpoint(id);
 	tmp = psprintf("%s.tmp", path);
 	if (strcmp(ci->target, "table") == 0)
 	{
-		/* its rows go straight to the temporary file, checked there */
+		char	   *rows = psprintf("%s.rows.tmp", path);
+
+		/* its rows go straight to a temporary file, checked there */
 		if (stat(path, &st) == 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_DUPLICATE_FILE),
 					 errmsg("file \"%s\" already exists", path)));
-		check_checkpoint(ci, tmp, true);
+		check_checkpoint(ci, rows, &rocksdb);
+		if (rocksdb)
+		{
+			PG_TRY();
+			{
+				(void) sstate_ckpt_export_file(rows, tmp, export_rocksdb, NULL);
+			}
+			PG_FINALLY();
+			{
+				unlink(rows);
+			}
+			PG_END_TRY();
+		}
+		else if (durable_rename(rows, tmp, ERROR) != 0)
+			unlink(rows);
 		if (stat(tmp, &st) != 0)
 			ereport(ERROR,
 					(errcode_for_file_access(),
@@ -394,11 +399,19 @@ stream_state_export_checkpoint(PG_FUNCTION_ARGS)
 			unlink(tmp);
 		PG_RETURN_INT64((int64) st.st_size);
 	}
-	check_checkpoint(ci, NULL, true);
+	check_checkpoint(ci, NULL, &rocksdb);
 	if (stat(path, &st) == 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_DUPLICATE_FILE),
 				 errmsg("file \"%s\" already exists", path)));
+	if (rocksdb)
+	{
+		/* their state comes from the RocksDB checkpoint: a file written anew */
+		total = sstate_ckpt_export_file(ci->location, tmp, export_rocksdb, NULL);
+		if (durable_rename(tmp, path, ERROR) != 0)
+			unlink(tmp);
+		PG_RETURN_INT64(total);
+	}
 
 	in = OpenTransientFile(ci->location, O_RDONLY | PG_BINARY);
 	if (in < 0)
@@ -666,7 +679,7 @@ stream_state_restore_checkpoint(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
 				 errmsg("the stream_state worker of this database is not running")));
-	check_checkpoint(ci, NULL, false);
+	check_checkpoint(ci, NULL, NULL);
 
 	SpinLockAcquire(&db->mutex);
 	if (db->restore_requested != 0)

@@ -148,12 +148,30 @@ ok(!-e $node->data_dir . "/stream_state/$dboid/rocksdb-ckpt/$c1",
 ok(-f $node->data_dir . "/stream_state/$dboid/rocksdb-ckpt/$c3/CURRENT",
 	"the RocksDB checkpoint of $c3 is kept");
 
-# export writes one portable file: not (yet) with the state of rocksdb queries
-like(
-	ss_error_of($node, $db, "SELECT stream_state.export_checkpoint($c3, 'ss-export.ckpt')"),
-	qr/ERROR:  0A000: checkpoint $c3 holds rocksdb-backend queries, which export_checkpoint cannot write\nDETAIL:  Queries on backend rocksdb: (\w+, ){2}\w+\.\nHINT:  Move them to memory with stream_state.set_backend\(name, 'memory'\), take a checkpoint, and export that one\./,
-	'export_checkpoint of a checkpoint with rocksdb queries is refused (0A000), and says what to do');
-ok(!-e $node->data_dir . '/ss-export.ckpt', 'and writes no file');
+# export writes one portable file, with the rocksdb queries' state read from
+# the RocksDB checkpoint; imported into queries of either backend elsewhere
+cmp_ok($node->safe_psql($db, "SELECT stream_state.export_checkpoint($c3, 'ss-export.ckpt')"),
+	'>', 0, "export_checkpoint($c3) of a checkpoint with rocksdb queries");
+$node->safe_psql($db, 'CREATE DATABASE third');
+$node->safe_psql('third', 'CREATE EXTENSION stream_state');
+$node->safe_psql('third', 'CREATE TABLE wide (k bigint, ts timestamptz)');
+ss_create_tumble_slide($node, 'third', 'memory', 'rocksdb');
+$node->safe_psql('third',
+	q{SELECT stream_state.create_query('wide_rdb', 'wide', 'k', 'ts', window_size => '1 hour', backend => 'rocksdb')});
+my $state_sql = q{SELECT string_agg(query || ':' || n || ':' || s, ' ' ORDER BY query)
+  FROM (SELECT query, count(*) AS n, sum(count) AS s FROM stream_state.state GROUP BY query) x};
+my $exported = $node->safe_psql($db, $state_sql);
+is( $node->safe_psql('third',
+		q{SELECT string_agg(query || ':' || keys || ':' || entries, ' ' ORDER BY query)
+			FROM stream_state.import_checkpoint('ss-export.ckpt')}),
+	$node->safe_psql($db,
+		q{SELECT string_agg(query || ':' || k || ':' || n, ' ' ORDER BY query)
+			FROM (SELECT query, count(DISTINCT key) AS k, count(*) AS n
+					FROM stream_state.state GROUP BY query) x}),
+	'import_checkpoint of the export: every query\'s keys and entries');
+ss_wait_applied($node, 'third', 'import');
+is($node->safe_psql('third', $state_sql), $exported,
+	'the imported state (on memory and rocksdb queries) equals the exported database\'s');
 
 # ------------------------------------------- a live RocksDB that is damaged
 insert_events(1000);

@@ -11,9 +11,10 @@
 #   and the checkpoint's bytes per (key, pane) entry (reported).
 #
 # Starts a throwaway PostgreSQL 15 server as user postgres in a temp dir
-# (socket in that dir, no TCP) with test/stream_state.conf plus the settings
-# below, loads BENCH_ENTRIES (key, pane) entries (bench/checkpoint_load.sql:
-# BENCH_ENTRIES/10 int8 keys x 10 six-minute panes, count 1 each), then:
+# (socket in that dir, no TCP; bench/lib.sh) with test/stream_state.conf plus
+# the settings below, loads BENCH_ENTRIES (key, pane) entries
+# (bench/checkpoint_load.sql: BENCH_ENTRIES/10 int8 keys x 10 six-minute
+# panes, count 1 each), then:
 #
 #  1. one unmeasured warm-up checkpoint (gives the size for the baselines);
 #  2. BENCH_RUNS times, alternating: baseline = dd of as many bytes from
@@ -41,7 +42,9 @@
 # bench/out/checkpoint.txt, the server log to bench/out/checkpoint-server-<date>.log.
 #
 # Environment knobs (defaults in brackets):
-#   BENCH_SKIP_INSTALL=1   do not run scripts/setup.sh / make install first
+#   PGBIN [/usr/lib/postgresql/15/bin]   the PostgreSQL 15 to run
+#   BENCH_SKIP_INSTALL=1   do not run scripts/setup.sh / make install first (with
+#                          another PGBIN: make PG_CONFIG=$PGBIN/pg_config install)
 #   BENCH_ENTRIES [10000000]  (key, pane) entries (rounded up to a multiple of 10)
 #   BENCH_RUNS [3]
 #   BENCH_MEMORY_LIMIT [4GB]  stream_state.memory_limit of the bench server
@@ -53,9 +56,7 @@
 #                          measurements then include perf's overhead.
 set -u -o pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=${BENCH_RUNS:-3}
 ENTRIES_ASKED=${BENCH_ENTRIES:-10000000}
 PANES=10
@@ -69,59 +70,20 @@ AT='2024-06-01 00:54:00+00'
 WSTART='2024-06-01 00:00:00+00'
 WEND='2024-06-01 01:00:00+00'
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-OUTDIR=$HERE/out
-mkdir -p "$OUTDIR"
 OUT=$OUTDIR/checkpoint-$STAMP.txt
 TABLE_OUT=$OUTDIR/checkpoint.txt
 SLOG=$OUTDIR/checkpoint-server-$STAMP.log
-exec > >(tee "$OUT") 2>&1
-
-T=""
-SERVER_UP=0
-
-die() { echo "bench: ERROR: $*"; exit 1; }
-
-stop_server() {	# fast, then immediate
-	[ "$SERVER_UP" = 1 ] || return 0
-	(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -m fast -t 120 stop >/dev/null 2>&1) ||
-		(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -m immediate stop >/dev/null 2>&1)
-	SERVER_UP=0
-}
-
-cleanup() {
-	local rc=$?
-	[ -n "${PERF_PID:-}" ] && { kill -INT "$PERF_PID" 2>/dev/null; wait "$PERF_PID" 2>/dev/null; }
-	stop_server
-	if [ -n "$T" ] && [ -d "$T" ]; then
-		[ -f "$T/server.log" ] && cp "$T/server.log" "$SLOG"
-		rm -rf "$T"
-	fi
-	[ "$rc" != 0 ] && echo "bench: exit status $rc (server log: $SLOG)"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+STOP_TIMEOUT=120
+bench_output "$OUT"
 
 echo "stream_state checkpoint bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  host $(hostname)  $(nproc) cores  $(free -g | awk '/^Mem:/ {print $2}') GiB"
-echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit') $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(dirty tree)')"
+echo "git: $(git_desc)"
 echo "runs=$RUNS entries=$ENTRIES ($KEYS int8 keys x $PANES panes) memory_limit=$MEMLIMIT"
 [ -n "${BENCH_EXTRA_CONF:-}" ] && echo "extra postgresql.conf: $BENCH_EXTRA_CONF"
 echo
 
 # ---------------------------------------------------------------- install
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	if [ -f "$ROOT/scripts/setup.sh" ]; then
-		echo "== bash scripts/setup.sh"
-		(cd "$ROOT" && bash scripts/setup.sh) >"$OUTDIR/install-$STAMP.log" 2>&1 ||
-			die "scripts/setup.sh failed, see $OUTDIR/install-$STAMP.log"
-	else
-		echo "== make install"
-		make -C "$ROOT" install >"$OUTDIR/install-$STAMP.log" 2>&1 ||
-			die "make install failed, see $OUTDIR/install-$STAMP.log"
-	fi
-fi
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/stream_state.so" ] || die "stream_state.so is not installed"
+bench_install
 
 # Can this run drop the page cache (root, writable /proc/sys/vm/drop_caches)?
 CAN_DROP=0
@@ -133,99 +95,21 @@ fi
 drop_caches() { sync; echo 3 >/proc/sys/vm/drop_caches; }
 
 # ---------------------------------------------------------------- server
-T=$(mktemp -d /tmp/ssckpt.XXXXXX)
-chown postgres: "$T"
-chmod 700 "$T"
-PORT=""
-for p in $(shuf -i 20000-60000 -n 100); do
-	if ! ss -Hltn "sport = :$p" | grep -q . && [ ! -e "/tmp/.s.PGSQL.$p" ] &&
-		[ ! -e "/var/run/postgresql/.s.PGSQL.$p" ]; then
-		PORT=$p
-		break
-	fi
-done
-[ -n "$PORT" ] || die "no free port"
-
-(cd "$T" && runuser -u postgres -- "$PGBIN/initdb" -D "$T/data" -U postgres -A trust \
-	-E UTF8 --locale=C --no-sync) >"$T/initdb.log" 2>&1 || { cat "$T/initdb.log"; die "initdb failed"; }
-{
-	echo
-	echo "# ---- bench/checkpoint.sh"
-	echo "listen_addresses = ''"
-	echo "port = $PORT"
-	echo "unix_socket_directories = '$T'"
-	echo "# ---- test/stream_state.conf"
-	cat "$ROOT/test/stream_state.conf"
-	echo
-	echo "# ---- bench settings"
-	echo "stream_state.memory_limit = $MEMLIMIT"
-	echo "stream_state.checkpoint_interval = 0		# only the checkpoints this script asks for"
-	echo "shared_buffers = 1GB"
-	echo "max_wal_size = 16GB"
-	echo "checkpoint_timeout = 30min"
-	echo "synchronous_commit = on"
-	echo "log_line_prefix = '%m [%p] '"
-	if [ -n "${BENCH_EXTRA_CONF:-}" ]; then
-		echo "# ---- BENCH_EXTRA_CONF"
-		printf '%s\n' "$BENCH_EXTRA_CONF"
-	fi
-} >>"$T/data/postgresql.conf"
-
-LOGOFF=0	# size of server.log before the last start: where its lines begin
-start_server() {
-	LOGOFF=$(stat -c %s "$T/server.log" 2>/dev/null || echo 0)
-	(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -l "$T/server.log" -w -t 300 start) >/dev/null 2>&1 ||
-		{ tail -30 "$T/server.log"; die "server did not start"; }
-	SERVER_UP=1
-}
-start_server
+bench_initdb ssckpt bench/checkpoint.sh <<EOF
+stream_state.memory_limit = $MEMLIMIT
+stream_state.checkpoint_interval = 0		# only the checkpoints this script asks for
+shared_buffers = 1GB
+max_wal_size = 16GB
+checkpoint_timeout = 30min
+synchronous_commit = on
+log_line_prefix = '%m [%p] '
+EOF
+bench_start_server 300
 echo "server: $T (port $PORT), $("$PGBIN/postgres" --version)"
 echo "checkpoint directory filesystem: $(findmnt -n -o SOURCE,FSTYPE -T "$T/data" | tr -s ' ')"
-
-export PGHOST=$T PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
-unset PGSERVICE PGPASSWORD
-export PGOPTIONS='-c client_min_messages=warning'
-PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1)
+bench_connect
 
 # ---------------------------------------------------------------- helpers
-sql() { "${PSQL[@]}" -c "$1"; }
-
-median() {	# numbers in args (non-numeric ones ignored) -> median or NA
-	printf '%s\n' "$@" | grep -E '^-?[0-9.]+(e[-+]?[0-9]+)?$' | sort -g |
-		awk '{a[NR]=$1} END {if (NR == 0) print "NA"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
-}
-calc() {	# calc 'arithmetic on plain numbers' -> result, or NA if an operand is not a number
-	if [[ "$1" =~ [a-df-zA-DF-Z] || -z "${1// /}" ]]; then echo NA; return; fi
-	awk "BEGIN { x = $1; printf \"%.6g\", x }" 2>/dev/null || echo NA
-}
-isnum() { [[ "$1" =~ ^-?[0-9.]+(e[-+]?[0-9]+)?$ ]]; }
-fmt() { if isnum "$1"; then printf "%.${2}f" "$1"; else echo "$1"; fi; }
-div() { if isnum "$1" && isnum "$2" && [ "$(calc "$2 != 0")" = 1 ]; then calc "$1 / $2"; else echo NA; fi; }
-now() { date +%s.%N; }
-verdict() {	# value op target
-	if ! isnum "$1"; then echo "?"; elif [ "$(calc "$1 $2 $3")" = 1 ]; then echo "met"; else echo "MISSED"; fi
-}
-
-check_server() {	# where
-	if grep -qE 'terminated by signal|PANIC:|was terminated by exception' "$T/server.log"; then
-		echo "bench: the server crashed during $1:"
-		grep -E -B2 -A3 'terminated by signal|PANIC:|was terminated by exception' "$T/server.log" | head -20 | sed 's/^/   /'
-		die "server crash (full log: $SLOG)"
-	fi
-}
-
-# Lines of the server log written since the last start, stream_state's
-# complaints only (damaged checkpoints, memory full, errors).
-new_log() { tail -c +"$((LOGOFF + 1))" "$T/server.log"; }
-log_complaints() {	# where
-	local c
-	c=$(new_log | grep -E 'stream_state' | grep -E 'ERROR|WARNING|damaged|not used|memory full|could not|no usable|needs a rebuild' | head -10)
-	if [ -n "$c" ]; then
-		echo "   server log during $1:"
-		printf '%s\n' "$c" | sed 's/^/     /'
-	fi
-}
-
 state_counts() {	# -> "keys panes" of query q
 	sql "SELECT keys, panes FROM stream_state.queries WHERE name = 'q'" | tr '|' ' '
 }
@@ -240,7 +124,6 @@ spot_check() {	# window_count of 300 keys vs. a plain SQL count
 	  FROM generate_series(1, 300) AS g LEFT JOIN truth t ON t.k = g" 2>&1
 }
 
-PERF_PID=""
 perf_start() {	# file perf-args...
 	local f=$1
 	shift
@@ -416,7 +299,7 @@ restart_and_restore() {	# cold|warm
 	[ "$1" = cold ] && drop_caches
 	[ -n "${2:-}" ] && perf_start "$2" -a
 	t0=$(now)
-	start_server
+	bench_start_server 300
 	deadline=$(($(date +%s) + 1800))
 	while :; do
 		if new_log | grep -q "stream_state: state of database $DBOID restored up to"; then

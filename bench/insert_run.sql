@@ -1,9 +1,12 @@
--- bench/insert_run.sql: one timed 2M-row bulk insert (measurements a and b).
+-- bench/insert_run.sql: one timed 2M-row bulk insert (measurements a and b
+-- of bench/run.sh, 1 of bench/rocksdb.sh).
 --
 -- Called by bench/run.sh as
 --   psql -X -At -v tbl=NAME -v subject=true|false -v base='...' -v nrows=N -f bench/insert_run.sql
+-- and by bench/rocksdb.sh with -v backend=memory|rocksdb as well.
 -- Creates a fresh table :tbl; when :subject is true it puts the sliding-window
--- query 'q' on it first.  Prints one line
+-- query 'q' on it first, on backend :backend if that is set (else create_query
+-- is called without one: stream_state.default_backend).  Prints one line
 --   RESULT t0 t1 t2 t3 ok
 -- (epoch seconds): t0 before the INSERT, t1 after the INSERT but before its
 -- COMMIT, t2 after the COMMIT, t3 after wait_applied() returned (subject
@@ -15,8 +18,14 @@ DROP TABLE IF EXISTS :"tbl";
 CREATE TABLE :"tbl" (user_id bigint, ts timestamptz, kind text);
 
 \if :subject
+\if :{?backend}
+SELECT stream_state.create_query('q', :'tbl', key_column => 'user_id',
+       time_column => 'ts', window_size => '5 minutes', slide => '1 minute',
+       backend => :'backend');
+\else
 SELECT stream_state.create_query('q', :'tbl', key_column => 'user_id',
        time_column => 'ts', window_size => '5 minutes', slide => '1 minute');
+\endif
 \endif
 
 -- Same starting conditions for both sides: no dirty buffers from the previous

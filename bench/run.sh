@@ -5,8 +5,9 @@
 #   bash bench/run.sh            (as root; about 4 minutes)
 #
 # Starts a throwaway PostgreSQL 15 server as user postgres in a temp dir
-# (socket in that dir, no TCP), with test/stream_state.conf plus the bench
-# settings below, measures, prints a table and stops the server on exit.
+# (socket in that dir, no TCP; bench/lib.sh), with test/stream_state.conf
+# plus the bench settings below, measures, prints a table and stops the
+# server on exit.
 # Every measurement runs BENCH_RUNS times (3), alternating baseline and
 # subject; the table shows the median of each side and the median of the
 # per-pair ratios (pair i = baseline run i and the subject run right after it).
@@ -14,16 +15,16 @@
 # server log beside it.
 #
 # Environment knobs (defaults in brackets):
-#   BENCH_SKIP_INSTALL=1   do not run scripts/setup.sh / make install first
+#   PGBIN [/usr/lib/postgresql/15/bin]   the PostgreSQL 15 to run
+#   BENCH_SKIP_INSTALL=1   do not run scripts/setup.sh / make install first (with
+#                          another PGBIN: make PG_CONFIG=$PGBIN/pg_config install)
 #   BENCH_RUNS [3]  BENCH_ROWS [2000000]  BENCH_PGBENCH_SECONDS [15]
 #   BENCH_EXTRA_CONF='work_mem = 64MB'   extra postgresql.conf lines (printed)
 #   BENCH_PERF=1           perf record -a -g during the first subject insert
 #                          (bench/out/perf-<date>.data)
 set -u -o pipefail
 
-HERE=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
-ROOT=$(cd "$HERE/.." && pwd)
-PGBIN=${PGBIN:-/usr/lib/postgresql/15/bin}
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 RUNS=${BENCH_RUNS:-3}
 NROWS=${BENCH_ROWS:-2000000}
 PGB_T=${BENCH_PGBENCH_SECONDS:-15}
@@ -36,146 +37,29 @@ AT='2024-06-01 00:10:00+00'
 WSTART='2024-06-01 00:06:00+00'
 WEND='2024-06-01 00:11:00+00'
 
-STAMP=$(date +%Y%m%d-%H%M%S)
-OUTDIR=$HERE/out
-mkdir -p "$OUTDIR"
 OUT=$OUTDIR/results-$STAMP.txt
-exec > >(tee "$OUT") 2>&1
-
-T=""
-SERVER_UP=0
-
-die() { echo "bench: ERROR: $*"; exit 1; }
-
-cleanup() {
-	local rc=$?
-	if [ "$SERVER_UP" = 1 ]; then
-		(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -m fast -t 60 stop >/dev/null 2>&1) ||
-			(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -m immediate stop >/dev/null 2>&1)
-	fi
-	if [ -n "$T" ] && [ -d "$T" ]; then
-		[ -f "$T/server.log" ] && cp "$T/server.log" "$OUTDIR/server-$STAMP.log"
-		rm -rf "$T"
-	fi
-	[ "$rc" != 0 ] && echo "bench: exit status $rc (server log: $OUTDIR/server-$STAMP.log)"
-	exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT TERM
+bench_output "$OUT"
 
 echo "stream_state bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  host $(hostname)  $(nproc) cores"
-echo "git: $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null || echo 'no commit') $(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo '(dirty tree)')"
+echo "git: $(git_desc)"
 echo "runs=$RUNS rows=$NROWS pgbench_seconds=$PGB_T"
 [ -n "${BENCH_EXTRA_CONF:-}" ] && echo "extra postgresql.conf: $BENCH_EXTRA_CONF"
 echo
 
 # ---------------------------------------------------------------- install
-if [ "${BENCH_SKIP_INSTALL:-0}" != 1 ]; then
-	mkdir -p "$OUTDIR"
-	if [ -f "$ROOT/scripts/setup.sh" ]; then
-		echo "== bash scripts/setup.sh"
-		(cd "$ROOT" && bash scripts/setup.sh) >"$OUTDIR/install-$STAMP.log" 2>&1 ||
-			die "scripts/setup.sh failed, see $OUTDIR/install-$STAMP.log"
-	else
-		echo "== make install"
-		make -C "$ROOT" install >"$OUTDIR/install-$STAMP.log" 2>&1 ||
-			die "make install failed, see $OUTDIR/install-$STAMP.log"
-	fi
-fi
-[ -f "$("$PGBIN/pg_config" --pkglibdir)/stream_state.so" ] || die "stream_state.so is not installed"
+bench_install
 
 # ---------------------------------------------------------------- server
-T=$(mktemp -d /tmp/ssbench.XXXXXX)
-chown postgres: "$T"
-chmod 700 "$T"
-PORT=""
-for p in $(shuf -i 20000-60000 -n 100); do
-	if ! ss -Hltn "sport = :$p" | grep -q . && [ ! -e "/tmp/.s.PGSQL.$p" ] &&
-		[ ! -e "/var/run/postgresql/.s.PGSQL.$p" ]; then
-		PORT=$p
-		break
-	fi
-done
-[ -n "$PORT" ] || die "no free port"
-
-(cd "$T" && runuser -u postgres -- "$PGBIN/initdb" -D "$T/data" -U postgres -A trust \
-	-E UTF8 --locale=C --no-sync) >"$T/initdb.log" 2>&1 || { cat "$T/initdb.log"; die "initdb failed"; }
-{
-	echo
-	echo "# ---- bench/run.sh"
-	echo "listen_addresses = ''"
-	echo "port = $PORT"
-	echo "unix_socket_directories = '$T'"
-	echo "# ---- test/stream_state.conf"
-	cat "$ROOT/test/stream_state.conf"
-	echo
-	echo "# ---- bench settings"
-	echo "stream_state.memory_limit = 1GB"
-	echo "shared_buffers = 1GB"
-	echo "max_wal_size = 8GB"
-	echo "checkpoint_timeout = 30min"
-	echo "synchronous_commit = on"
-	if [ -n "${BENCH_EXTRA_CONF:-}" ]; then
-		echo "# ---- BENCH_EXTRA_CONF"
-		printf '%s\n' "$BENCH_EXTRA_CONF"
-	fi
-} >>"$T/data/postgresql.conf"
-
-(cd "$T" && runuser -u postgres -- "$PGBIN/pg_ctl" -D "$T/data" -l "$T/server.log" -w -t 120 start) >/dev/null 2>&1 ||
-	{ tail -30 "$T/server.log"; die "server did not start"; }
-SERVER_UP=1
+bench_initdb ssbench bench/run.sh <<EOF
+stream_state.memory_limit = 1GB
+shared_buffers = 1GB
+max_wal_size = 8GB
+checkpoint_timeout = 30min
+synchronous_commit = on
+EOF
+bench_start_server 120
 echo "server: $T (port $PORT), $("$PGBIN/postgres" --version)"
-
-export PGHOST=$T PGPORT=$PORT PGUSER=postgres PGDATABASE=bench
-unset PGSERVICE PGPASSWORD
-export PGOPTIONS='-c client_min_messages=warning'
-PSQL=("$PGBIN/psql" -X -q -At -v ON_ERROR_STOP=1)
-
-# ---------------------------------------------------------------- helpers
-sql() { "${PSQL[@]}" -c "$1"; }
-
-median() {	# numbers in args (non-numeric ones ignored) -> median or NA
-	printf '%s\n' "$@" | grep -E '^-?[0-9.]+(e[-+]?[0-9]+)?$' | sort -g |
-		awk '{a[NR]=$1} END {if (NR == 0) print "NA"; else if (NR % 2) print a[(NR+1)/2]; else print (a[NR/2]+a[NR/2+1])/2}'
-}
-calc() {	# calc 'arithmetic on plain numbers' -> result, or NA if an operand is not a number
-	if [[ "$1" =~ [a-df-zA-DF-Z] || -z "${1// /}" ]]; then echo NA; return; fi
-	awk "BEGIN { x = $1; printf \"%.6g\", x }" 2>/dev/null || echo NA
-}
-isnum() { [[ "$1" =~ ^-?[0-9.]+(e[-+]?[0-9]+)?$ ]]; }
-fmt() { if isnum "$1"; then printf "%.${2}f" "$1"; else echo "$1"; fi; }
-div() { if isnum "$1" && isnum "$2" && [ "$(calc "$2 != 0")" = 1 ]; then calc "$1 / $2"; else echo NA; fi; }
-
-# Abort (with the log lines that say why) once the server has crashed: every
-# later number would be meaningless.
-check_server() {	# where
-	if grep -qE 'terminated by signal|PANIC:|was terminated by exception' "$T/server.log"; then
-		echo "bench: the server crashed during $1:"
-		grep -E -B2 -A3 'terminated by signal|PANIC:|was terminated by exception' "$T/server.log" | head -20 | sed 's/^/   /'
-		die "server crash (full log: $OUTDIR/server-$STAMP.log)"
-	fi
-}
-
-drop_query_if_exists() {	# name
-	sql "SELECT stream_state.drop_query(name) FROM stream_state.query_def WHERE name = '$1'" >/dev/null
-}
-
-# pgbench SCRIPT -> prints TPS (or NA); full output appended to $T/pgbench.log
-run_pgbench() {
-	local script=$1 label=$2
-	local outf="$T/pgbench.$label.out" tps
-	PGOPTIONS="$PGOPTIONS -c stream_state.read_consistency=none" \
-		"$PGBIN/pgbench" -n -T "$PGB_T" -c 2 -j 2 -f "$script" >"$outf" 2>&1
-	local rc=$?
-	tps=$(awk '/^tps = / {print $3; exit}' "$outf")
-	{ echo "--- $label (exit $rc)"; cat "$outf"; } >>"$T/pgbench.log"
-	if [ "$rc" != 0 ] || ! isnum "${tps:-}"; then
-		echo "    $label: pgbench failed (exit $rc): $(grep -m3 -iE 'error|abort' "$outf" | tr '\n' ' ')" >&2
-		echo NA
-		return
-	fi
-	echo "$tps"
-}
+bench_connect
 
 # ---------------------------------------------------------------- setup
 "${PSQL[@]}" -d postgres -c 'CREATE DATABASE bench' || die "createdb failed"
@@ -337,9 +221,6 @@ for i in $(seq 1 "$RUNS"); do
 done
 
 # ---------------------------------------------------------------- table
-verdict() {	# value op target
-	if ! isnum "$1"; then echo "?"; elif [ "$(calc "$1 $2 $3")" = 1 ]; then echo "met"; else echo "MISSED"; fi
-}
 row() { printf '%-44s | %14s | %17s | %8s | %s\n' "$@"; }
 
 a_r=$(median "${A_R[@]}"); b_r=$(median "${B_R[@]}"); c_r=$(median "${C_R[@]}"); e_r=$(median "${E_R[@]}")

@@ -52,6 +52,7 @@
 #include <rocksdb/c.h>
 
 #include "common/file_perm.h"
+#include "port/pg_bswap.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "replication/slot.h"
@@ -77,9 +78,58 @@ static rocksdb_compactionfilter_t *rdb_filter = NULL;
 static rocksdb_filterpolicy_t *rdb_bloom = NULL;
 static bool rdb_pending = false;
 
-/* a key buffer that grows */
-static char *keybuf = NULL;
-static Size keybuf_size = 0;
+/*
+ * Adds of the current round, written to the batch sorted by key (and equal
+ * keys summed) before anything else goes into it, and at the round's end.
+ * A memtable is a skip list: inserting keys in order reuses the last
+ * insert's position, where keys in hash order (as commits bring them) cost
+ * a search of the list each, with a cache miss on every level.
+ */
+typedef struct PendingAdd
+{
+	uint64		k0;				/* key bytes 0..7, big-endian: sort hint */
+	uint64		k1;				/* key bytes 8..15 */
+	uint32		off;			/* the key in pending_keys */
+	uint32		len;
+	int64		count;
+} PendingAdd;
+
+static PendingAdd *pending = NULL;
+static Size pending_n = 0;
+static Size pending_cap = 0;
+static char *pending_keys = NULL;
+static Size pending_keys_len = 0;
+static Size pending_keys_cap = 0;
+
+static inline int
+pending_cmp(const PendingAdd *a, const PendingAdd *b)
+{
+	if (a->k0 != b->k0)
+		return a->k0 < b->k0 ? -1 : 1;
+	if (a->k1 != b->k1)
+		return a->k1 < b->k1 ? -1 : 1;
+	{
+		uint32		la = a->len,
+					lb = b->len;
+		int			c;
+
+		if (la <= 16 || lb <= 16)
+			return (la > lb) - (la < lb);
+		c = memcmp(pending_keys + a->off + 16, pending_keys + b->off + 16,
+				   Min(la, lb) - 16);
+		if (c != 0)
+			return c;
+		return (la > lb) - (la < lb);
+	}
+}
+
+#define ST_SORT sort_pending
+#define ST_ELEMENT_TYPE PendingAdd
+#define ST_COMPARE(a, b) pending_cmp(a, b)
+#define ST_SCOPE static
+#define ST_DECLARE
+#define ST_DEFINE
+#include "lib/sort_template.h"
 
 /*
  * dead_below per query for the compaction filter: an open-addressing table
@@ -144,18 +194,6 @@ get_pane(const char *p)
 	return (int64) (v ^ SIGN_FLIP);
 }
 
-static char *
-key_buffer(Size need)
-{
-	if (need > keybuf_size)
-	{
-		Size		size = Max(need, 256);
-
-		keybuf = keybuf ? repalloc(keybuf, size * 2) : MemoryContextAlloc(TopMemoryContext, size * 2);
-		keybuf_size = size * 2;
-	}
-	return keybuf;
-}
 
 /*
  * The key of (query, image) without the pane into buf; returns its length.
@@ -470,6 +508,8 @@ sstate_rdb_close(void)
 	rocksdb_close(rdb);
 	rdb = NULL;
 	free_options();
+	pending_n = 0;
+	pending_keys_len = 0;
 	rdb_pending = false;
 }
 
@@ -556,13 +596,83 @@ void
 sstate_rdb_add(const StreamStateQueryDef *def, const char *key, uint32 keylen,
 			   int64 pane, int64 count)
 {
-	char	   *buf = key_buffer(key_prefix_len(def, keylen) + 8);
-	Size		len = put_key_prefix(buf, def, key, keylen);
+	Size		need = key_prefix_len(def, keylen) + 8;
+	char	   *buf;
+	Size		len;
+	PendingAdd *a;
+	unsigned char pad[16];
+	uint64		w0,
+				w1;
 
 	Assert(rdb != NULL);
+	if (pending_keys_len + need > pending_keys_cap)
+	{
+		pending_keys_cap = Max(pending_keys_cap * 2, Max(need * 2, 1024 * 1024));
+		pending_keys = pending_keys ? repalloc_huge(pending_keys, pending_keys_cap) :
+			MemoryContextAllocHuge(TopMemoryContext, pending_keys_cap);
+	}
+	if (pending_n == pending_cap)
+	{
+		pending_cap = Max(pending_cap * 2, 16384);
+		pending = pending ? repalloc_huge(pending, pending_cap * sizeof(PendingAdd)) :
+			MemoryContextAllocHuge(TopMemoryContext, pending_cap * sizeof(PendingAdd));
+	}
+	buf = pending_keys + pending_keys_len;
+	len = put_key_prefix(buf, def, key, keylen);
 	put_pane(buf + len, pane);
-	rocksdb_writebatch_merge(rdb_batch, buf, len + 8, (const char *) &count, sizeof(count));
+	len += 8;
+	a = &pending[pending_n++];
+	memset(pad, 0, sizeof(pad));
+	memcpy(pad, buf, Min(len, 16));
+	memcpy(&w0, pad, 8);
+	memcpy(&w1, pad + 8, 8);
+	a->k0 = pg_ntoh64(w0);
+	a->k1 = pg_ntoh64(w1);
+	a->off = (uint32) pending_keys_len;
+	a->len = (uint32) len;
+	a->count = count;
+	pending_keys_len += len;
 	rdb_pending = true;
+}
+
+/*
+ * Put the pending adds into the batch, sorted, equal keys summed (and
+ * dropped when they add up to 0).  Before anything else goes into the batch,
+ * so that the batch keeps the order of the operations.
+ */
+static void
+flush_adds(void)
+{
+	Size		i = 0;
+
+	if (pending_n == 0)
+		return;
+	sort_pending(pending, pending_n);
+	while (i < pending_n)
+	{
+		PendingAdd *a = &pending[i];
+		int64		sum = a->count;
+		Size		j = i + 1;
+
+		while (j < pending_n && pending_cmp(a, &pending[j]) == 0)
+			sum += pending[j++].count;
+		if (sum != 0)
+			rocksdb_writebatch_merge(rdb_batch, pending_keys + a->off, a->len,
+									 (const char *) &sum, sizeof(sum));
+		i = j;
+	}
+	pending_n = 0;
+	pending_keys_len = 0;
+	/* a huge round's arrays are not kept */
+	if (pending_keys_cap > 64 * 1024 * 1024)
+	{
+		pfree(pending_keys);
+		pending_keys = NULL;
+		pending_keys_cap = 0;
+		pfree(pending);
+		pending = NULL;
+		pending_cap = 0;
+	}
 }
 
 /* Delete a query's state and meta (in the pending batch). */
@@ -575,6 +685,7 @@ sstate_rdb_drop_query(int32 qid)
 
 	if (rdb == NULL)
 		return;
+	flush_adds();
 	put_be32(lo, (uint32) qid);
 	put_be32(hi, (uint32) qid + 1);
 	rocksdb_writebatch_delete_range(rdb_batch, lo, sizeof(lo), hi, sizeof(hi));
@@ -616,6 +727,7 @@ put_meta(const StreamStateQuery *q, int32 status, XLogRecPtr applied, XLogRecPtr
 	StreamStateRdbMeta m;
 	char		mk[META_KEY_LEN];
 
+	flush_adds();
 	memset(&m, 0, sizeof(m));
 	m.version = SSTATE_RDB_META_VERSION;
 	m.status = status;
@@ -663,6 +775,7 @@ sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart, char
 
 	if (rdb == NULL)
 		return true;
+	flush_adds();
 	for (int i = 0; i < sstate_shared->max_queries; i++)
 	{
 		StreamStateQuery *q = &qs[i];
@@ -809,7 +922,9 @@ live_entry(rocksdb_iterator_t *it, const StreamStateQueryDef *def, int64 dead_be
 	return true;
 }
 
-/* Sum of the counts of panes [lo, hi) of one key. */
+/*
+ * Sum of the counts of panes [lo, hi) of one key: one range scan.
+ */
 int64
 sstate_rdb_sum(const StreamStateQueryDef *def, const char *key, uint32 keylen,
 			   int64 lo, int64 hi)
@@ -988,6 +1103,7 @@ sstate_rdb_stats(StreamStateDb *db, StreamStateRdbStats *st, uint32 bufsize)
 	memset(st, 0, offsetof(StreamStateRdbStats, queries));
 	if (rdb == NULL)
 		return;
+	st->open = true;
 	st->memtable_bytes = int_property("rocksdb.cur-size-all-mem-tables");
 	st->block_cache_bytes = (int64) rocksdb_cache_get_usage(rdb_cache);
 	st->block_cache_capacity = (int64) rocksdb_cache_get_capacity(rdb_cache);
@@ -1597,6 +1713,8 @@ sstate_rdb_fail(StreamStateDb *db, XLogRecPtr at, const char *error)
 	/* whatever RocksDB still holds unflushed is re-applied from WAL */
 	if (rdb_batch)
 		rocksdb_writebatch_clear(rdb_batch);
+	pending_n = 0;
+	pending_keys_len = 0;
 	rdb_pending = false;
 	sstate_rdb_close();
 	rdb_broken = true;

@@ -108,6 +108,7 @@ extern bool sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below,
 /* rocksdb_stats: one database row, then one per query */
 typedef struct StreamStateRdbStats
 {
+	bool		open;			/* false: this database has no RocksDB open */
 	int64		memtable_bytes;
 	int64		block_cache_bytes;
 	int64		block_cache_capacity;

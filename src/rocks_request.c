@@ -162,7 +162,7 @@ serve_one(StreamStateDb *db, RdbRequest *r)
 	r->cursorlen = 0;
 	r->need = 0;
 	r->sum = 0;
-	if (!sstate_rdb_is_open())
+	if (!sstate_rdb_is_open() && r->kind != RQK_STATS)
 	{
 		strlcpy(r->error, "the RocksDB of this database is not open", sizeof(r->error));
 		return;

@@ -1710,6 +1710,8 @@ stream_state_rocksdb_stats(PG_FUNCTION_ARGS)
 	if (db == NULL || db->worker_state != SSW_RUNNING)
 		return (Datum) 0;
 	st = sstate_rdb_request_stats(db);
+	if (!st->open)
+		return (Datum) 0;		/* no rocksdb query has opened it */
 
 	memset(nulls, 0, sizeof(nulls));
 	nulls[0] = true;

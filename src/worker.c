@@ -686,6 +686,9 @@ stream_state_worker_main(Datum arg)
 		bool		end_of_wal = false;
 		int			n = 0;
 
+		/* reads first: a wake-up is often a reader's */
+		sstate_rdb_serve(db);
+
 		if (ConfigReloadPending)
 		{
 			ConfigReloadPending = false;

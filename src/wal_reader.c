@@ -512,10 +512,16 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 		StreamStateRdbMeta m;
 		char	   *error = NULL;
 
-		if (!sstate_rdb_open(apply_db->dboid, &error))
-			ereport(ERROR,
+		if (sstate_rdb_broken() || !sstate_rdb_open(apply_db->dboid, &error))
+		{
+			ereport(WARNING,
 					(errcode(ERRCODE_IO_ERROR),
-					 errmsg("stream_state: %s", error)));
+					 errmsg("stream_state: continuous query \"%s\" stays on backend memory: RocksDB cannot be written",
+							q->def.name),
+					 errdetail("%s", error ? error : "RocksDB's disk is full, or it failed earlier; see the log."),
+					 errhint("Call set_backend again once RocksDB can be written.")));
+			return;
+		}
 		if (q->status != SSQ_NEEDS_REBUILD && sstate_rdb_get_meta(q->def.id, &m) &&
 			m.status != SSTATE_RDB_FROZEN && m.applied > lsn)
 		{
@@ -551,15 +557,17 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 		 * this one's moves, of the state before it), so it is RocksDB's
 		 * state at lsn.
 		 */
+		if (sstate_rdb_broken())
+			return;				/* paused with the others; it moves on replay */
 		if (sstate_rdb_dirty())
 		{
 			char	   *error = NULL;
 
 			if (!sstate_rdb_write(apply_db, lsn, sstate_apply_restart_lsn(lsn), &error))
-				ereport(ERROR,
-						(errcode(ERRCODE_IO_ERROR),
-						 errmsg("stream_state: could not write to the RocksDB of database %u: %s",
-								apply_db->dboid, error)));
+			{
+				sstate_rdb_fail(apply_db, lsn, error);
+				return;
+			}
 		}
 		mm.q = q;
 		mm.full = false;

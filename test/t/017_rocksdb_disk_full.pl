@@ -136,6 +136,25 @@ is( $node->safe_psql($db,
 		q{SELECT restart_lsn FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'}),
 	$slot_before, 'the slot keeps the WAL of the paused query');
 
+# moving the memory query into RocksDB now: it stays where it is, exact
+$node->safe_psql($db, q{SELECT stream_state.set_backend('slide_10m', 'rocksdb')});
+ok( $node->wait_for_log(
+		qr/WARNING:  stream_state: continuous query "slide_10m" stays on backend memory: RocksDB cannot be written/,
+		$offset),
+	'set_backend into a RocksDB that cannot be written: the query stays on memory, with a WARNING');
+insert_events(500);
+ss_check_event_windows(
+	$node, $db,
+	name => 'after a refused move',
+	query => 'slide_10m',
+	table => 'events',
+	key => 'user_id',
+	time => 'ts',
+	size => 600,
+	slide => 120,
+	at => [ map { ss_ts(120 * $_ + 30) } (-2 .. 22) ],
+	total => 5 * $node->safe_psql($db, 'SELECT count(*) FROM events'));
+
 # space comes back
 unlink($filler) or die "could not remove $filler: $!";
 is(wait_status('running'), 'running', 'the query runs again once RocksDB can be written');

@@ -347,18 +347,6 @@ rdb_path(Oid dboid, char *buf)
 	snprintf(buf, MAXPGPATH, "stream_state/%u/rocksdb", dboid);
 }
 
-bool
-sstate_rdb_exists(Oid dboid)
-{
-	char		path[MAXPGPATH];
-	char		current[MAXPGPATH];
-	struct stat st;
-
-	rdb_path(dboid, path);
-	snprintf(current, sizeof(current), "%s/CURRENT", path);
-	return stat(current, &st) == 0;
-}
-
 /* Does directory path hold a RocksDB MANIFEST (a database, if damaged)? */
 static bool
 has_manifest(const char *path)

@@ -46,7 +46,6 @@ typedef struct StreamStateRdbMeta
 #define SSTATE_RDB_FROZEN		(-1)
 
 /* worker: the database */
-extern bool sstate_rdb_exists(Oid dboid);
 extern bool sstate_rdb_open(Oid dboid, char **error);
 extern bool sstate_rdb_is_open(void);
 extern void sstate_rdb_close(void);

@@ -41,15 +41,13 @@ ss_create_tumble_slide($node, $db, 'rocksdb', 'rocksdb');
 my $dboid = $node->safe_psql($db, "SELECT oid FROM pg_database WHERE datname = '$db'");
 my $rdir = $node->data_dir . "/stream_state/$dboid/rocksdb";
 
+# n rows, then 100 more that roll back
 sub insert_events
 {
 	my ($n) = @_;
+	ss_insert_events($node, $db, $n, 50);
 	$node->safe_psql(
-		$db, qq{
-INSERT INTO events (user_id, ts)
-SELECT 1 + (random() * 49)::int,
-	   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
-  FROM generate_series(1, $n);
+		$db, q{
 BEGIN;
 INSERT INTO events (user_id, ts) SELECT 7, timestamptz '2026-11-24 10:00:00+00'
   FROM generate_series(1, 100);

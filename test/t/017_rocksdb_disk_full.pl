@@ -45,12 +45,7 @@ my $rdir = $node->data_dir . "/stream_state/$dboid/rocksdb";
 sub insert_events
 {
 	my ($n) = @_;
-	$node->safe_psql(
-		$db, qq{
-INSERT INTO events (user_id, ts)
-SELECT 1 + (random() * 4999)::int,
-	   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
-  FROM generate_series(1, $n);});
+	ss_insert_events($node, $db, $n, 5000);
 	return;
 }
 

@@ -45,6 +45,7 @@ our @EXPORT = qw(
   ss_check_event_windows
   ss_check_tumble_slide
   ss_create_tumble_slide
+  ss_insert_events
   ss_check_hour_window
   ss_check_processing_windows
   ss_query_stats
@@ -240,6 +241,29 @@ SELECT stream_state.create_query('slide_10m', 'events', 'user_id', 'ts',
 								 window_size => '10 minutes', slide => '2 minutes',
 								 lateness => '1 day', backend => '$slide_backend');
 });
+	return;
+}
+
+=pod
+
+=item ss_insert_events(node, dbname, rows, keys)
+
+Inserts rows rows into events(user_id, ts) in one statement: keys random in
+1 .. keys, event times random within 2026-11-24 10:00:00 .. 10:34:59 (where
+ss_check_tumble_slide reads).
+
+=cut
+
+sub ss_insert_events
+{
+	my ($node, $dbname, $rows, $keys) = @_;
+
+	$node->safe_psql(
+		$dbname, qq{
+INSERT INTO events (user_id, ts)
+SELECT 1 + (random() * ($keys - 1))::int,
+	   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
+  FROM generate_series(1, $rows);});
 	return;
 }
 

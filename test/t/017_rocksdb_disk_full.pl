@@ -108,17 +108,7 @@ ok( $node->wait_for_log(
 
 # rows keep coming; the memory query keeps up, exactly
 insert_events(3000);
-ss_check_event_windows(
-	$node, $db,
-	name => 'while the disk is full',
-	query => 'slide_10m',
-	table => 'events',
-	key => 'user_id',
-	time => 'ts',
-	size => 600,
-	slide => 120,
-	at => [ map { ss_ts(120 * $_ + 30) } (-2 .. 22) ],
-	total => 5 * $node->safe_psql($db, 'SELECT count(*) FROM events'));
+ss_check_slide($node, $db, 'while the disk is full', $node->safe_psql($db, 'SELECT count(*) FROM events'));
 like(
 	ss_error_of($node, $db, q{SELECT stream_state.window_count('tumble_5m', 1::bigint, '2026-11-24 10:01+00')}),
 	qr/ERROR:  55000: continuous query "tumble_5m" is paused: the disk of its RocksDB is full/,
@@ -138,17 +128,7 @@ ok( $node->wait_for_log(
 		$offset),
 	'set_backend into a RocksDB that cannot be written: the query stays on memory, with a WARNING');
 insert_events(500);
-ss_check_event_windows(
-	$node, $db,
-	name => 'after a refused move',
-	query => 'slide_10m',
-	table => 'events',
-	key => 'user_id',
-	time => 'ts',
-	size => 600,
-	slide => 120,
-	at => [ map { ss_ts(120 * $_ + 30) } (-2 .. 22) ],
-	total => 5 * $node->safe_psql($db, 'SELECT count(*) FROM events'));
+ss_check_slide($node, $db, 'after a refused move', $node->safe_psql($db, 'SELECT count(*) FROM events'));
 
 # space comes back
 unlink($filler) or die "could not remove $filler: $!";

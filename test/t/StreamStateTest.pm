@@ -44,6 +44,7 @@ our @EXPORT = qw(
   ss_wait_applied
   ss_check_event_windows
   ss_check_tumble_slide
+  ss_check_slide
   ss_create_tumble_slide
   ss_insert_events
   ss_check_hour_window
@@ -296,6 +297,23 @@ sub ss_check_tumble_slide
 		slide => 300,
 		at => [ map { ss_ts(300 * $_ + 60) } (-1 .. 7) ],
 		total => $rows);
+	ss_check_slide($node, $dbname, $label, $rows);
+	return;
+}
+
+=pod
+
+=item ss_check_slide(node, dbname, label, rows)
+
+The 'slide_10m' half of ss_check_tumble_slide alone.  Two tests.
+
+=cut
+
+sub ss_check_slide
+{
+	my ($node, $dbname, $label, $rows) = @_;
+	local $Test::Builder::Level = $Test::Builder::Level + 1;
+
 	ss_check_event_windows(
 		$node, $dbname,
 		name => $label,

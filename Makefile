@@ -18,6 +18,7 @@ OBJS = \
 	src/store_memory.o \
 	src/rocks.o \
 	src/rocks_request.o \
+	src/rocks_cache.o \
 	src/checkpoint.o \
 	src/checkpoint_table.o \
 	src/wal_reader.o \
@@ -26,18 +27,19 @@ OBJS = \
 	src/sql_checkpoint.o
 
 DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql \
-	sql/stream_state--0.2.0--0.3.0.sql sql/stream_state--0.3.0--0.4.0.sql
+	sql/stream_state--0.2.0--0.3.0.sql sql/stream_state--0.3.0--0.4.0.sql \
+	sql/stream_state--0.4.0--0.5.0.sql
 PGFILEDESC = "stream_state - keyed streaming state"
 
-REGRESS = setup errors exactness transactions keys classed_keys store windows privileges backends
+REGRESS = setup errors exactness transactions keys classed_keys store windows privileges backends read_cache
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
 	--load-extension=stream_state
 
 # The same tests once more with every query on the rocksdb backend
 # (stream_state.default_backend = rocksdb), except store, which looks at
-# the memory store itself, and the isolation specs.  Same expected output:
-# the backend must not show.
-REGRESS_ROCKSDB = $(filter-out store,$(REGRESS))
+# the memory store itself, and read_cache, which names its backends; and
+# the isolation specs.  Same expected output: the backend must not show.
+REGRESS_ROCKSDB = $(filter-out store read_cache,$(REGRESS))
 
 ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \

@@ -31,6 +31,7 @@ int			sstate_checkpoint_target = SSTATE_CKPT_FILE;
 char	   *sstate_checkpoint_directory = NULL;
 int			sstate_default_backend = SSB_MEMORY;
 int			sstate_rocksdb_cache_size_kb = 64 * 1024;
+int			sstate_rocksdb_read_cache_size_kb = 32 * 1024;
 int			sstate_rocksdb_min_free_space_kb = 256 * 1024;
 int			sstate_rocksdb_write_buffer_size_kb = 32 * 1024;
 
@@ -144,6 +145,14 @@ sstate_guc_define(void)
 							"Read when the worker opens the database's RocksDB (at its start).",
 							&sstate_rocksdb_cache_size_kb,
 							64 * 1024, 1024, INT_MAX / 2,
+							PGC_SIGHUP, GUC_UNIT_KB,
+							NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.rocksdb_read_cache_size",
+							"Shared memory per database for copies of recently read keys of rocksdb-backend queries; 0: no cache.",
+							"A cached key's window_count is answered without asking the worker.  Taken from stream_state.memory_limit, and given back when memory-backend state needs it.",
+							&sstate_rocksdb_read_cache_size_kb,
+							32 * 1024, 0, INT_MAX / 2,
 							PGC_SIGHUP, GUC_UNIT_KB,
 							NULL, NULL, NULL);
 

@@ -33,6 +33,12 @@
  * It runs on RocksDB's threads and so reads only a plain C array of
  * (query id, dead_below) that the worker updates with atomic stores.
  *
+ * Read cache.  Every add that goes into a batch also goes to the read
+ * cache of its query (rocks_cache.c) when that holds the key, and every
+ * other change of a query's state (drop, reset, restore, a failed write)
+ * drops the query's cache: the cache holds, for the keys it has, exactly
+ * what RocksDB does.
+ *
  * Threads.  RocksDB starts its threads when the database is opened; every
  * signal is blocked around rocksdb_open so that the threads inherit a mask
  * that keeps PostgreSQL's handlers off them.  The callbacks we give
@@ -491,6 +497,7 @@ sstate_rdb_open(Oid dboid, char **error)
 void
 sstate_rdb_close(void)
 {
+	sstate_rdb_cache_drop(0);
 	if (rdb == NULL)
 		return;
 	rocksdb_close(rdb);
@@ -633,20 +640,28 @@ flush_adds(void)
 {
 	Size		i = 0;
 
+	bool		cached = sstate_rdb_cache_active();
+
 	if (pending_n == 0)
 		return;
 	sort_pending(pending, pending_n);
 	while (i < pending_n)
 	{
 		PendingAdd *a = &pending[i];
+		const char *k = pending_keys + a->off;
 		int64		sum = a->count;
 		Size		j = i + 1;
 
 		while (j < pending_n && pending_cmp(a, &pending[j]) == 0)
 			sum += pending[j++].count;
 		if (sum != 0)
-			rocksdb_writebatch_merge(rdb_batch, pending_keys + a->off, a->len,
-									 (const char *) &sum, sizeof(sum));
+		{
+			rocksdb_writebatch_merge(rdb_batch, k, a->len, (const char *) &sum, sizeof(sum));
+			/* cached queries have unclassed keys: id, length, image, pane */
+			if (cached && sstate_rdb_cache_has((int32) get_be32(k)))
+				sstate_rdb_cache_add((int32) get_be32(k), k + 8, get_be32(k + 4),
+									 get_pane(k + a->len - 8), sum);
+		}
 		i = j;
 	}
 	pending_n = 0;
@@ -674,6 +689,7 @@ sstate_rdb_drop_query(int32 qid)
 	if (rdb == NULL)
 		return;
 	flush_adds();
+	sstate_rdb_cache_drop(qid);
 	put_be32(lo, (uint32) qid);
 	put_be32(hi, (uint32) qid + 1);
 	rocksdb_writebatch_delete_range(rdb_batch, lo, sizeof(lo), hi, sizeof(hi));
@@ -688,6 +704,10 @@ sstate_rdb_set_dead_below(int32 qid, int64 dead_below)
 {
 	DeadEntry  *e;
 
+	if (dead_below == PG_INT64_MIN)
+		sstate_rdb_cache_drop(qid);
+	else
+		sstate_rdb_cache_evict(qid, dead_below);
 	if (dead_table == NULL)
 		return;
 	e = &dead_table[(uint32) qid % (uint32) dead_size];
@@ -781,6 +801,7 @@ sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart, char
 	rdb_pending = false;
 	if (err != NULL)
 	{
+		sstate_rdb_cache_drop(0);	/* it has what RocksDB has not */
 		*error = pstrdup(err);
 		rocksdb_free(err);
 		return false;
@@ -950,6 +971,68 @@ sstate_rdb_sum(const StreamStateQueryDef *def, const char *key, uint32 keylen,
 }
 
 /*
+ * The live panes of one key (at or after dead_below, count not 0), in pane
+ * order, palloc'd; *npanes 0 when it has none.
+ */
+StreamStatePane *
+sstate_rdb_key_panes(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+					 int64 dead_below, int *npanes)
+{
+	Size		plen = key_prefix_len(def, keylen);
+	char	   *lok = palloc(plen + 8);
+	char	   *hik = palloc(plen + 8);
+	rocksdb_readoptions_t *ro = rocksdb_readoptions_create();
+	rocksdb_iterator_t *it;
+	StreamStatePane *panes;
+	int			n = 0;
+	int			cap = 16;
+
+	panes = palloc(sizeof(StreamStatePane) * cap);
+	put_key_prefix(lok, def, key, keylen);
+	memcpy(hik, lok, plen);
+	put_pane(lok + plen, dead_below);
+	put_pane(hik + plen, PG_INT64_MAX);
+	rocksdb_readoptions_set_iterate_upper_bound(ro, hik, plen + 8);
+	it = rocksdb_create_iterator(rdb, ro);
+	for (rocksdb_iter_seek(it, lok, plen + 8); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		klen;
+		size_t		vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v = rocksdb_iter_value(it, &vlen);
+		int64		count = value_count(v, vlen);
+
+		if (count == 0 || klen != plen + 8)
+			continue;
+		if (n == cap)
+		{
+			cap *= 2;
+			panes = repalloc(panes, sizeof(StreamStatePane) * cap);
+		}
+		panes[n].pane = get_pane(k + plen);
+		panes[n].count = count;
+		n++;
+	}
+	rocksdb_iter_destroy(it);
+	rocksdb_readoptions_destroy(ro);
+	pfree(lok);
+	pfree(hik);
+	*npanes = n;
+	return panes;
+}
+
+/*
+ * Has nothing gone into the pending batch since it was last written?  (Adds
+ * not yet sorted into it may be pending.)  A read cache copies a key only
+ * then: what it reads from RocksDB plus what is added later is the state.
+ */
+bool
+sstate_rdb_batch_empty(void)
+{
+	return rdb_batch == NULL || rocksdb_writebatch_count(rdb_batch) == 0;
+}
+
+/*
  * Scan a query's state (or, with class_prefix, the keys of one class) from
  * the raw key from (inclusive; fromlen 0: the start) into buf; see rocks.h.
  */
@@ -1099,6 +1182,8 @@ sstate_rdb_stats(StreamStateDb *db, StreamStateRdbStats *st, uint32 bufsize)
 	st->pending_compaction_bytes = int_property("rocksdb.estimate-pending-compaction-bytes");
 	st->running_compactions = int_property("rocksdb.num-running-compactions");
 	st->estimated_entries = int_property("rocksdb.estimate-num-keys");
+	st->cache_keys = db->rdb_cache_keys;
+	st->cache_bytes = db->rdb_cache_bytes;
 	sstate_rdb_update_sizes(db);
 	for (int i = 0; i < sstate_shared->max_queries && st->nqueries < max; i++)
 	{
@@ -1107,6 +1192,8 @@ sstate_rdb_stats(StreamStateDb *db, StreamStateRdbStats *st, uint32 bufsize)
 		st->queries[st->nqueries].qid = qs[i].def.id;
 		st->queries[st->nqueries].estimated_entries = qs[i].panes;
 		st->queries[st->nqueries].estimated_bytes = qs[i].bytes;
+		sstate_rdb_cache_query_stats(qs[i].def.id, &st->queries[st->nqueries].cache_keys,
+									 &st->queries[st->nqueries].cache_bytes);
 		st->nqueries++;
 	}
 }
@@ -1468,6 +1555,7 @@ sstate_rdb_drop_strays(StreamStateDb *db, XLogRecPtr durable)
 void
 sstate_rdb_freeze(StreamStateQuery *q, XLogRecPtr lsn)
 {
+	sstate_rdb_cache_drop(q->def.id);
 	put_meta(q, SSTATE_RDB_FROZEN, lsn, lsn);
 }
 
@@ -1669,6 +1757,7 @@ sstate_rdb_check_space(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart
 	if (rdb == NULL || rdb_broken || rdb_full || space_ok(db->dboid))
 		return;
 	rdb_full = true;
+	sstate_rdb_cache_drop(0);
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	db->rdb_full = true;
 	for (int i = 0; i < sstate_shared->max_queries; i++)

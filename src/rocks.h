@@ -88,6 +88,24 @@ extern void sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt
 /* worker: reading */
 extern int64 sstate_rdb_sum(const StreamStateQueryDef *def, const char *key, uint32 keylen,
 							int64 lo, int64 hi);
+extern StreamStatePane *sstate_rdb_key_panes(const StreamStateQueryDef *def,
+											 const char *key, uint32 keylen,
+											 int64 dead_below, int *npanes);
+extern bool sstate_rdb_batch_empty(void);
+
+/* rocks_cache.c: the read cache of rocksdb queries */
+extern void sstate_rdb_cache_init(StreamStateDb *db, StreamStateStore *table);
+extern bool sstate_rdb_cache_active(void);
+extern bool sstate_rdb_cache_has(int32 qid);
+extern void sstate_rdb_cache_add(int32 qid, const char *key, uint32 keylen,
+								 int64 pane, int64 count);
+extern void sstate_rdb_cache_evict(int32 qid, int64 dead_below);
+extern void sstate_rdb_cache_drop(int32 qid);
+extern bool sstate_rdb_cache_shrink(void);
+extern void sstate_rdb_cache_poll(void);
+extern void sstate_rdb_cache_query_stats(int32 qid, int64 *keys, int64 *bytes);
+extern int64 sstate_rdb_cache_read(StreamStateDb *db, const StreamStateQueryDef *def,
+								   const char *key, uint32 keylen, int64 lo, int64 hi);
 
 /*
  * A scan writes records into buf: uint32 image length, image, uint32 number
@@ -115,12 +133,16 @@ typedef struct StreamStateRdbStats
 	int64		pending_compaction_bytes;
 	int64		running_compactions;
 	int64		estimated_entries;
+	int64		cache_keys;		/* the read cache */
+	int64		cache_bytes;
 	int32		nqueries;
 	struct
 	{
 		int32		qid;
 		int64		estimated_entries;
 		int64		estimated_bytes;
+		int64		cache_keys;
+		int64		cache_bytes;
 	}			queries[FLEXIBLE_ARRAY_MEMBER];
 } StreamStateRdbStats;
 

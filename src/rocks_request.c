@@ -182,7 +182,7 @@ serve_one(StreamStateDb *db, RdbRequest *r)
 	switch (r->kind)
 	{
 		case RQK_SUM:
-			r->sum = sstate_rdb_sum(&r->def, io, r->keylen, r->lo, r->hi);
+			r->sum = sstate_rdb_cache_read(db, &r->def, io, r->keylen, r->lo, r->hi);
 			break;
 		case RQK_SCAN:
 			{
@@ -241,6 +241,7 @@ sstate_rdb_serve(StreamStateDb *db)
 	uint32		posted = pg_atomic_read_u32(&db->rdb_posted);
 	MemoryContext cxt = NULL;
 
+	sstate_rdb_cache_poll();
 	if (posted == served_seen)
 		return;
 	served_seen = posted;

@@ -109,6 +109,7 @@ sstate_shmem_startup(void)
 		s->max_databases = sstate_max_databases;
 		s->max_queries = sstate_max_queries;
 		pg_atomic_init_u64(&s->def_generation, 1);
+		pg_atomic_init_u32(&s->cache_shrinks, 0);
 		for (i = 0; i < s->max_databases; i++)
 		{
 			StreamStateDb *db = &s->dbs[i];
@@ -116,6 +117,8 @@ sstate_shmem_startup(void)
 			db->dboid = InvalidOid;
 			pg_atomic_init_u64(&db->applied_lsn, 0);
 			pg_atomic_init_u32(&db->rdb_posted, 0);
+			pg_atomic_init_u64(&db->rdb_cache_hits, 0);
+			pg_atomic_init_u64(&db->rdb_cache_misses, 0);
 			ConditionVariableInit(&db->applied_cv);
 			LWLockInitialize(&db->lock, s->lwtranche);
 			SpinLockInit(&db->mutex);

@@ -1226,6 +1226,19 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 		{
 			StreamStateQueryDef def = q->def;
 
+			/* a key in the read cache (rocks_cache.c) is answered here */
+			if (!info->def.key_classed && q->status == SSQ_RUNNING)
+			{
+				if (sstate_store_sum_cached(read_table, -def.id, img, len,
+											start_us / def.pane_us, end_us / def.pane_us,
+											&result))
+				{
+					pg_atomic_fetch_add_u64(&db->rdb_cache_hits, 1);
+					read_end(db);
+					PG_RETURN_INT64(result);
+				}
+				pg_atomic_fetch_add_u64(&db->rdb_cache_misses, 1);
+			}
 			/* the worker answers: never wait for it holding db->lock */
 			read_end(db);
 			if (info->def.key_classed)
@@ -1701,11 +1714,14 @@ stream_state_rocksdb_stats(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	StreamStateDb *db;
 	StreamStateRdbStats *st;
-	Datum		values[9];
-	bool		nulls[9];
+	Datum		values[13];
+	bool		nulls[13];
+	bool		with_cache;
 
 	sstate_shmem_check();
 	InitMaterializedSRF(fcinfo, 0);
+	/* 0.4.0 defined the function without the read cache's columns */
+	with_cache = (rsinfo->setDesc->natts == 13);
 	db = sstate_db_find(MyDatabaseId);
 	if (db == NULL || db->worker_state != SSW_RUNNING)
 		return (Datum) 0;
@@ -1723,6 +1739,10 @@ stream_state_rocksdb_stats(PG_FUNCTION_ARGS)
 	values[6] = Int64GetDatum(st->sst_bytes);
 	values[7] = Int64GetDatum(st->pending_compaction_bytes);
 	values[8] = Int64GetDatum(st->running_compactions);
+	values[9] = Int64GetDatum(st->cache_keys);
+	values[10] = Int64GetDatum(st->cache_bytes);
+	values[11] = Int64GetDatum((int64) pg_atomic_read_u64(&db->rdb_cache_hits));
+	values[12] = Int64GetDatum((int64) pg_atomic_read_u64(&db->rdb_cache_misses));
 	tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 
 	for (int i = 0; i < st->nqueries; i++)
@@ -1732,6 +1752,12 @@ stream_state_rocksdb_stats(PG_FUNCTION_ARGS)
 		values[0] = Int32GetDatum(st->queries[i].qid);
 		values[1] = Int64GetDatum(st->queries[i].estimated_entries);
 		values[2] = Int64GetDatum(st->queries[i].estimated_bytes);
+		if (with_cache)
+		{
+			nulls[9] = nulls[10] = false;
+			values[9] = Int64GetDatum(st->queries[i].cache_keys);
+			values[10] = Int64GetDatum(st->queries[i].cache_bytes);
+		}
 		tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, values, nulls);
 	}
 	return (Datum) 0;

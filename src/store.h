@@ -47,6 +47,17 @@ extern void sstate_store_evict(StreamStateStore *store, StreamStateQuery *q,
 							   int64 dead_below);
 extern void sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q);
 
+/* read caches of rocksdb queries (rocks_cache.c): negated query ids */
+extern bool sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q,
+									const char *key, uint32 keylen,
+									int64 pane, int64 count);
+extern void sstate_store_drop_cached_partition(StreamStateStore *store, int n,
+											   StreamStateQuery *(*owner) (int32 qid));
+extern int	sstate_store_partitions(void);
+extern bool sstate_store_sum_cached(StreamStateStore *store, int32 qid,
+									const char *key, uint32 keylen,
+									int64 pane_lo, int64 pane_hi, int64 *sum);
+
 /* copy-on-write snapshots for checkpoints */
 extern void sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg);
 extern void sstate_store_cow_end(void);

@@ -30,6 +30,11 @@
  * DSA_ALLOC_NO_OOM, so a full area makes sstate_store_add return "false,
  * nothing changed" and the worker pauses the query instead of dying.
  *
+ * The read cache of rocksdb-backend queries (rocks_cache.c) lives in the
+ * same table, under the negated query id: such slots are copies, never part
+ * of a checkpoint, so snapshots, copies on write and whole-table scans pass
+ * over them.
+ *
  * IDENTIFICATION
  *	  src/store_memory.c
  *-------------------------------------------------------------------------
@@ -224,6 +229,55 @@ partition_reserve(dsa_area *area, Partition *p)
 }
 
 /*
+ * After deletions: give back the memory of a partition whose array is
+ * mostly empty (under 1/8 used), halving it until the load is at least 1/4
+ * (below the 3/4 at which it grows again), or freeing it when empty.  So a
+ * dropped query or read cache, or a state that shrank after eviction,
+ * returns its memory.  Keeps the array when the area has no room for the
+ * smaller one.  Caller holds p->lock exclusively.
+ */
+static void
+partition_shrink(dsa_area *area, Partition *p)
+{
+	uint32		cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
+	uint32		newcap = cap;
+	dsa_pointer dp;
+	Slot	   *old;
+	Slot	   *new;
+
+	if (cap <= MIN_CAPACITY || (uint64) p->used * 8 >= cap)
+		return;
+	if (p->used == 0)
+	{
+		dsa_free(area, p->slots);
+		p->slots = InvalidDsaPointer;
+		p->mask = 0;
+		return;
+	}
+	while (newcap > MIN_CAPACITY && (uint64) p->used * 4 < newcap)
+		newcap /= 2;
+	dp = dsa_allocate_extended(area, sizeof(Slot) * (Size) newcap,
+							   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
+	if (!DsaPointerIsValid(dp))
+		return;
+	new = dsa_get_address(area, dp);
+	old = dsa_get_address(area, p->slots);
+	for (uint32 i = 0; i < cap; i++)
+	{
+		uint32		j;
+
+		if (old[i].qid == 0)
+			continue;
+		for (j = old[i].hash & (newcap - 1); new[j].qid != 0; j = (j + 1) & (newcap - 1))
+			;
+		new[j] = old[i];
+	}
+	dsa_free(area, p->slots);
+	p->slots = dp;
+	p->mask = newcap - 1;
+}
+
+/*
  * A new slot for (qid, key) in p, which partition_reserve has made room
  * for; the caller fills in the rest.  Caller holds p->lock exclusively.
  */
@@ -291,7 +345,7 @@ static void *cow_arg = NULL;
 static inline void
 cow_touch(dsa_area *area, Slot *s)
 {
-	if (unlikely(cow_cb != NULL) && s->epoch < cow_epoch)
+	if (unlikely(cow_cb != NULL) && s->epoch < cow_epoch && s->qid > 0)
 	{
 		if (s->npanes > 0)
 			cow_cb(cow_arg, s->qid, slot_key(area, s), s->keylen,
@@ -512,6 +566,44 @@ delete_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
 }
 
 /*
+ * Put a new pane at position pos of s's pane array, growing the array when
+ * it is full.  Returns false when memory is exhausted, with nothing
+ * changed.  Caller holds the partition's lock exclusively.
+ */
+static bool
+insert_pane(dsa_area *area, StreamStateQuery *q, Slot *s, int pos, int64 pane, int64 count)
+{
+	StreamStatePane *panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+
+	if (s->npanes == s->cap)
+	{
+		int32		newcap = pane_capacity_after(s->cap);
+		dsa_pointer dp = dsa_allocate_extended(area,
+											   sizeof(StreamStatePane) * newcap,
+											   DSA_ALLOC_NO_OOM);
+
+		if (!DsaPointerIsValid(dp))
+			return false;
+		if (s->npanes > 0)
+			memcpy(dsa_get_address(area, dp), panes,
+				   sizeof(StreamStatePane) * s->npanes);
+		if (DsaPointerIsValid(s->panes))
+			dsa_free(area, s->panes);
+		q->bytes += (int64) (newcap - s->cap) * sizeof(StreamStatePane);
+		s->panes = dp;
+		s->cap = newcap;
+		panes = dsa_get_address(area, dp);
+	}
+	memmove(&panes[pos + 1], &panes[pos],
+			sizeof(StreamStatePane) * (s->npanes - pos));
+	panes[pos].pane = pane;
+	panes[pos].count = count;
+	s->npanes++;
+	q->panes++;
+	return true;
+}
+
+/*
  * Add count to (query, key, pane).  A negative count undoes an earlier add
  * of this transaction and never allocates; panes and keys left empty by it
  * are removed.  Returns false when memory is exhausted, with nothing
@@ -577,38 +669,68 @@ sstate_store_add(StreamStateStore *store, StreamStateQuery *q, const char *key,
 		return true;
 	}
 
-	if (s->npanes == s->cap)
+	if (!insert_pane(area, q, s, pos, pane, count))
 	{
-		int32		newcap = pane_capacity_after(s->cap);
-		dsa_pointer dp = dsa_allocate_extended(area,
-											   sizeof(StreamStatePane) * newcap,
-											   DSA_ALLOC_NO_OOM);
-
-		if (!DsaPointerIsValid(dp))
-		{
-			if (s->npanes == 0)
-				delete_slot(area, p, q, s);
-			LWLockRelease(&p->lock);
-			return false;
-		}
-		if (s->npanes > 0)
-		{
-			memcpy(dsa_get_address(area, dp), panes,
-				   sizeof(StreamStatePane) * s->npanes);
-			dsa_free(area, s->panes);
-		}
-		q->bytes += (int64) (newcap - s->cap) * sizeof(StreamStatePane);
-		s->panes = dp;
-		s->cap = newcap;
-		panes = dsa_get_address(area, dp);
+		if (s->npanes == 0)
+			delete_slot(area, p, q, s);
+		LWLockRelease(&p->lock);
+		return false;
 	}
+	LWLockRelease(&p->lock);
+	return true;
+}
 
-	memmove(&panes[pos + 1], &panes[pos],
-			sizeof(StreamStatePane) * (s->npanes - pos));
-	panes[pos].pane = pane;
-	panes[pos].count = count;
-	s->npanes++;
-	q->panes++;
+/*
+ * Add count to (query, key, pane) of a key that is in the table; for the
+ * read cache of rocksdb queries, which holds complete copies of some keys.
+ * Returns false, changing nothing, when the key is not there.  A count
+ * that cannot be applied (no memory for a new pane, or an undo of a pane
+ * the copy lacks) removes the key: the cache then misses it, never holds
+ * it wrong.  Worker only.
+ */
+bool
+sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q, const char *key,
+						uint32 keylen, int64 pane, int64 count)
+{
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(q->def.id, false, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
+	StreamStatePane *panes;
+	bool		pfound = false;
+	int			pos = 0;
+
+	load_release();
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	s = partition_find(area, p, hash, q->def.id, key, keylen);
+	if (s == NULL)
+	{
+		LWLockRelease(&p->lock);
+		return false;
+	}
+	panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+	if (s->npanes > 0)
+		pos = pane_search(panes, s->npanes, pane, &pfound);
+	if (pfound)
+	{
+		panes[pos].count += count;
+		if (panes[pos].count == 0)
+		{
+			memmove(&panes[pos], &panes[pos + 1],
+					sizeof(StreamStatePane) * (s->npanes - pos - 1));
+			s->npanes--;
+			q->panes--;
+		}
+	}
+	else if (count < 0 || !insert_pane(area, q, s, pos, pane, count))
+	{
+		/* the copy cannot be kept right: drop it */
+		delete_slot(area, p, q, s);
+		LWLockRelease(&p->lock);
+		return true;
+	}
+	if (s->npanes == 0)
+		delete_slot(area, p, q, s);
 	LWLockRelease(&p->lock);
 	return true;
 }
@@ -680,6 +802,7 @@ sstate_store_evict(StreamStateStore *store, StreamStateQuery *q, int64 dead_belo
 				i--;			/* a later slot may have moved into i */
 			}
 		}
+		partition_shrink(area, p);
 		LWLockRelease(&p->lock);
 	}
 }
@@ -692,11 +815,12 @@ sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q)
 }
 
 /*
- * Sum of the counts of panes [pane_lo, pane_hi) of one key.
+ * Sum of the counts of panes [pane_lo, pane_hi) of one key, and whether
+ * the table has the key.
  */
-int64
-sstate_store_sum(StreamStateStore *store, int32 qid, const char *key,
-				 uint32 keylen, int64 pane_lo, int64 pane_hi)
+static int64
+store_sum(StreamStateStore *store, int32 qid, const char *key,
+		  uint32 keylen, int64 pane_lo, int64 pane_hi, bool *found)
 {
 	dsa_area   *area = store->area;
 	uint32		hash = key_hash(qid, false, key, keylen);
@@ -707,6 +831,7 @@ sstate_store_sum(StreamStateStore *store, int32 qid, const char *key,
 	load_release();
 	LWLockAcquire(&p->lock, LW_SHARED);
 	s = partition_find(area, p, hash, qid, key, keylen);
+	*found = (s != NULL);
 	if (s != NULL && s->npanes > 0)
 	{
 		StreamStatePane *panes = dsa_get_address(area, s->panes);
@@ -718,6 +843,66 @@ sstate_store_sum(StreamStateStore *store, int32 qid, const char *key,
 	}
 	LWLockRelease(&p->lock);
 	return sum;
+}
+
+int64
+sstate_store_sum(StreamStateStore *store, int32 qid, const char *key,
+				 uint32 keylen, int64 pane_lo, int64 pane_hi)
+{
+	bool		found;
+
+	return store_sum(store, qid, key, keylen, pane_lo, pane_hi, &found);
+}
+
+/*
+ * sstate_store_sum of a read cache (qid negated): false when the cache
+ * does not hold the key.
+ */
+bool
+sstate_store_sum_cached(StreamStateStore *store, int32 qid, const char *key,
+						uint32 keylen, int64 pane_lo, int64 pane_hi, int64 *sum)
+{
+	bool		found;
+
+	*sum = store_sum(store, qid, key, keylen, pane_lo, pane_hi, &found);
+	return found;
+}
+
+/*
+ * Remove every read-cache key (negative query id) in partition n of the
+ * table; owner gives the accounting of each one's query.  The read caches
+ * shrink a partition at a time: which keys go is as good as random, and
+ * costs one walk of one partition.  Worker only.
+ */
+void
+sstate_store_drop_cached_partition(StreamStateStore *store, int n,
+								   StreamStateQuery *(*owner) (int32 qid))
+{
+	dsa_area   *area = store->area;
+	Partition  *p = &store->hdr->parts[n % PARTITIONS];
+	Slot	   *slots;
+	uint32		i;
+
+	load_release();
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	slots = partition_slots(area, p);
+	for (i = 0; slots != NULL && i <= p->mask; i++)
+	{
+		StreamStateQuery *q;
+
+		if (slots[i].qid >= 0 || (q = owner(slots[i].qid)) == NULL)
+			continue;
+		delete_slot(area, p, q, &slots[i]);
+		i--;					/* a later slot may have moved into i */
+	}
+	partition_shrink(area, p);
+	LWLockRelease(&p->lock);
+}
+
+int
+sstate_store_partitions(void)
+{
+	return PARTITIONS;
 }
 
 /*
@@ -755,8 +940,9 @@ sstate_store_scan_class(StreamStateStore *store, int32 qid, const char *key,
 }
 
 /*
- * Call cb for every key of query qid (every query when qid is 0), holding a
- * partition lock shared: cb must copy what it keeps and must not wait.
+ * Call cb for every key of query qid (every query when qid is 0, read
+ * caches not included), holding a partition lock shared: cb must copy what
+ * it keeps and must not wait.
  */
 void
 sstate_store_scan(StreamStateStore *store, int32 qid, sstate_store_scan_cb cb, void *arg)
@@ -778,7 +964,7 @@ sstate_store_scan(StreamStateStore *store, int32 qid, sstate_store_scan_cb cb, v
 			Slot	   *s = &slots[i];
 
 			prefetch_panes(area, slots, i, p->mask);
-			if (s->qid == 0 || (qid != 0 && s->qid != qid) || s->npanes == 0)
+			if (s->qid == 0 || (qid == 0 ? s->qid < 0 : s->qid != qid) || s->npanes == 0)
 				continue;
 			cb(arg, s->qid, slot_key(area, s), s->keylen,
 			   dsa_get_address(area, s->panes), s->npanes);
@@ -863,7 +1049,7 @@ sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_c
 			Slot	   *s = &slots[i];
 
 			prefetch_panes(area, slots, i, p->mask);
-			if (s->qid == 0 || s->epoch >= epoch)
+			if (s->qid <= 0 || s->epoch >= epoch)
 				continue;
 			s->epoch = epoch;
 			if (s->npanes > 0)

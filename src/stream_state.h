@@ -169,6 +169,10 @@ typedef struct StreamStateDb
 	/* reads of rocksdb queries (rocks_request.c) */
 	pg_atomic_uint32 rdb_posted;	/* bumped by every request */
 	bool		rdb_full;		/* rocksdb queries paused: disk full */
+	int64		rdb_cache_keys; /* the read cache (rocks_cache.c), written */
+	int64		rdb_cache_bytes;	/* by the worker alone */
+	pg_atomic_uint64 rdb_cache_hits;	/* reads it answered */
+	pg_atomic_uint64 rdb_cache_misses;	/* reads it could have, and did not */
 
 	/* restore_checkpoint(), under mutex */
 	int64		restore_requested;	/* checkpoint id asked for; 0: none */
@@ -188,6 +192,8 @@ typedef struct StreamStateShared
 	pid_t		launcher_pid;
 	Latch	   *launcher_latch;
 	pg_atomic_uint64 def_generation;	/* bumped at commit of DDL */
+	pg_atomic_uint32 cache_shrinks; /* bumped when memory-backend state
+									 * needs the read caches' room */
 	int			max_databases;
 	int			max_queries;
 	Size		area_size;
@@ -210,6 +216,7 @@ extern int	sstate_checkpoint_target;
 extern char *sstate_checkpoint_directory;
 extern int	sstate_default_backend;
 extern int	sstate_rocksdb_cache_size_kb;
+extern int	sstate_rocksdb_read_cache_size_kb;
 extern int	sstate_rocksdb_min_free_space_kb;
 extern int	sstate_rocksdb_write_buffer_size_kb;
 extern void sstate_guc_define(void);

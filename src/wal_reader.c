@@ -148,6 +148,7 @@ sstate_apply_init(StreamStateDb *db, StreamStateStore *table)
 	apply_db = db;
 	apply_table = table;
 	applier_init(&main_applier);
+	sstate_rdb_cache_init(db, table);
 }
 
 static StreamStateQuery *
@@ -702,7 +703,9 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 				}
 				if (q->def.backend == SSB_ROCKSDB)
 					sstate_rdb_add(&q->def, e.key, e.keylen, pane, e.count);
-				else if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count))
+				else if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count) &&
+						 !(sstate_rdb_cache_shrink() &&
+						   sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count)))
 				{
 					*failed = q;
 					return false;

@@ -4,7 +4,7 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(45);
+SELECT plan(46);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
@@ -158,7 +158,8 @@ SELECT is(
 	  WHERE attrelid = 'stream_state.rocksdb_stats'::regclass AND attnum > 0 AND NOT attisdropped),
 	ARRAY['scope', 'query', 'estimated_entries', 'estimated_bytes', 'memtable_bytes',
 		  'block_cache_bytes', 'block_cache_capacity', 'sst_bytes',
-		  'pending_compaction_bytes', 'running_compactions'],
+		  'pending_compaction_bytes', 'running_compactions', 'read_cache_keys',
+		  'read_cache_bytes', 'read_cache_hits', 'read_cache_misses'],
 	'stream_state.rocksdb_stats has the documented columns, in order');
 SELECT col_type_is('stream_state', 'rocksdb_stats', 'estimated_entries', 'bigint',
 	'stream_state.rocksdb_stats.estimated_entries is bigint');
@@ -172,6 +173,8 @@ SELECT ok(has_table_privilege('public', 'stream_state.rocksdb_stats', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.rocksdb_stats');
 SELECT is(current_setting('stream_state.default_backend'), 'memory',
 	'stream_state.default_backend is memory by default');
+SELECT is(current_setting('stream_state.rocksdb_read_cache_size'), '32MB',
+	'stream_state.rocksdb_read_cache_size is 32MB by default');
 
 SELECT * FROM finish();
 ROLLBACK;

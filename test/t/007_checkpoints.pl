@@ -354,13 +354,22 @@ SELECT e.extversion || ' ' || c.oid::regclass::text || ' '
 	'ALTER EXTENSION UPDATE takes 0.2.0 to 0.3.0: the table checkpoint_data, member of the extension, readable by pg_monitor, not dumped as configuration'
 );
 is( $node->safe_psql(
-		'empty', q{ALTER EXTENSION stream_state UPDATE;
+		'empty', q{ALTER EXTENSION stream_state UPDATE TO '0.4.0';
 SELECT extversion || ' ' || to_regprocedure('stream_state.create_query(text, regclass, text, text, interval, interval, interval, text)')::text || ' '
 	   || to_regclass('stream_state.rocksdb_stats')::text || ' '
 	   || (to_regprocedure('stream_state.create_query(text, regclass, text, text, interval, interval, interval)') IS NULL)
   FROM pg_extension WHERE extname = 'stream_state'}),
 	'0.4.0 stream_state.create_query(text,regclass,text,text,interval,interval,interval,text) stream_state.rocksdb_stats true',
 	'ALTER EXTENSION UPDATE takes 0.3.0 to 0.4.0: create_query with a backend argument (and no other), the rocksdb_stats view'
+);
+is( $node->safe_psql(
+		'empty', q{SELECT count(*) FROM stream_state.rocksdb_stats;
+ALTER EXTENSION stream_state UPDATE TO '0.5.0';
+SELECT extversion || ' ' || (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+								 WHERE attrelid = 'stream_state.rocksdb_stats'::regclass AND attnum > 10)
+  FROM pg_extension WHERE extname = 'stream_state'}),
+	"0\n0.5.0 read_cache_keys,read_cache_bytes,read_cache_hits,read_cache_misses",
+	'the 0.4.0 rocksdb_stats view works with the new library; ALTER EXTENSION UPDATE takes 0.4.0 to 0.5.0: rocksdb_stats with the read cache columns'
 );
 like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,

@@ -1,0 +1,40 @@
+/* stream_state 0.4.0 -> 0.5.0 */
+
+\echo Use "ALTER EXTENSION stream_state UPDATE TO '0.5.0'" to load this file. \quit
+
+-- rocksdb_stats gains the read cache of rocksdb-backend queries: keys and
+-- bytes (per database and per query), hits and misses (per database)
+DROP VIEW stream_state.rocksdb_stats;
+DROP FUNCTION stream_state._rocksdb_stats();
+CREATE FUNCTION stream_state._rocksdb_stats(
+	OUT query_id integer, OUT estimated_entries bigint, OUT estimated_bytes bigint,
+	OUT memtable_bytes bigint, OUT block_cache_bytes bigint,
+	OUT block_cache_capacity bigint, OUT sst_bytes bigint,
+	OUT pending_compaction_bytes bigint, OUT running_compactions bigint,
+	OUT read_cache_keys bigint, OUT read_cache_bytes bigint,
+	OUT read_cache_hits bigint, OUT read_cache_misses bigint)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stream_state_rocksdb_stats'
+LANGUAGE C STRICT VOLATILE;
+
+-- The RocksDB of this database: one row for the database, one per
+-- rocksdb-backend query (RocksDB's own estimates of entries and bytes).
+CREATE VIEW stream_state.rocksdb_stats AS
+SELECT CASE WHEN s.query_id IS NULL THEN 'database' ELSE 'query' END AS scope,
+	   d.name AS query,
+	   s.estimated_entries,
+	   s.estimated_bytes,
+	   s.memtable_bytes,
+	   s.block_cache_bytes,
+	   s.block_cache_capacity,
+	   s.sst_bytes,
+	   s.pending_compaction_bytes,
+	   s.running_compactions,
+	   s.read_cache_keys,
+	   s.read_cache_bytes,
+	   s.read_cache_hits,
+	   s.read_cache_misses
+  FROM stream_state._rocksdb_stats() s
+  LEFT JOIN stream_state.query_def d ON d.id = s.query_id;
+
+GRANT SELECT ON stream_state.rocksdb_stats TO PUBLIC;

@@ -14,6 +14,7 @@ OBJS = \
 	src/window.o \
 	src/delta.o \
 	src/capture.o \
+	src/cq_analyze.o \
 	src/query.o \
 	src/store_memory.o \
 	src/rocks.o \

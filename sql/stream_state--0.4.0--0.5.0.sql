@@ -1,6 +1,27 @@
-/* stream_state 0.4.0 -> 0.5.0 */
+/* stream_state 0.4.0 -> 0.5.0: continuous queries in SQL (their analysis); the read cache of rocksdb queries */
 
 \echo Use "ALTER EXTENSION stream_state UPDATE TO '0.5.0'" to load this file. \quit
+
+-- What create_query would make of a continuous query's text: one row per
+-- output column, then one (position NULL) per GROUP BY key outside the
+-- select list and per aggregate used only in HAVING.  Errors say what is not
+-- supported, pointing into the text.
+CREATE FUNCTION stream_state.describe_query(
+	query text,
+	OUT "position" integer,
+	OUT column_name text,
+	OUT column_type regtype,
+	OUT kind text,
+	OUT expression text,
+	OUT aggregates text[],
+	OUT state_types regtype[],
+	OUT fast_path boolean)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stream_state_describe_query'
+LANGUAGE C STRICT STABLE;
+
+-- Anyone may ask; the analysis needs SELECT on what the query reads.
+GRANT EXECUTE ON FUNCTION stream_state.describe_query(text) TO PUBLIC;
 
 -- rocksdb_stats gains the read cache of rocksdb-backend queries: keys and
 -- bytes (per database and per query), hits and misses (per database)

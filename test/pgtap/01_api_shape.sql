@@ -4,7 +4,7 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(46);
+SELECT plan(51);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
@@ -50,6 +50,11 @@ SELECT has_function('stream_state', 'wait_applied', ARRAY['pg_lsn', 'interval'],
 	'wait_applied(lsn pg_lsn, timeout interval)');
 SELECT function_returns('stream_state', 'wait_applied', ARRAY['pg_lsn', 'interval'], 'boolean',
 	'wait_applied returns boolean');
+
+SELECT has_function('stream_state', 'describe_query', ARRAY['text'],
+	'describe_query(query text)');
+SELECT function_returns('stream_state', 'describe_query', ARRAY['text'], 'setof record',
+	'describe_query returns a set of rows');
 
 -- argument names (callers use named notation: key_column => ..., slide => ...)
 -- and how many trailing arguments have defaults
@@ -98,6 +103,19 @@ SELECT is(
 	(SELECT pronargdefaults::int FROM pg_proc
 	  WHERE oid = 'stream_state.window_counts(text, timestamptz)'::regprocedure),
 	1, 'window_counts: at has a default');
+SELECT is(
+	(SELECT proargnames FROM pg_proc
+	  WHERE oid = 'stream_state.describe_query(text)'::regprocedure),
+	ARRAY['query', 'position', 'column_name', 'column_type', 'kind', 'expression',
+		  'aggregates', 'state_types', 'fast_path'],
+	'describe_query argument and result column names');
+SELECT is(
+	(SELECT array_agg(t::regtype::text ORDER BY n) FROM pg_proc,
+			unnest(proallargtypes) WITH ORDINALITY AS a(t, n)
+	  WHERE oid = 'stream_state.describe_query(text)'::regprocedure
+		AND proargmodes[n::int] IN ('o', 't')),
+	ARRAY['integer', 'text', 'regtype', 'text', 'text', 'text[]', 'regtype[]', 'boolean'],
+	'describe_query result types');
 SELECT is(
 	(SELECT proargnames FROM pg_proc
 	  WHERE oid = 'stream_state.wait_applied(pg_lsn, interval)'::regprocedure),
@@ -171,6 +189,8 @@ SELECT ok(has_table_privilege('public', 'stream_state.state', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.state');
 SELECT ok(has_table_privilege('public', 'stream_state.rocksdb_stats', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.rocksdb_stats');
+SELECT ok(has_function_privilege('public', 'stream_state.describe_query(text)', 'EXECUTE'),
+	'PUBLIC may call stream_state.describe_query');
 SELECT is(current_setting('stream_state.default_backend'), 'memory',
 	'stream_state.default_backend is memory by default');
 SELECT is(current_setting('stream_state.rocksdb_read_cache_size'), '32MB',

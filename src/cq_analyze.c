@@ -41,7 +41,9 @@
  * (the data path combines partial states in no particular order, and
  * DISTINCT needs all of a window's values at once).  Equal calls are kept
  * once (PostgreSQL's equal() ignores token locations).  Transition types of
- * polymorphic aggregates are resolved here, as nodeAgg does.
+ * polymorphic aggregates are resolved here, as nodeAgg does.  The support
+ * functions' volatility is not looked at: extensions often leave them at
+ * the default VOLATILE (hll's are), and PostgreSQL never looks either.
  *
  * The fast path.  Some aggregates are plain int64 counters, and the data
  * path may keep them as such instead of calling the aggregate's functions:

@@ -38,7 +38,9 @@
 #     plain SQL count for 300 keys; then BENCH_RUNS times, alternating,
 #     pgbench -n -T BENCH_PGBENCH_SECONDS -c 2 -j 2 of window_count of a
 #     random key of the 100k at the data's last minute, with
-#     read_consistency = none, on q_mem, then on q_rocks.
+#     read_consistency = none, on q_mem, then on q_rocks, whose read cache
+#     (rocksdb_read_cache_size, default size) starts empty; then BENCH_RUNS
+#     times more with the read cache off (rocksdb_read_cache_size = 0).
 #  3. after a stream_state.checkpoint() of database bench: sst_bytes of its
 #     rocksdb_stats / the live (key, pane) entries of q_rocks (rows of
 #     stream_state.state), beside q_mem's state_bytes / panes (shared memory),
@@ -211,8 +213,16 @@ rdb_stat() {	# database column -> that column of the 'database' row of rocksdb_s
 show_rdb_stats() {	# database
 	"${PSQL[@]}" -d "$1" -F ' ' -c "SELECT 'estimated_entries', estimated_entries, 'sst_bytes', sst_bytes,
 	        'memtable_bytes', memtable_bytes, 'block_cache', block_cache_bytes || '/' || block_cache_capacity,
-	        'pending_compaction_bytes', pending_compaction_bytes, 'running_compactions', running_compactions
+	        'pending_compaction_bytes', pending_compaction_bytes, 'running_compactions', running_compactions,
+	        'read_cache keys/bytes/hits/misses', read_cache_keys || '/' || read_cache_bytes || '/'
+	        || read_cache_hits || '/' || read_cache_misses
 	   FROM stream_state.rocksdb_stats WHERE scope = 'database'" | sed 's/^/   rocksdb_stats: /'
+}
+
+set_read_cache() {	# size: stream_state.rocksdb_read_cache_size, reloaded
+	sql "ALTER SYSTEM SET stream_state.rocksdb_read_cache_size = '$1'" >/dev/null
+	sql "SELECT pg_reload_conf()" >/dev/null
+	sleep 2		# the worker drops its cache at its next loop (within worker_naptime)
 }
 
 bytes_h() { if isnum "$1"; then numfmt --to=iec --suffix=B --format='%.1f' "$1"; else echo "$1"; fi; }
@@ -311,15 +321,29 @@ cat >"$T/read_rocks.sql" <<EOF
 \set k random(0, 99999)
 SELECT stream_state.window_count('q_rocks', :k::bigint, '$AT');
 EOF
-C_M=(); C_R=(); C_RATIO=()
+# q_rocks with its read cache (stream_state.rocksdb_read_cache_size, default
+# 32MB: enough for the 100k keys; run 1 starts with it empty), and then with
+# the cache off (every read asks the worker), each against q_mem
+C_M=(); C_R=(); C_RATIO=(); C_N=(); C_NRATIO=()
 for i in $(seq 1 "$RUNS"); do
 	m=$(run_pgbench "$T/read_mem.sql" "read_mem_$i")
 	r=$(run_pgbench "$T/read_rocks.sql" "read_rocks_$i")
-	printf '   %-3s q_mem %10s tps   q_rocks %10s tps\n' "$i" "$(fmt "$m" 0)" "$(fmt "$r" 0)"
+	printf '   %-3s q_mem %10s tps   q_rocks %10s tps (read cache on)\n' "$i" "$(fmt "$m" 0)" "$(fmt "$r" 0)"
 	check_server "2 (run $i)"
 	C_M+=("$m"); C_R+=("$r"); C_RATIO+=("$(div "$r" "$m")")
 done
 show_rdb_stats bench
+set_read_cache 0
+for i in $(seq 1 "$RUNS"); do
+	m=$(run_pgbench "$T/read_mem.sql" "read_mem_nc_$i")
+	r=$(run_pgbench "$T/read_rocks.sql" "read_rocks_nc_$i")
+	printf '   %-3s q_mem %10s tps   q_rocks %10s tps (read cache off)\n' "$i" "$(fmt "$m" 0)" "$(fmt "$r" 0)"
+	check_server "2 (cache off, run $i)"
+	C_N+=("$r"); C_NRATIO+=("$(div "$r" "$m")")
+done
+show_rdb_stats bench
+sql "ALTER SYSTEM RESET stream_state.rocksdb_read_cache_size" >/dev/null
+sql "SELECT pg_reload_conf()" >/dev/null
 log_complaints "2"
 
 # ---------------------------------------------------------------- 3. bytes on disk
@@ -486,6 +510,7 @@ row() { printf '%-53s | %16s | %16s | %7s | %s\n' "$@"; }
 rule() { row "$(printf '%53s' '' | tr ' ' -)" "$(printf '%16s' '' | tr ' ' -)" "$(printf '%16s' '' | tr ' ' -)" "-------" "---------------"; }
 a_r=$(median "${A_RATIO[@]}")
 c_r=$(median "${C_RATIO[@]}")
+c_nr=$(median "${C_NRATIO[@]}")
 s_r=$(median "${S_RATIO[@]}")
 {
 	echo "stream_state rocksdb bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) cores  git $(git_desc)"
@@ -499,6 +524,7 @@ s_r=$(median "${S_RATIO[@]}")
 	row "(1) INSERT ... SELECT incl. COMMIT, s" "$(fmt "$(median "${A_INS_M[@]}")" 3)" "$(fmt "$(median "${A_INS_R[@]}")" 3)" "-" "-"
 	row "(2) window_count point reads, TPS" "$(fmt "$(median "${C_M[@]}")" 0)" "$(fmt "$(median "${C_R[@]}")" 0)" \
 		"$(fmt "$c_r" 3)" ">= 0.5 ($(verdict "$c_r" '>=' 0.5))"
+	row "(2) the same, read cache off" "-" "$(fmt "$(median "${C_N[@]}")" 0)" "$(fmt "$c_nr" 3)" "reported"
 	row "(3) B per live (key, pane), $D_LIVE_R entries" "$(fmt "$D_MPER" 1) shm" "$(fmt "$D_PER" 1) SST" "-" "reported"
 	row "(3) B per (key, pane), $BIG_ENTRIES entries (big)" "$(fmt "$SHAPE_PER" 1) shm est" "$(fmt "$B_PER" 1) SST" "-" "reported"
 	row "(3)   the same after the batches of (4)" "-" "$(fmt "$E_PER" 1) SST" "-" "reported"
@@ -510,7 +536,8 @@ s_r=$(median "${S_RATIO[@]}")
 	row "(4) load, s (wait_applied after each INSERT)" "$(fmt "$LOAD_small_S" 1)" "$(fmt "$LOAD_big_S" 1)" "-" "-"
 	echo
 	echo "(1) ratio = t_apply(memory) / t_apply(rocksdb), i.e. rocksdb's apply throughput / memory's."
-	echo "(2) ratio = rocksdb TPS / memory TPS (pgbench -c 2 -j 2 -T $PGB_T, read_consistency=none)."
+	echo "(2) ratio = rocksdb TPS / memory TPS (pgbench -c 2 -j 2 -T $PGB_T, read_consistency=none); read cache"
+	echo "    on (rocksdb_read_cache_size default; run 1 starts with it empty), then off (= 0; every read asks the worker)."
 	echo "(3) rocksdb: sst_bytes of rocksdb_stats after stream_state.checkpoint() / live entries (stream_state.state);"
 	echo "    panes of closed windows stay until a compaction drops them: sst_bytes / $D_WRITTEN entries written ="
 	echo "    $(fmt "$(div "$D_SST" "$D_WRITTEN")" 1) B. Freshly flushed (L0) files are LZ4, the bottommost level zstd: bytes per entry"

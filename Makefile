@@ -15,6 +15,8 @@ OBJS = \
 	src/delta.o \
 	src/capture.o \
 	src/cq_analyze.o \
+	src/cq_agg.o \
+	src/cq_eval.o \
 	src/query.o \
 	src/store_memory.o \
 	src/rocks.o \
@@ -33,16 +35,16 @@ DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql \
 PGFILEDESC = "stream_state - keyed streaming state"
 
 REGRESS = setup errors exactness transactions keys classed_keys store windows privileges backends \
-	read_cache cq_analyze
+	read_cache cq_analyze cq_evaluate
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
 	--load-extension=stream_state
 
 # The same tests once more with every query on the rocksdb backend
 # (stream_state.default_backend = rocksdb), except store, which looks at
-# the memory store itself, read_cache, which names its backends, cq_analyze,
-# which keeps no state; and the isolation specs.  Same expected output: the
-# backend must not show.
-REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze,$(REGRESS))
+# the memory store itself, read_cache, which names its backends, cq_analyze
+# and cq_evaluate, which keep no state; and the isolation specs.  Same
+# expected output: the backend must not show.
+REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate,$(REGRESS))
 
 ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \

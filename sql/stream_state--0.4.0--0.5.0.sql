@@ -59,3 +59,13 @@ SELECT CASE WHEN s.query_id IS NULL THEN 'database' ELSE 'query' END AS scope,
   LEFT JOIN stream_state.query_def d ON d.id = s.query_id;
 
 GRANT SELECT ON stream_state.rocksdb_stats TO PUBLIC;
+
+-- A continuous query evaluated over its whole source table through partial
+-- aggregate states (serialised, deserialised and combined as the worker
+-- combines them); its rows as text.  For tests: they compare it with the
+-- query run by PostgreSQL.
+CREATE FUNCTION stream_state._cq_evaluate(query text)
+RETURNS SETOF text
+AS 'MODULE_PATHNAME', 'stream_state__cq_evaluate'
+LANGUAGE C STRICT VOLATILE;
+REVOKE ALL ON FUNCTION stream_state._cq_evaluate(text) FROM PUBLIC;

@@ -112,7 +112,7 @@
 #include "utils/ruleutils.h"
 #include "utils/syscache.h"
 
-#include "cq_analyze.h"
+#include "cq_agg.h"
 #include "query.h"
 
 PG_FUNCTION_INFO_V1(stream_state_describe_query);
@@ -973,6 +973,25 @@ analyse_agg(CqState *st, Aggref *agg, StreamStateCqAgg *out)
 				 cq_errposition(st, agg->location)));
 	out->transstrict = func_strict(out->transfn);
 	out->combinestrict = func_strict(out->combinefn);
+	out->refs = palloc(sizeof(StreamStateCqFnRef) * 3);
+	{
+		Oid			fns[3] = {out->combinefn, out->serialfn, out->deserialfn};
+
+		for (int i = 0; i < 3; i++)
+		{
+			char	   *why = NULL;
+
+			if (!sstate_cq_fn_ref(fns[i], &out->refs[i], &why))
+				ereport(ERROR,
+						(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+						 errmsg("continuous queries do not support aggregate %s",
+								format_procedure(agg->aggfnoid)),
+						 errdetail("Its %s %s.",
+								   i == 0 ? "combine function" : i == 1 ? "serialization function" : "deserialization function",
+								   why),
+						 cq_errposition(st, agg->location)));
+		}
+	}
 
 	foreach(lc, out->args)
 		check_expr(st, lfirst(lc), psprintf("the arguments of aggregate %s", fname));

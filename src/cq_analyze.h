@@ -113,6 +113,8 @@ typedef struct StreamStateCqAgg
 	Oid			resulttype;
 	Oid			resultcollation;
 	StreamStateCqFast fast;
+	struct StreamStateCqFnRef *refs;	/* [3]: combine, serial, deserial as the
+										 * worker calls them (cq_agg.h) */
 	int			location;		/* byte offset in the text, or -1 */
 } StreamStateCqAgg;
 

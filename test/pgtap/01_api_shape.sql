@@ -4,7 +4,7 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(51);
+SELECT plan(52);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
@@ -191,6 +191,8 @@ SELECT ok(has_table_privilege('public', 'stream_state.rocksdb_stats', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.rocksdb_stats');
 SELECT ok(has_function_privilege('public', 'stream_state.describe_query(text)', 'EXECUTE'),
 	'PUBLIC may call stream_state.describe_query');
+SELECT ok(NOT has_function_privilege('public', 'stream_state._cq_evaluate(text)', 'EXECUTE'),
+	'PUBLIC may not call the internal stream_state._cq_evaluate');
 SELECT is(current_setting('stream_state.default_backend'), 'memory',
 	'stream_state.default_backend is memory by default');
 SELECT is(current_setting('stream_state.rocksdb_read_cache_size'), '32MB',

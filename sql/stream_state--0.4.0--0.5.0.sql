@@ -69,3 +69,9 @@ RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'stream_state__cq_evaluate'
 LANGUAGE C STRICT VOLATILE;
 REVOKE ALL ON FUNCTION stream_state._cq_evaluate(text) FROM PUBLIC;
+
+-- change a live query's lateness, at its commit, keeping its state
+CREATE FUNCTION stream_state.alter_query(name text, lateness interval DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'stream_state_alter_query'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;

@@ -186,6 +186,13 @@ sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend)
 	appendStringInfoChar(buf, (char) backend);
 }
 
+void
+sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us)
+{
+	put_uvarint(buf, (uint64) qid);
+	put_svarint(buf, lateness_us);
+}
+
 bool
 sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
 {
@@ -199,7 +206,7 @@ sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len)
 		return false;
 	if (r->version != STREAM_STATE_DELTA_VERSION)
 		return false;
-	return r->kind >= SSM_DATA && r->kind <= SSM_SET_BACKEND;
+	return r->kind >= SSM_DATA && r->kind <= SSM_ALTER;
 }
 
 /*
@@ -310,4 +317,10 @@ sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend)
 		return false;
 	*backend = b;
 	return true;
+}
+
+bool
+sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us)
+{
+	return sstate_delta_get_qid(r, qid) && get_svarint(r, lateness_us) && *lateness_us >= 0;
 }

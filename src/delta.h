@@ -23,7 +23,8 @@ typedef enum StreamStateMsgKind
 	SSM_DROP = 3,
 	SSM_DROP_EXTENSION = 4,
 	SSM_RESET = 5,				/* the source was truncated */
-	SSM_SET_BACKEND = 6			/* the query moves to another backend (0.4.0) */
+	SSM_SET_BACKEND = 6,		/* the query moves to another backend (0.4.0) */
+	SSM_ALTER = 7				/* the query's lateness changes (0.5.0) */
 } StreamStateMsgKind;
 
 #define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */
@@ -70,6 +71,7 @@ extern void sstate_delta_put_entry(StringInfo buf, uint8 flags,
 extern void sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def);
 extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
 extern void sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend);
+extern void sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us);
 
 /* decoding: each returns false on a malformed message */
 extern bool sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len);
@@ -80,5 +82,6 @@ extern bool sstate_delta_next_entry(StreamStateDeltaReader *r,
 extern bool sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def);
 extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
 extern bool sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend);
+extern bool sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us);
 
 #endif							/* STREAM_STATE_DELTA_H */

@@ -72,6 +72,7 @@ PG_FUNCTION_INFO_V1(stream_state_rebuild);
 PG_FUNCTION_INFO_V1(stream_state_worker_status);
 PG_FUNCTION_INFO_V1(stream_state_rocksdb_stats);
 PG_FUNCTION_INFO_V1(stream_state_set_backend);
+PG_FUNCTION_INFO_V1(stream_state_alter_query);
 
 /* This backend's mapping of its database's state table */
 static StreamStateStore *read_table = NULL;
@@ -831,6 +832,75 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 }
 
 /*
+ * alter_query(name, lateness): change what can change without losing state,
+ * at this transaction's commit (an ALTER message the worker applies in WAL
+ * order).  A larger lateness holds windows open longer from then on; the
+ * windows already closed stay closed, since their panes are gone (the
+ * worker never lowers a query's eviction horizon, and reads refuse windows
+ * with evicted panes).  A smaller one closes windows at once.
+ */
+Datum
+stream_state_alter_query(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	StreamStateQueryInfo *info;
+	Interval   *lateness_iv;
+	int64		lateness_us;
+	OwnerContext oc;
+	StringInfoData sql;
+	StringInfoData msg;
+	char	   *lateness_text;
+
+	sstate_shmem_check();
+	if (PG_ARGISNULL(0))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("query name must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	info = sstate_query_by_name(name, false);
+	sstate_query_check_owner(info);
+	if (PG_ARGISNULL(1))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("alter_query needs something to change"),
+				 errhint("Give lateness => an interval.  A query's source, key or window cannot change: create another query.")));
+	lateness_iv = PG_GETARG_INTERVAL_P(1);
+	lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
+	lateness_text = DatumGetCString(DirectFunctionCall1(interval_out,
+														IntervalPGetDatum(lateness_iv)));
+
+	owner_begin(&oc);
+	initStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "SELECT lateness = %s::interval FROM stream_state.query_def WHERE id = %d FOR UPDATE",
+					 quote_literal_cstr(lateness_text), info->id);
+	spi_exec(sql.data, SPI_OK_SELECT);
+	if (SPI_processed != 1)
+		ereport(ERROR,
+				(errcode(ERRCODE_UNDEFINED_OBJECT),
+				 errmsg("continuous query \"%s\" does not exist", name)));
+	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	{
+		owner_end(&oc);
+		ereport(NOTICE,
+				(errmsg("continuous query \"%s\" already has lateness %s, skipping",
+						name, lateness_text)));
+		PG_RETURN_VOID();
+	}
+	resetStringInfo(&sql);
+	appendStringInfo(&sql, "UPDATE stream_state.query_def SET lateness = %s WHERE id = %d",
+					 quote_literal_cstr(lateness_text), info->id);
+	spi_exec(sql.data, SPI_OK_UPDATE);
+	owner_end(&oc);
+
+	initStringInfo(&msg);
+	sstate_delta_begin(&msg, SSM_ALTER);
+	sstate_delta_put_alter(&msg, info->id, lateness_us);
+	sstate_capture_log_ddl(msg.data, msg.len);
+	PG_RETURN_VOID();
+}
+
+/*
  * rebuild(name): recompute a query's state from its source table.  In one
  * transaction, holding the lock create_query holds (no insert can fall
  * between the count and the trigger): the definition again (for a worker
@@ -1135,7 +1205,7 @@ read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp)
 }
 
 static void
-check_window_open(const StreamStateQuery *q, int64 end_us)
+check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 {
 	int64		wm = sstate_watermark(q);
 
@@ -1147,6 +1217,15 @@ check_window_open(const StreamStateQuery *q, int64 end_us)
 				 errdetail("The watermark is %s; panes of closed windows are evicted.",
 						   timestamptz_to_str(sstate_unix_us_to_ts(wm))),
 				 errhint("Read a window that ends after the watermark, or create the query with a larger lateness.")));
+	/* it had closed before the lateness was raised: its first panes are gone */
+	if (sstate_pane_of(&q->def, start_us) < q->dead_below)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window ending at %s of continuous query \"%s\" has closed",
+						timestamptz_to_str(sstate_unix_us_to_ts(end_us)), q->def.name),
+				 errdetail("It closed, and its first panes were evicted, before the query's lateness was raised."),
+				 errhint("Read a window that starts at or after %s.",
+						 timestamptz_to_str(sstate_unix_us_to_ts(q->dead_below * q->def.pane_us)))));
 }
 
 /* window_count of a classed key: the panes of every image equal to it */
@@ -1213,7 +1292,7 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
 		PG_TRY();
 		{
-			check_window_open(q, end_us);
+			check_window_open(q, start_us, end_us);
 		}
 		PG_CATCH();
 		{
@@ -1439,7 +1518,7 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
 		PG_TRY();
 		{
-			check_window_open(q, end_us);
+			check_window_open(q, start_us, end_us);
 			cs.lo = start_us / q->def.pane_us;
 			cs.hi = end_us / q->def.pane_us;
 			if (q->def.backend != SSB_ROCKSDB)

@@ -248,6 +248,27 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 				 errhint("Increase stream_state.max_queries.")));
 }
 
+static void evict_to(StreamStateQuery *q, int64 max_event_us);
+
+/*
+ * alter_query(): q's lateness changes at the commit at lsn.  A smaller one
+ * evicts at once what the new watermark closes; a larger one evicts
+ * nothing more, and brings nothing back (dead_below never goes down).
+ */
+static void
+alter_query(StreamStateQuery *q, int64 lateness_us, XLogRecPtr lsn)
+{
+	if (q->def.lateness_us == lateness_us)
+		return;					/* replayed */
+	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
+	q->def.lateness_us = lateness_us;
+	LWLockRelease(&apply_db->lock);
+	evict_to(q, q->max_event_us);
+	ereport(LOG,
+			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us from %X/%X on",
+					q->def.name, (long long) lateness_us, LSN_FORMAT_ARGS(lsn))));
+}
+
 static void
 drop_query(StreamStateQuery *q)
 {
@@ -664,7 +685,9 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 			if (q != NULL)
 			{
 				sq = save_query(saved, q);
-				dead_before = sstate_dead_below(&q->def, sstate_watermark(&sq->copy));
+				/* never below what is evicted (a lateness raised since) */
+				dead_before = Max(sstate_dead_below(&q->def, sstate_watermark(&sq->copy)),
+								  sq->copy.dead_below);
 				if (!undo)
 					q->skipped += sec.skipped;
 			}
@@ -799,6 +822,17 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
 				move_query(q, backend, lsn);
 		}
+		else if (r.kind == SSM_ALTER)
+		{
+			int32		qid;
+			int64		lateness_us;
+			StreamStateQuery *q;
+
+			/* whoever applies the query's data changes it, in WAL order */
+			if (sstate_delta_get_alter(&r, &qid, &lateness_us) && (q = find_query(qid)) != NULL &&
+				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
+				alter_query(q, lateness_us, lsn);
+		}
 		else if (a->only != NULL)
 			continue;			/* catch-up: definitions are the main reader's */
 		else if (r.kind == SSM_CREATE)
@@ -824,6 +858,7 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			if (sstate_delta_get_qid(&r, &qid) && (q = find_query(qid)) != NULL)
 				drop_query(q);
 		}
+
 		else if (r.kind == SSM_DROP_EXTENSION)
 		{
 			StreamStateQuery *qs = sstate_db_queries(apply_db);

@@ -4,7 +4,7 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(52);
+SELECT plan(54);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
@@ -17,6 +17,10 @@ SELECT function_returns('stream_state', 'create_query',
 	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval', 'text'], 'void',
 	'create_query returns void');
 
+SELECT has_function('stream_state', 'alter_query', ARRAY['text', 'interval'],
+	'alter_query(name text, lateness interval)');
+SELECT function_returns('stream_state', 'alter_query', ARRAY['text', 'interval'], 'void',
+	'alter_query returns void');
 SELECT has_function('stream_state', 'drop_query', ARRAY['text'],
 	'drop_query(name text)');
 SELECT function_returns('stream_state', 'drop_query', ARRAY['text'], 'void',

@@ -366,14 +366,15 @@ is( $node->safe_psql(
 		'empty', q{SELECT count(*) FROM stream_state.rocksdb_stats;
 ALTER EXTENSION stream_state UPDATE;
 SELECT extversion || ' ' || to_regprocedure('stream_state.describe_query(text)')::text || ' '
+	   || to_regprocedure('stream_state.alter_query(text, interval)')::text || ' '
 	   || has_function_privilege('public', 'stream_state.describe_query(text)', 'EXECUTE') || ' '
 	   || (SELECT string_agg(column_name || ':' || kind, ',')
 			 FROM stream_state.describe_query('SELECT count(*) AS n FROM stream_state.query_def')) || ' '
 	   || (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
 			WHERE attrelid = 'stream_state.rocksdb_stats'::regclass AND attnum > 10)
   FROM pg_extension WHERE extname = 'stream_state'}),
-	"0\n0.5.0 stream_state.describe_query(text) true n:aggregate read_cache_keys,read_cache_bytes,read_cache_hits,read_cache_misses",
-	'the 0.4.0 rocksdb_stats view works with the 0.5.0 library; ALTER EXTENSION UPDATE takes 0.4.0 to 0.5.0: describe_query, callable by PUBLIC, and rocksdb_stats with the read cache columns'
+	"0\n0.5.0 stream_state.describe_query(text) stream_state.alter_query(text,interval) true n:aggregate read_cache_keys,read_cache_bytes,read_cache_hits,read_cache_misses",
+	'the 0.4.0 rocksdb_stats view works with the 0.5.0 library; ALTER EXTENSION UPDATE takes 0.4.0 to 0.5.0: describe_query, callable by PUBLIC, alter_query, and rocksdb_stats with the read cache columns'
 );
 like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,

@@ -1,7 +1,7 @@
 -- read_cache: window_count of a rocksdb query answers keys read recently
 -- from a copy in shared memory (rocks_cache.c).  The copy must equal
 -- RocksDB's state through commits, rollbacks, new panes, eviction, moves
--- and a cache turned off.
+-- and a cache turned off; and a reload resizing RocksDB's block cache.
 CREATE TABLE rc (k int, ts timestamptz);
 SELECT stream_state.create_query('rc', 'rc', key_column => 'k', time_column => 'ts',
 	window_size => '1 hour', slide => '10 minutes', lateness => '30 minutes', backend => 'rocksdb');
@@ -109,6 +109,30 @@ SELECT ss_test.point_mismatches('rc', '2026-11-24 14:30:00+00') AS diff;
 SELECT * FROM pg_temp.counters();
 ALTER SYSTEM RESET stream_state.rocksdb_read_cache_size;
 SELECT pg_reload_conf();
+
+-- stream_state.rocksdb_cache_size: a reload resizes RocksDB's block cache
+ALTER SYSTEM SET stream_state.rocksdb_cache_size = '16MB';
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1 .. 100 LOOP
+		EXIT WHEN (SELECT block_cache_capacity FROM stream_state.rocksdb_stats
+					WHERE scope = 'database') = 16 * 1024 * 1024;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT block_cache_capacity FROM stream_state.rocksdb_stats WHERE scope = 'database';
+ALTER SYSTEM RESET stream_state.rocksdb_cache_size;
+SELECT pg_reload_conf();
+DO $$
+BEGIN
+	FOR i IN 1 .. 100 LOOP
+		EXIT WHEN (SELECT block_cache_capacity FROM stream_state.rocksdb_stats
+					WHERE scope = 'database') = 64 * 1024 * 1024;
+		PERFORM pg_sleep(0.1);
+	END LOOP;
+END $$;
+SELECT block_cache_capacity FROM stream_state.rocksdb_stats WHERE scope = 'database';
 
 SELECT stream_state.drop_query('rc');
 SELECT stream_state.drop_query('rcj');

@@ -142,7 +142,7 @@ sstate_guc_define(void)
 
 	DefineCustomIntVariable("stream_state.rocksdb_cache_size",
 							"Block cache of each database's RocksDB (rocksdb-backend queries), shared by its queries.",
-							"Read when the worker opens the database's RocksDB (at its start).",
+							"A reload resizes the block cache of every open RocksDB.",
 							&sstate_rocksdb_cache_size_kb,
 							64 * 1024, 1024, INT_MAX / 2,
 							PGC_SIGHUP, GUC_UNIT_KB,

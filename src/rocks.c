@@ -493,6 +493,24 @@ sstate_rdb_open(Oid dboid, char **error)
 	return true;
 }
 
+/*
+ * After a configuration reload: stream_state.rocksdb_cache_size resizes the
+ * open database's block cache at once (RocksDB evicts down to a smaller
+ * capacity as blocks are released).  rocksdb_write_buffer_size is read at
+ * the next open.
+ */
+void
+sstate_rdb_reload(void)
+{
+	size_t		want = (size_t) sstate_rocksdb_cache_size_kb * 1024;
+
+	if (rdb == NULL || rdb_cache == NULL || rocksdb_cache_get_capacity(rdb_cache) == want)
+		return;
+	rocksdb_cache_set_capacity(rdb_cache, want);
+	ereport(LOG,
+			(errmsg("stream_state: the RocksDB block cache is now %zu kB", want / 1024)));
+}
+
 /* Close the database; pending writes are dropped. */
 void
 sstate_rdb_close(void)

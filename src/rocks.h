@@ -48,6 +48,7 @@ typedef struct StreamStateRdbMeta
 /* worker: the database */
 extern bool sstate_rdb_open(Oid dboid, char **error);
 extern bool sstate_rdb_is_open(void);
+extern void sstate_rdb_reload(void);
 extern void sstate_rdb_close(void);
 extern void sstate_rdb_remove(Oid dboid);
 extern bool sstate_rdb_get_meta(int32 qid, StreamStateRdbMeta *meta);

@@ -693,6 +693,7 @@ stream_state_worker_main(Datum arg)
 		{
 			ConfigReloadPending = false;
 			ProcessConfigFile(PGC_SIGHUP);
+			sstate_rdb_reload();
 		}
 
 		flush_before = GetFlushRecPtr(NULL);

@@ -37,6 +37,10 @@ SELECT * FROM pg_temp.counters();
 SELECT ss_test.point_mismatches('rc', '2026-11-24 12:40:00+00') AS diff;
 SELECT * FROM pg_temp.counters();
 
+-- a checkpoint holds no copies: the state of rocksdb queries is RocksDB's
+SELECT stream_state.checkpoint() AS ck \gset
+SELECT entries, queries FROM stream_state.checkpoints WHERE id = :ck;
+
 -- commits, a rollback and a savepoint on cached keys; a new pane of a
 -- cached key; a new key
 INSERT INTO rc SELECT g % 10, '2026-11-24 12:41:00+00' FROM generate_series(1, 100) g;

@@ -4,7 +4,7 @@
 # window, as ratios against a plain insert measured in the same run, beside
 # the same aggregates kept by a PL/pgSQL statement trigger.
 #
-#   bash bench/cq.sh             (as root; about 5 minutes)
+#   bash bench/cq.sh             (as root; about 3 minutes, 4 with the cq rows)
 #
 # Targets (continuous queries in SQL):
 #   insert time with the query / plain insert time                        <= 1.3

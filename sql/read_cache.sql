@@ -31,15 +31,21 @@ LANGUAGE sql AS $$
 	  FROM ss_test.cache_counters('rc') c, c0
 $$;
 
+-- a checkpoint before any copy, for the one after
+SELECT stream_state.checkpoint() AS ck0 \gset
+
 -- the first reads miss and copy the 50 keys that have panes; the next hit
 SELECT ss_test.point_mismatches('rc', '2026-11-24 12:40:00+00') AS diff;
 SELECT * FROM pg_temp.counters();
 SELECT ss_test.point_mismatches('rc', '2026-11-24 12:40:00+00') AS diff;
 SELECT * FROM pg_temp.counters();
 
--- a checkpoint holds no copies: the state of rocksdb queries is RocksDB's
+-- a checkpoint holds no copies (the state of rocksdb queries is RocksDB's):
+-- as many entries as the one before the reads
 SELECT stream_state.checkpoint() AS ck \gset
-SELECT entries, queries FROM stream_state.checkpoints WHERE id = :ck;
+SELECT b.entries - a.entries AS more_entries, b.queries - a.queries AS more_queries
+  FROM stream_state.checkpoints a, stream_state.checkpoints b
+ WHERE a.id = :ck0 AND b.id = :ck;
 
 -- commits, a rollback and a savepoint on cached keys; a new pane of a
 -- cached key; a new key

@@ -2,7 +2,9 @@
 -- states (stream_state._cq_evaluate: rows folded by the transition
 -- function into two sets of states, each serialised and read back as the
 -- WAL carries it, combined with the functions the worker calls, finalised)
--- give what PostgreSQL gives for the same query, row for row.
+-- give what PostgreSQL gives for the same query, row for row: combined in
+-- this backend, and combined by a background process with no database
+-- connection, as the stream_state worker combines (in_worker).
 CREATE EXTENSION IF NOT EXISTS hll;
 CREATE EXTENSION IF NOT EXISTS tdigest;
 CREATE TABLE cq_ev (user_id bigint, kind text, amount numeric, a int, b int8, s int2,
@@ -18,20 +20,21 @@ SELECT CASE WHEN g % 29 = 0 THEN NULL ELSE g % 7 END,
 INSERT INTO cq_ev (user_id, kind, amount, a) VALUES (100, 'x', 1.0, 1), (100, 'x', 1.00, 2);
 
 -- rows that differ between the two (0: the same rows)
-CREATE FUNCTION ss_test.cq_diff(q text) RETURNS bigint
+CREATE FUNCTION ss_test.cq_diff(q text, in_worker boolean) RETURNS bigint
 LANGUAGE plpgsql AS $$
 DECLARE
 	n	bigint;
 BEGIN
 	EXECUTE format('SELECT count(*) FROM (
-		(SELECT * FROM stream_state._cq_evaluate(%1$L) EXCEPT ALL SELECT t::text FROM (%2$s) t)
+		(SELECT * FROM stream_state._cq_evaluate(%1$L, %3$L) EXCEPT ALL SELECT t::text FROM (%2$s) t)
 		UNION ALL
-		(SELECT t::text FROM (%2$s) t EXCEPT ALL SELECT * FROM stream_state._cq_evaluate(%1$L))) d',
-		q, q) INTO n;
+		(SELECT t::text FROM (%2$s) t EXCEPT ALL SELECT * FROM stream_state._cq_evaluate(%1$L, %3$L))) d',
+		q, q, in_worker) INTO n;
 	RETURN n;
 END $$;
 
-SELECT ss_test.cq_diff(q) AS diff, (SELECT count(*) FROM stream_state._cq_evaluate(q)) AS rows, q
+SELECT ss_test.cq_diff(q, false) AS diff, ss_test.cq_diff(q, true) AS diff_worker,
+	   (SELECT count(*) FROM stream_state._cq_evaluate(q)) AS rows, q
   FROM (VALUES
 	-- counts and sums (the fast-path aggregates and the others)
 	('SELECT user_id, count(*) AS c, count(a) AS ca, sum(a) AS sa, sum(s) AS ss, sum(b) AS sb, sum(amount) AS sm, sum(x) AS sx FROM cq_ev GROUP BY user_id'),
@@ -68,5 +71,5 @@ SELECT * FROM stream_state._cq_evaluate('SELECT user_id, cq_sum(a) FROM cq_ev GR
 \set VERBOSITY default
 DROP AGGREGATE cq_sum(int4);
 DROP FUNCTION cq_comb(int8, int8);
-DROP FUNCTION ss_test.cq_diff(text);
+DROP FUNCTION ss_test.cq_diff(text, boolean);
 DROP TABLE cq_ev;

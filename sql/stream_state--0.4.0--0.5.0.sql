@@ -62,13 +62,14 @@ GRANT SELECT ON stream_state.rocksdb_stats TO PUBLIC;
 
 -- A continuous query evaluated over its whole source table through partial
 -- aggregate states (serialised, deserialised and combined as the worker
--- combines them); its rows as text.  For tests: they compare it with the
--- query run by PostgreSQL.
-CREATE FUNCTION stream_state._cq_evaluate(query text)
+-- combines them; in_worker: combined by a background process with no
+-- database connection, as the worker is); its rows as text.  For tests:
+-- they compare it with the query run by PostgreSQL.
+CREATE FUNCTION stream_state._cq_evaluate(query text, in_worker boolean DEFAULT false)
 RETURNS SETOF text
 AS 'MODULE_PATHNAME', 'stream_state__cq_evaluate'
 LANGUAGE C STRICT VOLATILE;
-REVOKE ALL ON FUNCTION stream_state._cq_evaluate(text) FROM PUBLIC;
+REVOKE ALL ON FUNCTION stream_state._cq_evaluate(text, boolean) FROM PUBLIC;
 
 -- change a live query's lateness, at its commit, keeping its state
 CREATE FUNCTION stream_state.alter_query(name text, lateness interval DEFAULT NULL)

@@ -183,6 +183,54 @@ sstate_cq_fn_info(const StreamStateCqFnRef *ref, FmgrInfo *finfo, MemoryContext 
 	}
 }
 
+/* What the worker needs of agg (an analysed aggregate of a backend) */
+void
+sstate_cq_worker_agg(const StreamStateCqAgg *agg, StreamStateCqWorkerAgg *w)
+{
+	memset(w, 0, sizeof(*w));
+	memcpy(w->refs, agg->refs, sizeof(w->refs));
+	w->transtype = agg->transtype;
+	w->inputcollid = agg->inputcollid;
+	w->transtyplen = agg->transtyplen;
+	w->transtypbyval = agg->transtypbyval;
+	w->has_serial = OidIsValid(agg->serialfn);
+}
+
+/*
+ * The worker's functions of an aggregate: combine, serialise, deserialise,
+ * with no catalog access (the call expressions are built from types alone).
+ */
+void
+sstate_cq_agg_fns_worker(StreamStateCqAggFns *fns, const StreamStateCqWorkerAgg *w)
+{
+	Expr	   *combexpr;
+	Expr	   *invexpr;
+	Oid			combtypes[1] = {w->transtype};
+
+	memset(fns, 0, sizeof(*fns));
+	fns->transtyplen = w->transtyplen;
+	fns->transtypbyval = w->transtypbyval;
+	fns->has_serial = w->has_serial;
+	fns->inputcollid = w->inputcollid;
+	fns->initval_null = true;
+	sstate_cq_fn_info(&w->refs[0], &fns->combinefn, CurrentMemoryContext);
+	build_aggregate_transfn_expr(combtypes, 1, 0, false, w->transtype, w->inputcollid,
+								 w->refs[0].oid, InvalidOid, &combexpr, &invexpr);
+	fmgr_info_set_expr((Node *) combexpr, &fns->combinefn);
+	fns->combinestrict = fns->combinefn.fn_strict;
+	if (w->has_serial)
+	{
+		Expr	   *e;
+
+		sstate_cq_fn_info(&w->refs[1], &fns->serialfn, CurrentMemoryContext);
+		build_aggregate_serialfn_expr(w->refs[1].oid, &e);
+		fmgr_info_set_expr((Node *) e, &fns->serialfn);
+		sstate_cq_fn_info(&w->refs[2], &fns->deserialfn, CurrentMemoryContext);
+		build_aggregate_deserialfn_expr(w->refs[2].oid, &e);
+		fmgr_info_set_expr((Node *) e, &fns->deserialfn);
+	}
+}
+
 /*
  * A backend's functions of agg: transition and final from the catalog, the
  * others from refs, as the worker calls them.
@@ -199,6 +247,7 @@ sstate_cq_agg_fns_backend(StreamStateCqAggFns *fns, const StreamStateCqAgg *agg,
 	memset(fns, 0, sizeof(*fns));
 	fns->agg = agg;
 	fns->have_trans = true;
+	fns->inputcollid = agg->inputcollid;
 	fns->transtyplen = agg->transtyplen;
 	fns->transtypbyval = agg->transtypbyval;
 	fns->transstrict = agg->transstrict;
@@ -421,7 +470,7 @@ sstate_cq_state_combine(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 		}
 	}
 	InitFunctionCallInfoData(*fcinfo, &fns->combinefn, 2,
-							 fns->agg ? fns->agg->inputcollid : InvalidOid,
+							 fns->inputcollid,
 							 (Node *) cx->shim, NULL);
 	fcinfo->args[0].value = into->value;
 	fcinfo->args[0].isnull = into->isnull;

@@ -36,7 +36,22 @@ typedef struct StreamStateCqFnRef
 	char		symbol[SSTATE_CQ_FN_SYMBOL];	/* C functions: prosrc */
 } StreamStateCqFnRef;
 
+/*
+ * What the worker knows of one aggregate: plain data, carried in messages
+ * and checkpoints.
+ */
+typedef struct StreamStateCqWorkerAgg
+{
+	StreamStateCqFnRef refs[3];	/* combine, serialize, deserialize */
+	Oid			transtype;
+	Oid			inputcollid;
+	int16		transtyplen;
+	bool		transtypbyval;
+	bool		has_serial;
+} StreamStateCqWorkerAgg;
+
 extern bool sstate_cq_fn_ref(Oid fnoid, StreamStateCqFnRef *ref, char **why);
+extern void sstate_cq_worker_agg(const StreamStateCqAgg *agg, StreamStateCqWorkerAgg *w);
 extern void sstate_cq_fn_info(const StreamStateCqFnRef *ref, FmgrInfo *finfo,
 							  MemoryContext mcxt);
 
@@ -56,6 +71,7 @@ typedef struct StreamStateCqAggFns
 	FmgrInfo	deserialfn;
 	bool		has_serial;		/* transtype internal */
 	bool		has_final;
+	Oid			inputcollid;
 	bool		combinestrict;
 	bool		transstrict;
 	int16		transtyplen;
@@ -89,6 +105,7 @@ typedef struct StreamStateCqAggContext
 extern StreamStateCqAggContext *sstate_cq_agg_context_create(MemoryContext parent);
 extern void sstate_cq_agg_context_reset(StreamStateCqAggContext *cx);
 
+extern void sstate_cq_agg_fns_worker(StreamStateCqAggFns *fns, const StreamStateCqWorkerAgg *w);
 extern void sstate_cq_agg_fns_backend(StreamStateCqAggFns *fns, const StreamStateCqAgg *agg,
 									  const StreamStateCqFnRef *refs);
 

@@ -29,6 +29,9 @@
 #include "executor/executor.h"
 #include "executor/tuptable.h"
 #include "funcapi.h"
+#include "postmaster/bgworker.h"
+#include "storage/dsm.h"
+#include "storage/ipc.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
 #include "optimizer/optimizer.h"
@@ -39,14 +42,193 @@
 #include "utils/snapmgr.h"
 
 #include "cq_agg.h"
+#include "stream_state.h"
 
 PG_FUNCTION_INFO_V1(stream_state__cq_evaluate);
+PGDLLEXPORT void stream_state_cq_combiner_main(Datum arg);
 
 /* One group: two halves of states, naggs each */
 typedef struct EvalGroup
 {
 	StreamStateCqState *half[2];
 } EvalGroup;
+
+/*
+ * Combining in a background worker with no database connection, as the
+ * stream_state worker combines: the job goes through a DSM segment.  The
+ * input holds, per group and aggregate, the two halves' serialised states
+ * (uint32 length, then the bytes; PG_UINT32_MAX: no such half); the output
+ * the combined state the same way.
+ */
+typedef struct CombineJob
+{
+	int			naggs;
+	int			ngroups;
+	Size		in_len;
+	Size		out_cap;
+	Size		out_len;
+	bool		done;
+	char		error[512];
+	StreamStateCqWorkerAgg aggs[FLEXIBLE_ARRAY_MEMBER];
+	/* then the input, then room for the output */
+} CombineJob;
+
+#define JOB_HEADER(naggs) \
+	MAXALIGN(offsetof(CombineJob, aggs) + sizeof(StreamStateCqWorkerAgg) * (naggs))
+
+static void
+put_part(StringInfo in, StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
+		 const StreamStateCqState *st)
+{
+	uint32		len = PG_UINT32_MAX;
+	int			at = in->len;
+
+	appendBinaryStringInfo(in, (const char *) &len, sizeof(len));
+	if (st == NULL)
+		return;
+	sstate_cq_state_serialize(cx, fns, st, in);
+	len = in->len - at - sizeof(len);
+	memcpy(in->data + at, &len, sizeof(len));
+}
+
+static void
+combine_in_worker(StreamStateCqAnalysis *an, StreamStateCqAggFns *fns,
+				  StreamStateCqAggContext *cx, EvalGroup **gs, int ng,
+				  StreamStateCqState **res)
+{
+	StringInfoData in;
+	dsm_segment *seg;
+	CombineJob *job;
+	Size		hdr = JOB_HEADER(an->naggs);
+	BackgroundWorker bgw;
+	BackgroundWorkerHandle *handle;
+	pid_t		pid;
+	const char *p;
+	const char *end;
+
+	initStringInfo(&in);
+	for (int g = 0; g < ng; g++)
+		for (int j = 0; j < an->naggs; j++)
+			for (int h = 0; h < 2; h++)
+				put_part(&in, cx, &fns[j], gs[g]->half[h] ? &gs[g]->half[h][j] : NULL);
+
+	seg = dsm_create(hdr + in.len * 2 + 1024 * (Size) (ng + 1), 0);
+	job = dsm_segment_address(seg);
+	memset(job, 0, hdr);
+	job->naggs = an->naggs;
+	job->ngroups = ng;
+	job->in_len = in.len;
+	job->out_cap = in.len * 2 + 1024 * (Size) (ng + 1) - 0;
+	for (int j = 0; j < an->naggs; j++)
+		sstate_cq_worker_agg(&an->aggs[j], &job->aggs[j]);
+	memcpy((char *) job + hdr, in.data, in.len);
+
+	sstate_bgworker_for_db(&bgw, MyDatabaseId, "stream_state_cq_combiner_main", "combiner");
+	bgw.bgw_main_arg = UInt32GetDatum(dsm_segment_handle(seg));
+	if (!RegisterDynamicBackgroundWorker(&bgw, &handle))
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("could not start a stream_state combiner"),
+				 errhint("Raise max_worker_processes.")));
+	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED ||
+		WaitForBackgroundWorkerShutdown(handle) != BGWH_STOPPED || !job->done)
+		ereport(ERROR,
+				(errcode(ERRCODE_INTERNAL_ERROR),
+				 errmsg("the stream_state combiner failed: %s",
+						job->error[0] ? job->error : "it stopped without an answer")));
+
+	p = (const char *) job + hdr + job->in_len;
+	end = p + job->out_len;
+	for (int g = 0; g < ng; g++)
+	{
+		res[g] = palloc0(sizeof(StreamStateCqState) * Max(an->naggs, 1));
+		for (int j = 0; j < an->naggs; j++)
+		{
+			uint32		len;
+
+			if (end - p < (ptrdiff_t) sizeof(len))
+				elog(ERROR, "stream_state: the combiner's answer is short");
+			memcpy(&len, p, sizeof(len));
+			p += sizeof(len);
+			if (sstate_cq_state_deserialize(cx, &fns[j], &res[g][j], p, p + len) != p + len)
+				elog(ERROR, "stream_state: the combiner's state of aggregate %d does not read back", j + 1);
+			p += len;
+			/* no rows at all: the aggregate's initial state, as nodeAgg has */
+			if (res[g][j].noinput && !fns[j].initval_null)
+				sstate_cq_state_init(cx, &fns[j], &res[g][j]);
+		}
+	}
+	dsm_detach(seg);
+}
+
+/*
+ * The combiner: connected to no database, like the stream_state worker, it
+ * combines the halves of every group with the functions it is given.
+ */
+void
+stream_state_cq_combiner_main(Datum arg)
+{
+	dsm_segment *seg;
+	CombineJob *job;
+
+	BackgroundWorkerUnblockSignals();
+	BackgroundWorkerInitializeConnection(NULL, NULL, 0);	/* no database */
+	seg = dsm_attach(DatumGetUInt32(arg));
+	if (seg == NULL)
+		proc_exit(0);
+	job = dsm_segment_address(seg);
+	PG_TRY();
+	{
+		Size		hdr = JOB_HEADER(job->naggs);
+		const char *p = (const char *) job + hdr;
+		const char *end = p + job->in_len;
+		StringInfoData out;
+		StreamStateCqAggFns *fns = palloc0(sizeof(StreamStateCqAggFns) * Max(job->naggs, 1));
+		StreamStateCqAggContext *cx = sstate_cq_agg_context_create(TopMemoryContext);
+
+		for (int j = 0; j < job->naggs; j++)
+			sstate_cq_agg_fns_worker(&fns[j], &job->aggs[j]);
+		initStringInfo(&out);
+		for (int g = 0; g < job->ngroups; g++)
+			for (int j = 0; j < job->naggs; j++)
+			{
+				StreamStateCqState st = {(Datum) 0, true, true};
+
+				for (int h = 0; h < 2; h++)
+				{
+					uint32		len;
+					StreamStateCqState part;
+
+					if (end - p < (ptrdiff_t) sizeof(len))
+						elog(ERROR, "short input");
+					memcpy(&len, p, sizeof(len));
+					p += sizeof(len);
+					if (len == PG_UINT32_MAX)
+						continue;
+					if (sstate_cq_state_deserialize(cx, &fns[j], &part, p, p + len) != p + len)
+						elog(ERROR, "a state of aggregate %d does not read back", j + 1);
+					p += len;
+					sstate_cq_state_combine(cx, &fns[j], &st, &part);
+				}
+				put_part(&out, cx, &fns[j], &st);
+			}
+		if (out.len > job->out_cap)
+			elog(ERROR, "the answer does not fit");
+		memcpy((char *) job + hdr + job->in_len, out.data, out.len);
+		job->out_len = out.len;
+		job->done = true;
+	}
+	PG_CATCH();
+	{
+		ErrorData  *e = CopyErrorData();
+
+		strlcpy(job->error, e->message, sizeof(job->error));
+		PG_RE_THROW();
+	}
+	PG_END_TRY();
+	dsm_detach(seg);
+	proc_exit(0);
+}
 
 static ExprState *
 prepare(Expr *expr, EState *estate)
@@ -98,6 +280,11 @@ stream_state__cq_evaluate(PG_FUNCTION_ARGS)
 	MemoryContext tempcxt;
 	StringInfoData buf;
 	FmgrInfo	recout;
+	bool		in_worker = PG_NARGS() > 1 && !PG_ARGISNULL(1) && PG_GETARG_BOOL(1);
+	TupleHashEntry *entries;
+	EvalGroup **gs;
+	int			ng;
+	StreamStateCqState **res;
 
 	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
 	an = sstate_cq_analyze(sql, NULL);
@@ -249,89 +436,106 @@ stream_state__cq_evaluate(PG_FUNCTION_ARGS)
 
 	initStringInfo(&buf);
 	fmgr_info(F_RECORD_OUT, &recout);
+
+	/* the groups, in one array */
 	{
 		TupleHashIterator it;
-		TupleHashEntry entry = NULL;
-		bool		first = true;
+		TupleHashEntry entry;
+		int			cap = 64;
 
+		ng = 0;
+		entries = palloc(sizeof(TupleHashEntry) * cap);
+		gs = palloc(sizeof(EvalGroup *) * cap);
 		if (groups)
-			InitTupleHashIterator(groups, &it);
-		for (;;)
 		{
-			EvalGroup  *g;
-			StreamStateCqState *res;
-			Datum	   *ovals;
-			bool	   *onulls;
-
-			if (groups)
+			InitTupleHashIterator(groups, &it);
+			while ((entry = ScanTupleHashTable(groups, &it)) != NULL)
 			{
-				if ((entry = ScanTupleHashTable(groups, &it)) == NULL)
-					break;
-				g = entry->additional;
+				if (ng == cap)
+				{
+					cap *= 2;
+					entries = repalloc(entries, sizeof(TupleHashEntry) * cap);
+					gs = repalloc(gs, sizeof(EvalGroup *) * cap);
+				}
+				entries[ng] = entry;
+				gs[ng++] = entry->additional;
 			}
-			else
-			{
-				if (!first)
-					break;
-				g = &single;
-			}
-			first = false;
-			ResetExprContext(econtext);
+		}
+		else
+		{
+			entries[0] = NULL;
+			gs[ng++] = &single;
+		}
+	}
 
-			/* each half through the WAL's form, then combined into one */
-			res = palloc0(sizeof(StreamStateCqState) * Max(an->naggs, 1));
+	/* each half through the WAL's form, combined here or by a worker */
+	res = palloc0(sizeof(StreamStateCqState *) * ng);
+	if (in_worker)
+		combine_in_worker(an, fns, cx, gs, ng, res);
+	else
+	{
+		for (int g = 0; g < ng; g++)
+		{
+			res[g] = palloc0(sizeof(StreamStateCqState) * Max(an->naggs, 1));
 			for (int j = 0; j < an->naggs; j++)
 			{
-				sstate_cq_state_init(cx, &fns[j], &res[j]);	/* as nodeAgg combines */
+				sstate_cq_state_init(cx, &fns[j], &res[g][j]);	/* as nodeAgg combines */
 				for (int h = 0; h < 2; h++)
 				{
 					StreamStateCqState part;
 					const char *end;
 
-					if (g->half[h] == NULL)
+					if (gs[g]->half[h] == NULL)
 						continue;
 					resetStringInfo(&buf);
-					sstate_cq_state_serialize(cx, &fns[j], &g->half[h][j], &buf);
+					sstate_cq_state_serialize(cx, &fns[j], &gs[g]->half[h][j], &buf);
 					end = sstate_cq_state_deserialize(cx, &fns[j], &part, buf.data,
 													  buf.data + buf.len);
 					if (end != buf.data + buf.len)
 						elog(ERROR, "stream_state: a partial state of aggregate %d did not read back", j + 1);
-					sstate_cq_state_combine(cx, &fns[j], &res[j], &part);
+					sstate_cq_state_combine(cx, &fns[j], &res[g][j], &part);
 				}
 			}
+		}
+	}
 
-			/* the result row: keys, then the aggregates' results */
-			ExecClearTuple(resslot);
-			if (groups)
-			{
-				ExecStoreMinimalTuple(entry->firstTuple, groupslot, false);
-				slot_getallattrs(groupslot);
-				for (int i = 0; i < an->nkeys; i++)
-				{
-					resslot->tts_values[i] = groupslot->tts_values[i];
-					resslot->tts_isnull[i] = groupslot->tts_isnull[i];
-				}
-			}
-			for (int j = 0; j < an->naggs; j++)
-				resslot->tts_values[an->nkeys + j] =
-					sstate_cq_state_final(cx, &fns[j], &res[j],
-										  &resslot->tts_isnull[an->nkeys + j]);
-			ExecStoreVirtualTuple(resslot);
-			econtext->ecxt_outertuple = resslot;
-			if (having && !ExecQual(having, econtext))
-				continue;
-			ovals = palloc(sizeof(Datum) * Max(an->ncolumns, 1));
-			onulls = palloc(sizeof(bool) * Max(an->ncolumns, 1));
-			for (int c = 0; c < an->ncolumns; c++)
-				ovals[c] = ExecEvalExpr(colexprs[c], econtext, &onulls[c]);
-			{
-				HeapTuple	tup = heap_form_tuple(outdesc, ovals, onulls);
-				Datum		rec = HeapTupleGetDatum(tup);
-				Datum		v = CStringGetTextDatum(OutputFunctionCall(&recout, rec));
-				bool		n = false;
+	/* finalised, with the output expressions and HAVING */
+	for (int g = 0; g < ng; g++)
+	{
+		Datum	   *ovals;
+		bool	   *onulls;
 
-				tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &n);
+		ResetExprContext(econtext);
+		ExecClearTuple(resslot);
+		if (groups)
+		{
+			ExecStoreMinimalTuple(entries[g]->firstTuple, groupslot, false);
+			slot_getallattrs(groupslot);
+			for (int i = 0; i < an->nkeys; i++)
+			{
+				resslot->tts_values[i] = groupslot->tts_values[i];
+				resslot->tts_isnull[i] = groupslot->tts_isnull[i];
 			}
+		}
+		for (int j = 0; j < an->naggs; j++)
+			resslot->tts_values[an->nkeys + j] =
+				sstate_cq_state_final(cx, &fns[j], &res[g][j],
+									  &resslot->tts_isnull[an->nkeys + j]);
+		ExecStoreVirtualTuple(resslot);
+		econtext->ecxt_outertuple = resslot;
+		if (having && !ExecQual(having, econtext))
+			continue;
+		ovals = palloc(sizeof(Datum) * Max(an->ncolumns, 1));
+		onulls = palloc(sizeof(bool) * Max(an->ncolumns, 1));
+		for (int c = 0; c < an->ncolumns; c++)
+			ovals[c] = ExecEvalExpr(colexprs[c], econtext, &onulls[c]);
+		{
+			HeapTuple	tup = heap_form_tuple(outdesc, ovals, onulls);
+			Datum		rec = HeapTupleGetDatum(tup);
+			Datum		v = CStringGetTextDatum(OutputFunctionCall(&recout, rec));
+			bool		n = false;
+
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, &v, &n);
 		}
 	}
 

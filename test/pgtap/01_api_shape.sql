@@ -195,7 +195,7 @@ SELECT ok(has_table_privilege('public', 'stream_state.rocksdb_stats', 'SELECT'),
 	'PUBLIC may SELECT from stream_state.rocksdb_stats');
 SELECT ok(has_function_privilege('public', 'stream_state.describe_query(text)', 'EXECUTE'),
 	'PUBLIC may call stream_state.describe_query');
-SELECT ok(NOT has_function_privilege('public', 'stream_state._cq_evaluate(text)', 'EXECUTE'),
+SELECT ok(NOT has_function_privilege('public', 'stream_state._cq_evaluate(text, boolean)', 'EXECUTE'),
 	'PUBLIC may not call the internal stream_state._cq_evaluate');
 SELECT is(current_setting('stream_state.default_backend'), 'memory',
 	'stream_state.default_backend is memory by default');

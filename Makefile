@@ -17,6 +17,7 @@ OBJS = \
 	src/cq_analyze.o \
 	src/cq_agg.o \
 	src/cq_eval.o \
+	src/cq_worker.o \
 	src/query.o \
 	src/store_memory.o \
 	src/rocks.o \

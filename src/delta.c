@@ -164,7 +164,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 	put_uvarint(buf, (uint64) def->id);
 	appendStringInfoChar(buf, (def->processing_time ? SSM_DEF_PROCESSING_TIME : 0) |
 						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0) |
-						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0));
+						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0) |
+						 (def->sql ? SSM_DEF_SQL : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -262,7 +263,54 @@ sstate_delta_next_entry(StreamStateDeltaReader *r, StreamStateDeltaEntry *e)
 	if (!get_uvarint(r, &count) || count > PG_INT64_MAX)
 		return false;
 	e->count = (int64) count;
+	e->value = NULL;
+	e->valuelen = 0;
+	if (r->flags & SSM_FLAG_VALUES)
+	{
+		uint64		vlen;
+
+		if (!get_uvarint(r, &vlen) || vlen > (uint64) (r->end - r->p))
+			return false;
+		e->value = r->p;
+		e->valuelen = (uint32) vlen;
+		r->p += vlen;
+	}
 	r->entries_left--;
+	return true;
+}
+
+/* After sstate_delta_put_entry of a values section: the partial states */
+void
+sstate_delta_put_value(StringInfo buf, const char *value, uint32 len)
+{
+	put_uvarint(buf, len);
+	appendBinaryStringInfoNT(buf, value, len);
+}
+
+/*
+ * After the definition of a query in SQL: its aggregates as the worker
+ * knows them (plain structs of this build: WAL is read where it is written).
+ */
+void
+sstate_delta_put_layout(StringInfo buf, int naggs, const void *aggs, Size aggsize)
+{
+	put_uvarint(buf, (uint64) naggs);
+	put_uvarint(buf, (uint64) aggsize);
+	appendBinaryStringInfoNT(buf, aggs, aggsize * naggs);
+}
+
+bool
+sstate_delta_get_layout(StreamStateDeltaReader *r, int *naggs, const char **aggs, Size aggsize)
+{
+	uint64		n;
+	uint64		size;
+
+	if (!get_uvarint(r, &n) || !get_uvarint(r, &size) || size != aggsize || n > 1000 ||
+		n * size > (uint64) (r->end - r->p))
+		return false;
+	*naggs = (int) n;
+	*aggs = r->p;
+	r->p += n * size;
 	return true;
 }
 
@@ -290,6 +338,7 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	def->processing_time = (flags & SSM_DEF_PROCESSING_TIME) != 0;
 	def->key_classed = (flags & SSM_DEF_KEY_CLASSED) != 0;
 	def->backend = (flags & SSM_DEF_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
+	def->sql = (flags & SSM_DEF_SQL) != 0;
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;

@@ -29,11 +29,13 @@ typedef enum StreamStateMsgKind
 
 #define SSM_FLAG_NO_PANE	0x01	/* processing time: pane known at commit */
 #define SSM_FLAG_HAS_MAX	0x02	/* max_event_us present */
+#define SSM_FLAG_VALUES		0x04	/* entries carry partial states (0.5.0) */
 
 /* flags of a definition (CREATE); version 1 readers before 0.3.0 know bit 0 */
 #define SSM_DEF_PROCESSING_TIME	0x01
 #define SSM_DEF_KEY_CLASSED		0x02	/* key images start with the type's hash */
 #define SSM_DEF_ROCKSDB			0x04	/* state in RocksDB (0.4.0) */
+#define SSM_DEF_SQL				0x08	/* a query in SQL: its aggregates follow (0.5.0) */
 
 typedef struct StreamStateDeltaQuery
 {
@@ -50,6 +52,8 @@ typedef struct StreamStateDeltaEntry
 	uint32		keylen;
 	int64		pane;
 	int64		count;
+	const char *value;			/* SSM_FLAG_VALUES: the partial states */
+	uint32		valuelen;
 } StreamStateDeltaEntry;
 
 typedef struct StreamStateDeltaReader
@@ -69,6 +73,8 @@ extern void sstate_delta_put_entry(StringInfo buf, uint8 flags,
 								   const char *key, uint32 keylen,
 								   int64 pane, int64 count);
 extern void sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def);
+extern void sstate_delta_put_value(StringInfo buf, const char *value, uint32 len);
+extern void sstate_delta_put_layout(StringInfo buf, int naggs, const void *aggs, Size aggsize);
 extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
 extern void sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend);
 extern void sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us);
@@ -80,6 +86,8 @@ extern bool sstate_delta_next_query(StreamStateDeltaReader *r,
 extern bool sstate_delta_next_entry(StreamStateDeltaReader *r,
 									StreamStateDeltaEntry *e);
 extern bool sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def);
+extern bool sstate_delta_get_layout(StreamStateDeltaReader *r, int *naggs, const char **aggs,
+									Size aggsize);
 extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
 extern bool sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend);
 extern bool sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us);

@@ -47,6 +47,20 @@ extern void sstate_store_evict(StreamStateStore *store, StreamStateQuery *q,
 							   int64 dead_below);
 extern void sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q);
 
+/* values of queries in SQL: a pane's count refers to its partial states */
+typedef bool (*sstate_store_merge_cb) (void *arg, const char *old, uint32 oldlen,
+									   const char *add, uint32 addlen,
+									   const char **out, uint32 *outlen);
+extern void sstate_store_set_values(StreamStateStore *store, int32 qid, bool on);
+extern bool sstate_store_merge_value(StreamStateStore *store, StreamStateQuery *q,
+									 const char *key, uint32 keylen, int64 pane,
+									 const char *value, uint32 len,
+									 sstate_store_merge_cb merge, void *arg);
+extern const char *sstate_store_value(StreamStateStore *store, int64 ref, uint32 *len);
+extern void sstate_store_values_commit(StreamStateStore *store);
+extern void sstate_store_values_undo(StreamStateStore *store,
+									 StreamStateQuery *(*owner) (int32 qid));
+
 /* read caches of rocksdb queries (rocks_cache.c): negated query ids */
 extern bool sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q,
 									const char *key, uint32 keylen,

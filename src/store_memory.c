@@ -81,10 +81,13 @@ typedef struct Partition
 
 #define STORE_MAGIC		0x53535354	/* "SSST" */
 
+#define MAX_VALUE_QUERIES	256
+
 typedef struct StoreHeader
 {
 	uint32		magic;
 	Partition	parts[PARTITIONS];
+	int32		value_qids[MAX_VALUE_QUERIES];	/* queries in SQL: 0 free */
 } StoreHeader;
 
 struct StreamStateStore
@@ -121,6 +124,7 @@ load_release(void)
 }
 
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
+static bool is_value_qid(const StoreHeader *hdr, int32 qid);
 static void free_slot(dsa_area *area, StreamStateQuery *q, Slot *s);
 
 /*
@@ -447,7 +451,17 @@ sstate_store_destroy(StreamStateStore *store)
 			if (slots[j].qid == 0)
 				continue;
 			if (DsaPointerIsValid(slots[j].panes))
+			{
+				if (is_value_qid(store->hdr, slots[j].qid))
+				{
+					StreamStatePane *panes = dsa_get_address(area, slots[j].panes);
+
+					for (int k = 0; k < slots[j].npanes; k++)
+						if (DsaPointerIsValid((dsa_pointer) panes[k].count))
+							dsa_free(area, (dsa_pointer) panes[k].count);
+				}
 				dsa_free(area, slots[j].panes);
+			}
 			if (slots[j].keylen > KEY_INLINE)
 				dsa_free(area, slots[j].key.dp);
 		}
@@ -497,10 +511,44 @@ pane_capacity_after(int32 cap)
 	return cap + cap / 2;
 }
 
+/*
+ * Values (queries in SQL, sstate_store_set_values): a pane's count is the
+ * dsa_pointer of a chunk holding a uint32 length and the query's partial
+ * states (cq_worker.c).
+ */
+static bool
+is_value_qid(const StoreHeader *hdr, int32 qid)
+{
+	if (qid <= 0)
+		return false;
+	for (int i = 0; i < MAX_VALUE_QUERIES; i++)
+		if (hdr->value_qids[i] == qid)
+			return true;
+	return false;
+}
+
+/* Free the values of panes [from, to) of a value slot. */
+static void
+free_values(dsa_area *area, StreamStateQuery *q, StreamStatePane *panes, int from, int to)
+{
+	for (int i = from; i < to; i++)
+	{
+		dsa_pointer dp = (dsa_pointer) panes[i].count;
+
+		if (DsaPointerIsValid(dp))
+		{
+			q->bytes -= *(uint32 *) dsa_get_address(area, dp) + sizeof(uint32);
+			dsa_free(area, dp);
+		}
+	}
+}
+
 /* Free a slot's chunks and uncount it; the caller deletes it next. */
 static void
 free_slot(dsa_area *area, StreamStateQuery *q, Slot *s)
 {
+	if (q->def.sql && s->npanes > 0)
+		free_values(area, q, dsa_get_address(area, s->panes), 0, s->npanes);
 	if (DsaPointerIsValid(s->panes))
 	{
 		dsa_free(area, s->panes);
@@ -735,6 +783,247 @@ sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q, const char
 	return true;
 }
 
+/* Mark query qid as one whose panes hold values (or not).  Worker only. */
+void
+sstate_store_set_values(StreamStateStore *store, int32 qid, bool on)
+{
+	StoreHeader *hdr = store->hdr;
+
+	if (on == is_value_qid(hdr, qid))
+		return;
+	for (int i = 0; i < MAX_VALUE_QUERIES; i++)
+	{
+		if (on && hdr->value_qids[i] == 0)
+		{
+			hdr->value_qids[i] = qid;
+			return;
+		}
+		if (!on && hdr->value_qids[i] == qid)
+		{
+			hdr->value_qids[i] = 0;
+			return;
+		}
+	}
+	elog(ERROR, "stream_state: more than %d queries in SQL in one database", MAX_VALUE_QUERIES);
+}
+
+/* A chunk of a value: its bytes and length (readers hold the partition lock) */
+const char *
+sstate_store_value(StreamStateStore *store, int64 ref, uint32 *len)
+{
+	const char *p;
+
+	if (!DsaPointerIsValid((dsa_pointer) ref))
+	{
+		*len = 0;
+		return NULL;
+	}
+	p = dsa_get_address(store->area, (dsa_pointer) ref);
+	memcpy(len, p, sizeof(uint32));
+	return p + sizeof(uint32);
+}
+
+/*
+ * The journal of the values replaced by the commit being applied: a count
+ * can be undone by adding its negative, a combined state cannot, so the old
+ * value stays allocated until the commit has applied (values_commit) and is
+ * put back if it fails (values_undo).  Worker-local.
+ */
+typedef struct ValueChange
+{
+	int32		qid;
+	uint32		keylen;
+	char	   *key;
+	int64		pane;
+	dsa_pointer old;			/* InvalidDsaPointer: the pane was new */
+	dsa_pointer new;
+	uint32		oldlen;
+	uint32		newlen;
+} ValueChange;
+
+static ValueChange *changes = NULL;
+static int	nchanges = 0;
+static int	changes_cap = 0;
+
+static void
+journal(int32 qid, const char *key, uint32 keylen, int64 pane, dsa_pointer old,
+		uint32 oldlen, dsa_pointer new, uint32 newlen)
+{
+	ValueChange *c;
+
+	if (nchanges == changes_cap)
+	{
+		changes_cap = Max(changes_cap * 2, 256);
+		changes = changes ? repalloc(changes, sizeof(ValueChange) * changes_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(ValueChange) * changes_cap);
+	}
+	c = &changes[nchanges++];
+	c->qid = qid;
+	c->keylen = keylen;
+	c->key = MemoryContextAlloc(TopMemoryContext, Max(keylen, 1));
+	memcpy(c->key, key, keylen);
+	c->pane = pane;
+	c->old = old;
+	c->oldlen = oldlen;
+	c->new = new;
+	c->newlen = newlen;
+}
+
+/* The commit applied: free the values it replaced. */
+void
+sstate_store_values_commit(StreamStateStore *store)
+{
+	for (int i = 0; i < nchanges; i++)
+	{
+		if (DsaPointerIsValid(changes[i].old))
+			dsa_free(store->area, changes[i].old);
+		pfree(changes[i].key);
+	}
+	nchanges = 0;
+}
+
+/*
+ * The commit failed: put back every value it replaced, newest first, and
+ * remove the panes it added.  owner gives each query's accounting.
+ */
+void
+sstate_store_values_undo(StreamStateStore *store, StreamStateQuery *(*owner) (int32 qid))
+{
+	dsa_area   *area = store->area;
+
+	load_release();
+	for (int i = nchanges - 1; i >= 0; i--)
+	{
+		ValueChange *c = &changes[i];
+		StreamStateQuery *q = owner(c->qid);
+		uint32		hash = key_hash(c->qid, false, c->key, c->keylen);
+		Partition  *p = partition_of(store, hash);
+		Slot	   *s;
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		s = partition_find(area, p, hash, c->qid, c->key, c->keylen);
+		if (s != NULL && q != NULL)
+		{
+			StreamStatePane *panes = dsa_get_address(area, s->panes);
+			bool		found;
+			int			pos = pane_search(panes, s->npanes, c->pane, &found);
+
+			if (found && (dsa_pointer) panes[pos].count == c->new)
+			{
+				cow_touch(area, s);
+				q->bytes += (int64) c->oldlen - (int64) c->newlen;
+				if (DsaPointerIsValid(c->old))
+					panes[pos].count = (int64) c->old;
+				else
+				{
+					memmove(&panes[pos], &panes[pos + 1],
+							sizeof(StreamStatePane) * (s->npanes - pos - 1));
+					s->npanes--;
+					q->panes--;
+					if (s->npanes == 0)
+						delete_slot(area, p, q, s);
+				}
+				dsa_free(area, c->new);
+			}
+			else if (DsaPointerIsValid(c->old))
+				dsa_free(area, c->old);	/* the pane went meanwhile */
+		}
+		else if (DsaPointerIsValid(c->old))
+			dsa_free(area, c->old);
+		LWLockRelease(&p->lock);
+		pfree(c->key);
+	}
+	nchanges = 0;
+}
+
+static dsa_pointer
+value_alloc(dsa_area *area, const char *bytes, uint32 len)
+{
+	dsa_pointer dp = dsa_allocate_extended(area, sizeof(uint32) + len, DSA_ALLOC_NO_OOM);
+
+	if (DsaPointerIsValid(dp))
+	{
+		char	   *p = dsa_get_address(area, dp);
+
+		memcpy(p, &len, sizeof(uint32));
+		memcpy(p + sizeof(uint32), bytes, len);
+	}
+	return dp;
+}
+
+/*
+ * Merge value (a commit's partial states for (query, key, pane)) into the
+ * pane's value with merge (which combines them), or make it the pane's
+ * value; rows is the number of rows it covers (kept nowhere: panes of
+ * values are removed only by eviction).  Returns false when memory is
+ * exhausted, with nothing changed.  Worker only.
+ */
+bool
+sstate_store_merge_value(StreamStateStore *store, StreamStateQuery *q, const char *key,
+						 uint32 keylen, int64 pane, const char *value, uint32 len,
+						 sstate_store_merge_cb merge, void *arg)
+{
+	dsa_area   *area = store->area;
+	uint32		hash = key_hash(q->def.id, false, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
+	StreamStatePane *panes;
+	bool		pfound = false;
+	int			pos = 0;
+	dsa_pointer dp;
+
+	load_release();
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	s = partition_find(area, p, hash, q->def.id, key, keylen);
+	if (s != NULL)
+		cow_touch(area, s);
+	else if ((s = new_key(area, p, q, hash, key, keylen)) == NULL)
+	{
+		LWLockRelease(&p->lock);
+		return false;
+	}
+	panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+	if (s->npanes > 0)
+		pos = pane_search(panes, s->npanes, pane, &pfound);
+	if (pfound)
+	{
+		uint32		oldlen;
+		const char *old = sstate_store_value(store, panes[pos].count, &oldlen);
+		const char *merged;
+		uint32		mlen;
+
+		if (!merge(arg, old, oldlen, value, len, &merged, &mlen))
+			elog(ERROR, "stream_state: a partial state of continuous query \"%s\" is malformed",
+					 q->def.name);
+		dp = value_alloc(area, merged, mlen);
+		if (!DsaPointerIsValid(dp))
+		{
+			LWLockRelease(&p->lock);
+			return false;
+		}
+		journal(q->def.id, key, keylen, pane, (dsa_pointer) panes[pos].count, oldlen + sizeof(uint32),
+				dp, mlen + sizeof(uint32));
+		q->bytes += (int64) mlen - (int64) oldlen;
+		panes[pos].count = (int64) dp;
+		LWLockRelease(&p->lock);
+		return true;
+	}
+	dp = value_alloc(area, value, len);
+	if (!DsaPointerIsValid(dp) || !insert_pane(area, q, s, pos, pane, (int64) dp))
+	{
+		if (DsaPointerIsValid(dp))
+			dsa_free(area, dp);
+		if (s->npanes == 0)
+			delete_slot(area, p, q, s);
+		LWLockRelease(&p->lock);
+		return false;
+	}
+	q->bytes += sizeof(uint32) + len;
+	journal(q->def.id, key, keylen, pane, InvalidDsaPointer, 0, dp, len + sizeof(uint32));
+	LWLockRelease(&p->lock);
+	return true;
+}
+
 /*
  * Walks over a partition prefetch the slots 2 * PREFETCH_AHEAD ahead and the
  * pane array (its first cache lines) of the slot PREFETCH_AHEAD ahead: the
@@ -792,6 +1081,8 @@ sstate_store_evict(StreamStateStore *store, StreamStateQuery *q, int64 dead_belo
 			cow_touch(area, s);
 			if (k < s->npanes)
 			{
+				if (q->def.sql)
+					free_values(area, q, panes, 0, k);
 				memmove(&panes[0], &panes[k], sizeof(StreamStatePane) * (s->npanes - k));
 				s->npanes -= k;
 				q->panes -= k;

@@ -80,6 +80,7 @@ typedef struct StreamStateQueryDef
 	bool		key_classed;	/* key images start with the type's hash
 								 * (see sstate_key_image) */
 	uint8		backend;		/* SSB_* */
+	bool		sql;			/* a query in SQL: values are partial states */
 	int64		pane_us;		/* gcd(window, slide) */
 	int64		window_us;
 	int64		slide_us;

@@ -52,6 +52,7 @@
 #include "utils/memutils.h"
 
 #include "delta.h"
+#include "cq_worker.h"
 #include "rocks.h"
 #include "store.h"
 #include "wal_reader.h"
@@ -250,6 +251,27 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 
 static void evict_to(StreamStateQuery *q, int64 max_event_us);
 
+/* The store's merge of values: partial states combined (cq_worker.c) */
+static bool
+merge_values(void *arg, const char *old, uint32 oldlen, const char *add, uint32 addlen,
+			 const char **out, uint32 *outlen)
+{
+	static StringInfoData buf;
+
+	if (buf.data == NULL)
+	{
+		MemoryContext cxt = MemoryContextSwitchTo(TopMemoryContext);
+
+		initStringInfo(&buf);
+		MemoryContextSwitchTo(cxt);
+	}
+	if (!sstate_cq_merge((CqLayout *) arg, old, oldlen, add, addlen, &buf))
+		return false;
+	*out = buf.data;
+	*outlen = buf.len;
+	return true;
+}
+
 /*
  * alter_query(): q's lateness changes at the commit at lsn.  A smaller one
  * evicts at once what the new watermark closes; a larger one evicts
@@ -273,6 +295,11 @@ static void
 drop_query(StreamStateQuery *q)
 {
 	drop_state(q);
+	if (q->def.sql)
+	{
+		sstate_cq_layout_forget(q->def.id);
+		sstate_store_set_values(apply_table, q->def.id, false);
+	}
 	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 	q->status = SSQ_FREE;
 	q->paused_lsn = InvalidXLogRecPtr;
@@ -717,14 +744,35 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 				{
 					if (*napplied == undo_limit)
 						return true;
-					if (q->def.backend == SSB_ROCKSDB)
+					if (q->def.sql)
+						;		/* values: the journal puts them back */
+					else if (q->def.backend == SSB_ROCKSDB)
 						sstate_rdb_add(&q->def, e.key, e.keylen, pane, -e.count);
 					else
 						sstate_store_add(apply_table, q, e.key, e.keylen, pane, -e.count);
 					(*napplied)++;
 					continue;
 				}
-				if (q->def.backend == SSB_ROCKSDB)
+				if (q->def.sql)
+				{
+					CqLayout   *l = sstate_cq_layout_get(q->def.id);
+
+					if (l == NULL || e.value == NULL)
+					{
+						report_malformed(msg->lsn);
+						break;
+					}
+					if (!sstate_store_merge_value(apply_table, q, e.key, e.keylen, pane,
+												  e.value, e.valuelen, merge_values, l) &&
+						!(sstate_rdb_cache_shrink() &&
+						  sstate_store_merge_value(apply_table, q, e.key, e.keylen, pane,
+												   e.value, e.valuelen, merge_values, l)))
+					{
+						*failed = q;
+						return false;
+					}
+				}
+				else if (q->def.backend == SSB_ROCKSDB)
 					sstate_rdb_add(&q->def, e.key, e.keylen, pane, e.count);
 				else if (!sstate_store_add(apply_table, q, e.key, e.keylen, pane, e.count) &&
 						 !(sstate_rdb_cache_shrink() &&
@@ -838,9 +886,21 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 		else if (r.kind == SSM_CREATE)
 		{
 			StreamStateQueryDef def;
+			int			naggs = 0;
+			const char *aggs = NULL;
 
-			if (sstate_delta_get_def(&r, &def))
+			if (sstate_delta_get_def(&r, &def) &&
+				(!def.sql || sstate_delta_get_layout(&r, &naggs, &aggs,
+													 sizeof(StreamStateCqWorkerAgg))))
 			{
+				if (def.sql)
+				{
+					StreamStateCqWorkerAgg *copy = palloc(sizeof(StreamStateCqWorkerAgg) * Max(naggs, 1));
+
+					memcpy(copy, aggs, sizeof(StreamStateCqWorkerAgg) * naggs);
+					sstate_cq_layout_set(def.id, naggs, copy);
+					sstate_store_set_values(apply_table, def.id, true);
+				}
 				define_query(&def, lsn);
 				*ddl = SSA_CREATED;
 			}
@@ -877,12 +937,15 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 	 * transaction would have been dropped with it.
 	 */
 	ok = walk_data(a, msgs, commit_us, lsn, &saved, -1, &napplied, failed);
-	if (!ok)
+	if (ok)
+		sstate_store_values_commit(apply_table);
+	else
 	{
 		long		undone;
 		ListCell   *lc2;
 
 		(void) walk_data(a, msgs, commit_us, lsn, &saved, napplied, &undone, failed);
+		sstate_store_values_undo(apply_table, find_query);
 		foreach(lc2, saved)
 		{
 			SavedQuery *sq = lfirst(lc2);

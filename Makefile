@@ -18,6 +18,7 @@ OBJS = \
 	src/cq_agg.o \
 	src/cq_eval.o \
 	src/cq_worker.o \
+	src/cq_capture.o \
 	src/query.o \
 	src/store_memory.o \
 	src/rocks.o \

@@ -76,3 +76,34 @@ CREATE FUNCTION stream_state.alter_query(name text, lateness interval DEFAULT NU
 RETURNS void
 AS 'MODULE_PATHNAME', 'stream_state_alter_query'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- continuous queries in SQL: create_query(name, 'SELECT ...', time_column,
+-- window_size, ...).  A second overload, with the source as text: a literal
+-- resolves to it (PostgreSQL prefers text for unknown literals), and with a
+-- key_column it names a table as before; a regclass value still finds the
+-- first one.
+ALTER TABLE stream_state.query_def
+	ADD COLUMN query text,
+	ADD COLUMN view text,
+	ALTER COLUMN key_column DROP NOT NULL,
+	ALTER COLUMN key_attnum DROP NOT NULL,
+	ALTER COLUMN key_type DROP NOT NULL;
+
+CREATE FUNCTION stream_state.create_query(
+	name text,
+	source text,
+	key_column text DEFAULT NULL,
+	time_column text DEFAULT NULL,
+	window_size interval DEFAULT NULL,
+	slide interval DEFAULT NULL,
+	lateness interval DEFAULT '0',
+	backend text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'stream_state_create_query'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- the rows of a continuous query in SQL for the window that contains at
+CREATE FUNCTION stream_state.window_result(name text, at timestamptz DEFAULT now())
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stream_state_window_result'
+LANGUAGE C STRICT STABLE;

@@ -52,6 +52,7 @@
 #include "utils/tuplestore.h"
 
 #include "capture.h"
+#include "cq_capture.h"
 #include "delta.h"
 #include "query.h"
 #include "window.h"
@@ -119,6 +120,9 @@ typedef struct DeltaQuery
 	delta_hash *entries;		/* allocated once, emptied on flush */
 	uint64		skipped;
 	int64		max_event_us;
+	StringInfoData values;		/* queries in SQL: entries with values, as
+								 * written (SSM_FLAG_VALUES) */
+	uint64		nvalues;
 	struct DeltaQuery *next;
 } DeltaQuery;
 
@@ -224,6 +228,8 @@ delta_query_reset(DeltaQuery *dq)
 	delta_reset(dq->entries);
 	dq->skipped = 0;
 	dq->max_event_us = SSTATE_NO_TIME;
+	resetStringInfo(&dq->values);
+	dq->nvalues = 0;
 }
 
 static DeltaQuery *
@@ -243,6 +249,13 @@ level_query(DeltaLevel *level, int32 qid, bool processing_time)
 	dq->entries = delta_create(level->cxt, 64, NULL);
 	dq->skipped = 0;
 	dq->max_event_us = SSTATE_NO_TIME;
+	{
+		MemoryContext old = MemoryContextSwitchTo(level->cxt);
+
+		initStringInfo(&dq->values);
+		MemoryContextSwitchTo(old);
+	}
+	dq->nvalues = 0;
 	dq->next = level->queries;
 	level->queries = dq;
 	return dq;
@@ -387,6 +400,34 @@ sstate_capture_add(StreamStateCapture *cap, const char *img, uint32 len,
 	}
 }
 
+/*
+ * One group of a query in SQL: nrows rows of key image img in pane, folded
+ * into the partial states value (cq_capture.c).  Written as it will go into
+ * the WAL.
+ */
+void
+sstate_capture_value(StreamStateCapture *cap, const char *img, uint32 len, int64 pane,
+					 int64 nrows, const char *value, uint32 vlen)
+{
+	DeltaQuery *dq = cap->dq;
+	MemoryContext old = MemoryContextSwitchTo(cap->level->cxt);
+
+	sstate_delta_put_entry(&dq->values, dq->processing_time ? SSM_FLAG_NO_PANE : 0,
+						   img, len, pane, nrows);
+	sstate_delta_put_value(&dq->values, value, vlen);
+	MemoryContextSwitchTo(old);
+	dq->nvalues++;
+	if (++cap->level->nentries >= sstate_max_delta_entries)
+		level_flush(cap->level);
+}
+
+/* A row of a query in SQL not counted: a NULL or infinite event time. */
+void
+sstate_capture_skip(StreamStateCapture *cap)
+{
+	cap->dq->skipped++;
+}
+
 /* The watermark the imported state had: its newest event time. */
 void
 sstate_capture_note_event(StreamStateCapture *cap, int64 event_us)
@@ -473,10 +514,27 @@ level_flush(DeltaLevel *level)
 		DeltaEntry *e;
 
 		hdr.nentries = dq->entries->members;
-		if (hdr.nentries == 0 && dq->skipped == 0)
+		if (hdr.nentries == 0 && dq->skipped == 0 && dq->nvalues == 0)
 			continue;
 		hdr.qid = dq->qid;
 		hdr.flags = 0;
+		if (dq->nvalues > 0)
+		{
+			/* a query in SQL: its entries are written already */
+			hdr.nentries = dq->nvalues;
+			hdr.flags |= SSM_FLAG_VALUES;
+			if (dq->processing_time)
+				hdr.flags |= SSM_FLAG_NO_PANE;
+			if (dq->max_event_us != SSTATE_NO_TIME)
+				hdr.flags |= SSM_FLAG_HAS_MAX;
+			hdr.skipped = dq->skipped;
+			hdr.max_event_us = dq->max_event_us;
+			sstate_delta_put_query(&buf, &hdr);
+			appendBinaryStringInfo(&buf, dq->values.data, dq->values.len);
+			delta_query_reset(dq);
+			any = true;
+			continue;
+		}
 		if (dq->processing_time)
 			hdr.flags |= SSM_FLAG_NO_PANE;
 		if (dq->max_event_us != SSTATE_NO_TIME)
@@ -551,6 +609,16 @@ level_merge_into_parent(DeltaLevel *child)
 		pq->skipped += dq->skipped;
 		if (dq->max_event_us > pq->max_event_us)
 			pq->max_event_us = dq->max_event_us;
+		if (dq->nvalues > 0)
+		{
+			/* partial states need no combining here: the worker does it */
+			MemoryContext old = MemoryContextSwitchTo(parent->cxt);
+
+			appendBinaryStringInfo(&pq->values, dq->values.data, dq->values.len);
+			MemoryContextSwitchTo(old);
+			pq->nvalues += dq->nvalues;
+			parent->nentries += dq->nvalues;
+		}
 		delta_start_iterate(dq->entries, &it);
 		while ((e = delta_iterate(dq->entries, &it)) != NULL)
 			delta_add(parent, pq, delta_key_bytes(&e->key), e->key.len,
@@ -802,6 +870,12 @@ stream_state_truncate(PG_FUNCTION_ARGS)
  */
 PG_FUNCTION_INFO_V1(stream_state_capture);
 
+static bool
+next_transition_row(void *arg, TupleTableSlot *slot)
+{
+	return tuplestore_gettupleslot((Tuplestorestate *) arg, true, false, slot);
+}
+
 Datum
 stream_state_capture(PG_FUNCTION_ARGS)
 {
@@ -840,6 +914,21 @@ stream_state_capture(PG_FUNCTION_ARGS)
 		return PointerGetDatum(NULL);	/* dropped in this transaction */
 
 	desc = RelationGetDescr(trigdata->tg_relation);
+	if (info->def.sql)
+	{
+		/* a query in SQL: its own expressions over the rows (cq_capture.c) */
+		if (RelationGetRelid(trigdata->tg_relation) != info->source)
+			ereport(ERROR,
+					(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+					 errmsg("source table of continuous query \"%s\" no longer matches its definition",
+							info->name),
+					 errhint("Drop the query and create it again.")));
+		slot = MakeSingleTupleTableSlot(desc, &TTSOpsMinimalTuple);
+		tuplestore_rescan(trigdata->tg_newtable);
+		sstate_cq_capture_rows(info, slot, next_transition_row, trigdata->tg_newtable);
+		ExecDropSingleTupleTableSlot(slot);
+		return PointerGetDatum(NULL);
+	}
 	if (RelationGetRelid(trigdata->tg_relation) != info->source ||
 		info->key_attnum > desc->natts ||
 		TupleDescAttr(desc, info->key_attnum - 1)->atttypid != info->key_type ||

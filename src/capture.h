@@ -29,5 +29,8 @@ extern void sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null
 extern void sstate_capture_add(StreamStateCapture *cap, const char *img, uint32 len,
 							   int64 pane, int64 count);
 extern void sstate_capture_note_event(StreamStateCapture *cap, int64 event_us);
+extern void sstate_capture_value(StreamStateCapture *cap, const char *img, uint32 len,
+								 int64 pane, int64 nrows, const char *value, uint32 vlen);
+extern void sstate_capture_skip(StreamStateCapture *cap);
 
 #endif							/* STREAM_STATE_CAPTURE_H */

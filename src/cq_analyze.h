@@ -154,6 +154,7 @@ typedef struct StreamStateCqAnalysis
 } StreamStateCqAnalysis;
 
 extern StreamStateCqAnalysis *sstate_cq_analyze(const char *sql, const char *name);
+extern StreamStateCqAnalysis *sstate_cq_analyze_defined(const char *sql, const char *name);
 extern TupleDesc sstate_cq_result_desc(const StreamStateCqAnalysis *an);
 
 #endif							/* STREAM_STATE_CQ_ANALYZE_H */

@@ -112,6 +112,16 @@ sstate_query_fill(StreamStateQueryInfo *info)
 
 	MemoryContext cxt = query_cache_cxt ? query_cache_cxt : CurrentMemoryContext;
 
+	info->def.id = info->id;
+	info->def.processing_time = (info->time_attnum == 0);
+	strlcpy(info->def.name, info->name, NAMEDATALEN);
+	if (info->query_text != NULL)
+	{
+		/* a query in SQL: its keys are its analysis's (cq_capture.c) */
+		info->def.sql = true;
+		info->def.key_classed = false;
+		return;
+	}
 	get_typlenbyval(info->key_type, &info->key_typlen, &info->key_typbyval);
 	info->key_norm = sstate_key_norm_for_type(info->key_type);
 	getTypeOutputInfo(info->key_type, &outfn, &isvarlena);
@@ -155,7 +165,7 @@ load_query(const char *where, Datum arg, Oid argtype)
 	appendStringInfo(&sql,
 					 "SELECT id, name, source, key_attnum, key_type, "
 					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
-					 "window_size, slide, lateness, owner, readers, backend "
+					 "window_size, slide, lateness, owner, readers, backend, query, view "
 					 "FROM stream_state.query_def WHERE %s = $1", where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -180,7 +190,20 @@ load_query(const char *where, Datum arg, Oid argtype)
 		info->id = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 		info->source = DatumGetObjectId(SPI_getbinval(tup, desc, 3, &isnull));
 		info->key_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 4, &isnull));
+		if (isnull)
+			info->key_attnum = 0;
 		info->key_type = DatumGetObjectId(SPI_getbinval(tup, desc, 5, &isnull));
+		if (isnull)
+			info->key_type = InvalidOid;
+		{
+			Datum		qd = SPI_getbinval(tup, desc, 14, &isnull);
+
+			info->query_text = isnull ? NULL :
+				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
+			qd = SPI_getbinval(tup, desc, 15, &isnull);
+			info->view = isnull ? NULL :
+				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
+		}
 		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));
 		info->time_type = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));
 		window_us = sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 8, &isnull)),

@@ -35,6 +35,8 @@ typedef struct StreamStateQueryInfo
 	Oid		   *readers;
 	StreamStateQueryDef def;
 	FmgrInfo	key_out;
+	char	   *query_text;		/* a query in SQL (def.sql); else NULL */
+	char	   *view;			/* its typed view, qualified and quoted */
 } StreamStateQueryInfo;
 
 /* Largest key image kept in a stack buffer by callers */

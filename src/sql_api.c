@@ -35,6 +35,10 @@
 #include "commands/defrem.h"
 #include "commands/trigger.h"
 #include "executor/spi.h"
+#include "executor/executor.h"
+#include "executor/tuptable.h"
+#include "optimizer/optimizer.h"
+#include "nodes/makefuncs.h"
 #include "funcapi.h"
 #include "miscadmin.h"
 #include "parser/parse_func.h"
@@ -43,6 +47,8 @@
 #include "storage/condition_variable.h"
 #include "utils/acl.h"
 #include "utils/builtins.h"
+#include "utils/regproc.h"
+#include "utils/ruleutils.h"
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/pg_lsn.h"
@@ -52,6 +58,7 @@
 #include "utils/wait_event.h"
 
 #include "capture.h"
+#include "cq_capture.h"
 #include "delta.h"
 #include "query.h"
 #include "rocks.h"
@@ -73,6 +80,7 @@ PG_FUNCTION_INFO_V1(stream_state_worker_status);
 PG_FUNCTION_INFO_V1(stream_state_rocksdb_stats);
 PG_FUNCTION_INFO_V1(stream_state_set_backend);
 PG_FUNCTION_INFO_V1(stream_state_alter_query);
+PG_FUNCTION_INFO_V1(stream_state_window_result);
 
 /* This backend's mapping of its database's state table */
 static StreamStateStore *read_table = NULL;
@@ -508,6 +516,247 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 	pfree(sql.data);
 }
 
+/* read a table through SPI's cursor of create_query_sql */
+static bool
+next_cursor_row(void *arg, TupleTableSlot *slot)
+{
+	Portal		portal = (Portal) arg;
+
+	SPI_cursor_fetch(portal, true, 1);
+	if (SPI_processed == 0)
+		return false;
+	ExecStoreHeapTuple(SPI_copytuple(SPI_tuptable->vals[0]), slot, true);
+	SPI_freetuptable(SPI_tuptable);
+	return true;
+}
+
+/*
+ * create_query of a query in SQL (0.5.0): analysed (cq_analyze.c), then as
+ * for a table: catalog row, triggers, definition (with its aggregates, for
+ * the worker), the rows already there, and the typed view.
+ */
+static Datum
+create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
+{
+	StreamStateCqAnalysis *an;
+	Relation	rel;
+	StreamStateQueryInfo info;
+	char	   *time_column = NULL;
+	Oid			time_collation;
+	Interval   *window_iv;
+	Interval   *slide_iv;
+	Interval   *lateness_iv;
+	Interval	zero;
+	OwnerContext oc;
+	StringInfoData q;
+	char		trigname[NAMEDATALEN];
+	const char *relname;
+	const char *view;
+	StreamStateCqWorkerAgg *aggs;
+
+	if (!PG_ARGISNULL(3))
+		time_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (wal_level < WAL_LEVEL_REPLICA)
+		ereport(ERROR,
+				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
+				 errmsg("stream_state requires wal_level \"replica\" or higher"),
+				 errhint("Set wal_level to \"replica\" and restart the server.")));
+	an = sstate_cq_analyze(sql, name);
+	rel = relation_open(an->source, ShareRowExclusiveLock);
+
+	/*
+	 * Stored as PostgreSQL deparses it with every name qualified, so that it
+	 * means the same under any search_path (the capture trigger's, a
+	 * reader's).
+	 */
+	{
+		int			nest = NewGUCNestLevel();
+
+		(void) set_config_option("search_path", "pg_catalog", PGC_USERSET, PGC_S_SESSION,
+								 GUC_ACTION_SAVE, true, 0, false);
+		sql = pg_get_querydef(copyObject(an->query), false);
+		AtEOXact_GUC(true, nest);
+	}
+
+	memset(&info, 0, sizeof(info));
+	strlcpy(info.name, name, NAMEDATALEN);
+	info.source = an->source;
+	info.query_text = pstrdup(sql);
+	if (time_column != NULL)
+	{
+		info.time_attnum = lookup_column(rel, time_column, &info.time_type, &time_collation);
+		if (info.time_type != TIMESTAMPTZOID && info.time_type != TIMESTAMPOID &&
+			info.time_type != DATEOID)
+			ereport(ERROR,
+					(errcode(ERRCODE_DATATYPE_MISMATCH),
+					 errmsg("time column \"%s\" must be of type timestamp with time zone, timestamp without time zone or date",
+							time_column),
+					 errdetail("Column \"%s\" has type %s.", time_column,
+							   format_type_be(info.time_type))));
+		check_column_select(rel, info.time_attnum, time_column);
+	}
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_size must be a positive interval")));
+	window_iv = PG_GETARG_INTERVAL_P(4);
+	info.def.window_us = sstate_interval_us(window_iv, "window_size", false);
+	slide_iv = PG_ARGISNULL(5) ? window_iv : PG_GETARG_INTERVAL_P(5);
+	info.def.slide_us = sstate_interval_us(slide_iv, "slide", false);
+	if (info.def.slide_us > info.def.window_us)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slide must not be larger than window_size"),
+				 errdetail("Events between windows would belong to no window.")));
+	memset(&zero, 0, sizeof(zero));
+	lateness_iv = PG_ARGISNULL(6) ? &zero : PG_GETARG_INTERVAL_P(6);
+	info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
+	info.def.pane_us = sstate_gcd(info.def.window_us, info.def.slide_us);
+	info.def.backend = (uint8) sstate_default_backend;
+	if (!PG_ARGISNULL(7))
+		info.def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+	if (info.def.backend != SSB_MEMORY)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continuous queries in SQL keep their state in the memory backend"),
+				 errdetail("The rocksdb backend holds windowed counts only, for now."),
+				 errhint("Give backend => 'memory'.")));
+	for (int i = 0; i < an->nkeys; i++)
+		if (!sstate_key_by_image(an->keys[i].type, an->keys[i].collation))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("continuous queries in SQL do not support GROUP BY keys of type %s yet",
+							format_type_be(an->keys[i].type)),
+					 errdetail("Equal values of this type (or collation) can differ in their bytes.")));
+	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
+		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
+					   RelationGetRelationName(rel));
+	if (sstate_query_by_name(name, true) != NULL)
+		ereport(ERROR,
+				(errcode(ERRCODE_DUPLICATE_OBJECT),
+				 errmsg("continuous query \"%s\" already exists", name)));
+	view = quote_qualified_identifier(get_namespace_name(RangeVarGetCreationNamespace(makeRangeVar(NULL, pstrdup(name), -1))),
+									  name);
+
+	sstate_ensure_slot(MyDatabaseId);
+	owner_begin(&oc);
+	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
+	{
+		bool		isnull;
+
+		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+										&isnull)) >= sstate_shared->max_queries)
+			ereport(ERROR,
+					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+					 errmsg("too many continuous queries in this database"),
+					 errdetail("stream_state.max_queries is %d.", sstate_shared->max_queries),
+					 errhint("Drop a query, or increase stream_state.max_queries and restart the server.")));
+	}
+	initStringInfo(&q);
+	appendStringInfo(&q,
+					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
+					 "window_size, slide, lateness, owner, backend, query, view) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s) "
+					 "RETURNING id",
+					 quote_literal_cstr(name), an->source,
+					 time_column ? quote_literal_cstr(time_column) : "NULL",
+					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
+					 time_column ? psprintf("%u", info.time_type) : "NULL",
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv)))),
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
+					 GetUserId(), quote_literal_cstr(sql), quote_literal_cstr(view));
+	spi_exec(q.data, SPI_OK_INSERT_RETURNING);
+	{
+		bool		isnull;
+
+		info.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+											  &isnull));
+	}
+
+	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(an->source)),
+										 get_rel_name(an->source));
+	snprintf(trigname, sizeof(trigname), "stream_state_q%d", info.id);
+	resetStringInfo(&q);
+	appendStringInfo(&q,
+					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
+					 quote_identifier(trigname), relname, info.id);
+	own_trigger_ddl = true;
+	PG_TRY();
+	{
+		spi_exec(q.data, SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		own_trigger_ddl = false;
+	}
+	PG_END_TRY();
+	trigger_depend_auto(get_trigger_oid(an->source, trigname, false), "_capture");
+	snprintf(trigname, sizeof(trigname), "stream_state_t%d", info.id);
+	resetStringInfo(&q);
+	appendStringInfo(&q,
+					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._truncate('%d')",
+					 quote_identifier(trigname), relname, info.id);
+	spi_exec(q.data, SPI_OK_UTILITY);
+	trigger_depend_auto(get_trigger_oid(an->source, trigname, false), "_truncate");
+	CommandCounterIncrement();
+
+	/* the definition, with what the worker needs of the aggregates */
+	sstate_query_fill(&info);
+	aggs = palloc0(sizeof(StreamStateCqWorkerAgg) * Max(an->naggs, 1));
+	for (int j = 0; j < an->naggs; j++)
+		sstate_cq_worker_agg(&an->aggs[j], &aggs[j]);
+	{
+		StringInfoData msg;
+
+		initStringInfo(&msg);
+		sstate_delta_begin(&msg, SSM_CREATE);
+		sstate_delta_put_def(&msg, &info.def);
+		sstate_delta_put_layout(&msg, an->naggs, aggs, sizeof(StreamStateCqWorkerAgg));
+		sstate_capture_log_ddl(msg.data, msg.len);
+	}
+
+	/* the rows already there (with the lock held, a snapshot taken now) */
+	{
+		Portal		portal;
+		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
+
+		resetStringInfo(&q);
+		appendStringInfo(&q, "SELECT * FROM ONLY %s", relname);
+		PushActiveSnapshot(GetLatestSnapshot());
+		portal = SPI_cursor_open_with_args(NULL, q.data, 0, NULL, NULL, NULL, true, 0);
+		sstate_cq_capture_rows(&info, slot, next_cursor_row, portal);
+		SPI_cursor_close(portal);
+		PopActiveSnapshot();
+		ExecDropSingleTupleTableSlot(slot);
+	}
+	owner_end(&oc);
+
+	/* the typed view, the caller's, in the current schema */
+	{
+		StringInfoData cols;
+
+		initStringInfo(&cols);
+		for (int c = 0; c < an->ncolumns; c++)
+			appendStringInfo(&cols, "%s%s %s", c > 0 ? ", " : "",
+							 quote_identifier(an->columns[c].name),
+							 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+		resetStringInfo(&q);
+		appendStringInfo(&q,
+						 "CREATE VIEW %s AS SELECT * FROM stream_state.window_result(%s) AS t(%s)",
+						 view, quote_literal_cstr(name), cols.data);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		if (SPI_execute(q.data, false, 0) != SPI_OK_UTILITY)
+			elog(ERROR, "could not create view %s", view);
+		SPI_finish();
+	}
+	relation_close(rel, NoLock);
+	PG_RETURN_VOID();
+}
+
 Datum
 stream_state_create_query(PG_FUNCTION_ARGS)
 {
@@ -546,7 +795,17 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("source must not be NULL")));
-	relid = PG_GETARG_OID(1);
+	if (get_fn_expr_argtype(fcinfo->flinfo, 1) == TEXTOID)
+	{
+		/* the text overload (0.5.0): a table with a key column, or a SELECT */
+		char	   *src = text_to_cstring(PG_GETARG_TEXT_PP(1));
+
+		if (PG_ARGISNULL(2))
+			return create_query_sql(fcinfo, name, src);
+		relid = DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(src)));
+	}
+	else
+		relid = PG_GETARG_OID(1);
 	if (PG_ARGISNULL(2))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
@@ -759,6 +1018,16 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 	spi_exec(sql.data, SPI_OK_DELETE);
 
 	owner_end(&oc);
+	if (info->view != NULL)
+	{
+		/* the typed view of a query in SQL goes with it */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DROP VIEW IF EXISTS %s", info->view);
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		SPI_execute(sql.data, false, 0);
+		SPI_finish();
+	}
 	sstate_capture_note_ddl();
 	PG_RETURN_VOID();
 }
@@ -1366,6 +1635,192 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 	}
 	read_end(db);
 	PG_RETURN_INT64(result);
+}
+
+/* window_result: the values of each key's panes in the window, copied */
+typedef struct ResultScan
+{
+	int64		lo;
+	int64		hi;
+	List	   *keys;			/* of ResultKey */
+} ResultScan;
+
+typedef struct ResultKey
+{
+	char	   *img;
+	uint32		imglen;
+	List	   *values;			/* of StringInfo: one per pane in the window */
+} ResultKey;
+
+static void
+result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+		  const StreamStatePane *panes, int npanes)
+{
+	ResultScan *rs = arg;
+	ResultKey  *rk = NULL;
+
+	for (int i = 0; i < npanes; i++)
+	{
+		uint32		len;
+		const char *v;
+		StringInfo	si;
+
+		if (panes[i].pane < rs->lo || panes[i].pane >= rs->hi)
+			continue;
+		if (rk == NULL)
+		{
+			rk = palloc0(sizeof(ResultKey));
+			rk->img = palloc(Max(keylen, 1));
+			memcpy(rk->img, key, keylen);
+			rk->imglen = keylen;
+			rs->keys = lappend(rs->keys, rk);
+		}
+		v = sstate_store_value(read_table, panes[i].count, &len);
+		si = makeStringInfo();
+		appendBinaryStringInfo(si, v, len);
+		rk->values = lappend(rk->values, si);
+	}
+}
+
+/*
+ * window_result(name, at): the rows of a continuous query in SQL for the
+ * window that contains at and closes next: per key, its panes' partial
+ * states combined, finalised, and the select list and HAVING evaluated.
+ */
+Datum
+stream_state_window_result(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(1);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	CqCompiled *c;
+	StreamStateCqAnalysis *an;
+	StreamStateCqAggFns *fns;
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	int64		start_us,
+				end_us;
+	ResultScan	rs;
+	ListCell   *lc;
+	StreamStateCqAggContext *cx;
+	TupleDesc	resdesc;
+	TupleTableSlot *resslot;
+	ExprContext *econtext;
+	ExprState **colexprs;
+	ExprState  *having;
+	Datum	   *ovals;
+	bool	   *onulls;
+	bool		any = false;
+
+	sstate_query_check_read(info);
+	if (!info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("continuous query \"%s\" is a windowed count", name),
+				 errhint("Read it with window_count or window_counts.")));
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("at must be a finite timestamp")));
+	c = sstate_cq_compiled(info);
+	an = sstate_cq_compiled_analysis(c);
+	fns = sstate_cq_compiled_fns(c);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (rsinfo->setDesc->natts != an->ncolumns)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("continuous query \"%s\" has %d columns, not %d",
+						name, an->ncolumns, rsinfo->setDesc->natts)));
+
+	rs.keys = NIL;
+	db = read_query_begin(info, &q);
+	if (db == NULL)
+		return (Datum) 0;
+	if (q != NULL)
+	{
+		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
+		PG_TRY();
+		{
+			check_window_open(q, start_us, end_us);
+			rs.lo = start_us / q->def.pane_us;
+			rs.hi = end_us / q->def.pane_us;
+			sstate_store_scan(read_table, info->id, result_cb, &rs);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+
+	/* combined, finalised, the select list and HAVING */
+	cx = sstate_cq_agg_context_create(CurrentMemoryContext);
+	resdesc = sstate_cq_result_desc(an);
+	resslot = MakeSingleTupleTableSlot(resdesc, &TTSOpsVirtual);
+	econtext = CreateStandaloneExprContext();
+	colexprs = palloc0(sizeof(ExprState *) * Max(an->ncolumns, 1));
+	for (int i = 0; i < an->ncolumns; i++)
+		colexprs[i] = ExecInitExpr(expression_planner(an->columns[i].expr), NULL);
+	having = an->having ?
+		ExecInitQual(make_ands_implicit(expression_planner(an->having)), NULL) : NULL;
+	ovals = palloc(sizeof(Datum) * Max(an->ncolumns, 1));
+	onulls = palloc(sizeof(bool) * Max(an->ncolumns, 1));
+	for (lc = list_head(rs.keys);; lc = lnext(rs.keys, lc))
+	{
+		ResultKey  *rk = lc ? lfirst(lc) : NULL;
+		StreamStateCqState *st = palloc(sizeof(StreamStateCqState) * Max(an->naggs, 1));
+		ListCell   *lv;
+
+		if (rk == NULL && (any || an->nkeys > 0))
+			break;				/* no GROUP BY: one row, even for no rows */
+		any = true;
+		ResetExprContext(econtext);
+		ExecClearTuple(resslot);
+		for (int j = 0; j < an->naggs; j++)
+			sstate_cq_state_init(cx, &fns[j], &st[j]);
+		if (rk != NULL)
+		{
+			if (!sstate_cq_key_values(c, rk->img, rk->imglen, resslot->tts_values,
+									  resslot->tts_isnull))
+				elog(ERROR, "stream_state: a key of continuous query \"%s\" is malformed", name);
+			foreach(lv, rk->values)
+			{
+				StringInfo	si = lfirst(lv);
+				const char *p = si->data;
+				const char *end = si->data + si->len;
+
+				for (int j = 0; j < an->naggs; j++)
+				{
+					StreamStateCqState part;
+
+					p = sstate_cq_state_deserialize(cx, &fns[j], &part, p, end);
+					if (p == NULL)
+						elog(ERROR, "stream_state: a partial state of continuous query \"%s\" is malformed", name);
+					sstate_cq_state_combine(cx, &fns[j], &st[j], &part);
+				}
+			}
+		}
+		for (int j = 0; j < an->naggs; j++)
+			resslot->tts_values[an->nkeys + j] =
+				sstate_cq_state_final(cx, &fns[j], &st[j], &resslot->tts_isnull[an->nkeys + j]);
+		ExecStoreVirtualTuple(resslot);
+		econtext->ecxt_outertuple = resslot;
+		if (having == NULL || ExecQual(having, econtext))
+		{
+			for (int i = 0; i < an->ncolumns; i++)
+				ovals[i] = ExecEvalExpr(colexprs[i], econtext, &onulls[i]);
+			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, ovals, onulls);
+		}
+		if (rk == NULL)
+			break;
+	}
+	ExecDropSingleTupleTableSlot(resslot);
+	FreeExprContext(econtext, true);
+	sstate_cq_agg_context_reset(cx);
+	return (Datum) 0;
 }
 
 typedef struct CountsScan

@@ -1,0 +1,65 @@
+-- cq_queries: continuous queries in SQL (memory backend): window_result
+-- and the typed view equal the query run over the window's rows, through
+-- backfill, statements, rollbacks and savepoints.
+CREATE EXTENSION IF NOT EXISTS hll;
+CREATE TABLE cq_events (user_id bigint, amount numeric, page text, kind text, ts timestamptz);
+INSERT INTO cq_events
+SELECT g % 5, g % 7, 'p' || (g % 3), CASE WHEN g % 2 = 0 THEN 'purchase' ELSE 'view' END,
+	   '2026-11-24 10:00+00'::timestamptz + g * interval '1 minute'
+  FROM generate_series(1, 50) g;
+SELECT stream_state.create_query('cq_spend',
+	$$SELECT user_id, count(*), sum(amount), avg(amount), max(amount),
+			 hll_cardinality(hll_add_agg(hll_hash_text(page))) AS pages
+		FROM cq_events WHERE kind = 'purchase' GROUP BY user_id$$,
+	time_column => 'ts', window_size => '1 hour', slide => '10 minutes');
+-- rows that differ between window_result and the query over the window's rows
+CREATE FUNCTION ss_test.cq_window_diff(at timestamptz) RETURNS bigint
+LANGUAGE sql AS $$
+	WITH w AS (SELECT date_bin('10 minutes', at, 'epoch') + interval '10 minutes' AS e),
+	truth AS (
+		SELECT user_id, count(*), sum(amount), avg(amount), max(amount),
+			   hll_cardinality(hll_add_agg(hll_hash_text(page))) AS pages
+		  FROM cq_events, w WHERE kind = 'purchase' AND ts >= w.e - interval '1 hour' AND ts < w.e
+		 GROUP BY user_id),
+	got AS (
+		SELECT * FROM stream_state.window_result('cq_spend', at)
+			AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8))
+	SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+						  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d
+$$;
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff;
+
+-- two statements in one transaction, a rollback, a savepoint rolled back
+BEGIN;
+INSERT INTO cq_events SELECT g % 5, g, 'p9', 'purchase', '2026-11-24 10:00+00'::timestamptz + g * interval '1 minute'
+  FROM generate_series(51, 55) g;
+INSERT INTO cq_events VALUES (7, 1.5, 'p1', 'purchase', '2026-11-24 10:56+00');
+COMMIT;
+BEGIN;
+INSERT INTO cq_events VALUES (1, 100, 'x', 'purchase', '2026-11-24 10:30+00');
+ROLLBACK;
+BEGIN;
+INSERT INTO cq_events VALUES (2, 3, 'p2', 'purchase', '2026-11-24 10:57+00');
+SAVEPOINT s;
+INSERT INTO cq_events VALUES (2, 1000, 'p5', 'purchase', '2026-11-24 10:57+00');
+ROLLBACK TO s;
+INSERT INTO cq_events VALUES (3, 4, 'p3', 'purchase', '2026-11-24 10:58+00');
+COMMIT;
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff;
+SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00')
+	AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8)
+ ORDER BY user_id;
+-- the typed view: the window of now(), none of these rows
+SELECT count(*) FROM cq_spend;
+SELECT attname, atttypid::regtype FROM pg_attribute
+ WHERE attrelid = 'cq_spend'::regclass AND attnum > 0 ORDER BY attnum;
+
+-- errors
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', backend => 'rocksdb')$$);
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', window_size => '1 hour')$$);
+SELECT ss_test.error_of($$SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00') AS t(user_id bigint)$$);
+
+SELECT stream_state.drop_query('cq_spend');
+SELECT to_regclass('cq_spend') AS view_after_drop;
+DROP FUNCTION ss_test.cq_window_diff(timestamptz);
+DROP TABLE cq_events;

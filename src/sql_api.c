@@ -516,6 +516,18 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 	pfree(sql.data);
 }
 
+/* The table text names, if it is a (qualified) name of one; else InvalidOid */
+static Oid
+table_named(const char *text)
+{
+	for (const char *p = text; *p; p++)
+		if (!(isalnum((unsigned char) *p) || *p == '_' || *p == '$' || *p == '.' ||
+			  *p == '"' || IS_HIGHBIT_SET(*p)))
+			return InvalidOid;	/* a query, not a name */
+	return RangeVarGetRelid(makeRangeVarFromNameList(stringToQualifiedNameList(text)),
+							NoLock, true);
+}
+
 /* read a table through SPI's cursor of create_query_sql */
 static bool
 next_cursor_row(void *arg, TupleTableSlot *slot)
@@ -800,6 +812,11 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 		/* the text overload (0.5.0): a table with a key column, or a SELECT */
 		char	   *src = text_to_cstring(PG_GETARG_TEXT_PP(1));
 
+		/* a table's name without a key column: the error it always had */
+		if (PG_ARGISNULL(2) && OidIsValid(table_named(src)))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("key_column must not be NULL")));
 		if (PG_ARGISNULL(2))
 			return create_query_sql(fcinfo, name, src);
 		relid = DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(src)));

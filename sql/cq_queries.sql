@@ -58,6 +58,12 @@ SELECT attname, atttypid::regtype FROM pg_attribute
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', backend => 'rocksdb')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', window_size => '1 hour')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00') AS t(user_id bigint)$$);
+SELECT ss_test.error_of($$SELECT stream_state.window_count('cq_spend', 1::bigint, '2026-11-24 10:55+00')$$);
+SELECT ss_test.error_of($$SELECT * FROM stream_state.window_counts('cq_spend', '2026-11-24 10:55+00')$$);
+SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_spend', 'rocksdb')$$);
+SELECT ss_test.error_of($$SELECT stream_state.rebuild('cq_spend')$$);
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_t', 'cq_events', NULL, 'ts', '1 hour')$$);
+SELECT count(*) AS state_rows FROM stream_state.state WHERE query = 'cq_spend';
 
 SELECT stream_state.drop_query('cq_spend');
 SELECT to_regclass('cq_spend') AS view_after_drop;

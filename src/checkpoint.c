@@ -83,6 +83,7 @@
 #include "utils/timestamp.h"
 
 #include "checkpoint.h"
+#include "cq_worker.h"
 #include "store.h"
 
 #define CKPT_MAGIC			"SSCKPT\r\n"
@@ -96,7 +97,8 @@ enum
 	CKB_HEADER = 1,
 	CKB_QUERIES = 2,
 	CKB_ENTRIES = 3,
-	CKB_END = 4
+	CKB_END = 4,
+	CKB_LAYOUTS = 5				/* 0.5.0: the aggregates of queries in SQL */
 };
 
 typedef struct CkptPrefix
@@ -131,6 +133,8 @@ typedef struct CkptHeader
 /* CkptQuery.key_flags */
 #define CKQ_KEY_CLASSED		0x01	/* 0.3.0 */
 #define CKQ_ROCKSDB			0x02	/* 0.4.0: the state is in RocksDB, not here */
+#define CKQ_SQL				0x04	/* 0.5.0: a query in SQL; its entries hold
+									 * values (length and partial states) */
 
 typedef struct CkptQuery
 {
@@ -170,6 +174,7 @@ typedef struct CkptBlock
 struct StreamStateCkptWriter
 {
 	MemoryContext cxt;
+	StreamStateStore *table;	/* whose values the copies read */
 	Oid			dboid;
 	int64		id;
 	char		path[MAXPGPATH];
@@ -654,7 +659,8 @@ query_record(const StreamStateQuery *q, CkptQuery *cq)
 	cq->status = (int32) q->status;
 	cq->processing_time = q->def.processing_time ? 1 : 0;
 	cq->key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
-		(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0);
+		(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0) |
+		(q->def.sql ? CKQ_SQL : 0);
 	cq->pane_us = q->def.pane_us;
 	cq->window_us = q->def.window_us;
 	cq->slide_us = q->def.slide_us;
@@ -704,13 +710,59 @@ writer_flush_entries(StreamStateCkptWriter *w)
 }
 
 /* One key in the ENTRIES format (see the file header). */
+/*
+ * The value of a pane of a query in SQL: read from the store (a pane's
+ * count refers to it there), or decoded from a checkpoint (the count points
+ * to a chunk of uint32 length and bytes, decoded_value).
+ */
+static const char *
+decoded_value(int64 ref, uint32 *len)
+{
+	const char *p = (const char *) (uintptr_t) ref;
+
+	memcpy(len, p, sizeof(uint32));
+	return p + sizeof(uint32);
+}
+
 static void
 encode_key(StringInfo buf, int32 qid, const char *key, uint32 keylen,
-		   const StreamStatePane *panes, int npanes)
+		   const StreamStatePane *panes, int npanes, StreamStateStore *values,
+		   bool decoded)
 {
 	/* at most 10 bytes a varint: room for all of them, then raw stores */
 	char	   *p;
 
+	if (values != NULL || decoded)
+	{
+		/* a query in SQL: per pane its value, length first */
+		enlargeStringInfo(buf, (int) (30 + keylen));
+		p = buf->data + buf->len;
+		p = raw_uvarint(p, (uint64) (uint32) qid);
+		p = raw_uvarint(p, keylen);
+		memcpy(p, key, keylen);
+		p += keylen;
+		p = raw_uvarint(p, (uint64) npanes);
+		buf->len = p - buf->data;
+		for (int i = 0; i < npanes; i++)
+		{
+			uint32		len;
+			const char *v = decoded ? decoded_value(panes[i].count, &len) :
+				sstate_store_value(values, panes[i].count, &len);
+
+			enlargeStringInfo(buf, 30 + len);
+			p = buf->data + buf->len;
+			if (i == 0)
+				p = raw_uvarint(p, zigzag(panes[0].pane));
+			else
+				p = raw_uvarint(p, (uint64) (panes[i].pane - panes[i - 1].pane));
+			p = raw_uvarint(p, len);
+			memcpy(p, v, len);
+			p += len;
+			buf->len = p - buf->data;
+		}
+		buf->data[buf->len] = '\0';
+		return;
+	}
 	enlargeStringInfo(buf, (int) (30 + keylen + (Size) npanes * 20));
 	p = buf->data + buf->len;
 	p = raw_uvarint(p, (uint64) (uint32) qid);
@@ -736,7 +788,8 @@ copy_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 {
 	StreamStateCkptWriter *w = arg;
 
-	encode_key(&w->cur, qid, key, keylen, panes, npanes);
+	encode_key(&w->cur, qid, key, keylen, panes, npanes,
+			   sstate_store_is_values(w->table, qid) ? w->table : NULL, false);
 	w->nkeys++;
 	w->nentries += npanes;
 	if (w->cur.len >= CKPT_BLOCK_TARGET)
@@ -884,6 +937,23 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 	hdr.nqueries = w->nqueries;
 	w->blocks = list_make1(block_make(cxt, CKB_HEADER, (char *) &hdr, sizeof(hdr)));
 	w->blocks = lappend(w->blocks, block_make(cxt, CKB_QUERIES, qbuf.data, qbuf.len));
+	resetStringInfo(&qbuf);
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		CqLayout   *l;
+		int32		rec[2];
+
+		if (qs[i].status == SSQ_FREE || !qs[i].def.sql ||
+			(l = sstate_cq_layout_get(qs[i].def.id)) == NULL)
+			continue;
+		rec[0] = qs[i].def.id;
+		rec[1] = l->naggs;
+		appendBinaryStringInfo(&qbuf, (char *) rec, sizeof(rec));
+		appendBinaryStringInfo(&qbuf, (char *) l->aggs, sizeof(StreamStateCqWorkerAgg) * l->naggs);
+	}
+	if (qbuf.len > 0)
+		w->blocks = lappend(w->blocks, block_make(cxt, CKB_LAYOUTS, qbuf.data, qbuf.len));
+	w->table = table;
 
 	initStringInfo(&w->cur);
 	enlargeStringInfo(&w->cur, CKPT_BLOCK_TARGET + 1024);
@@ -1288,6 +1358,7 @@ typedef struct CkptReader
 	off_t		offset;
 	char	   *why;			/* why it is damaged */
 	int			nblocks;
+	List	   *sql_qids;		/* queries in SQL: their entries hold values */
 } CkptReader;
 
 static bool
@@ -1327,7 +1398,7 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 
 	if (!read_exact(r, head, sizeof(CkptBlockHead), "a block header"))
 		return false;
-	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_END)
+	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_LAYOUTS)
 	{
 		r->why = psprintf("block %d at byte %lld has a bad header (type %u, length %u)",
 						  r->nblocks + 1, (long long) at, head->type, head->len);
@@ -1348,7 +1419,7 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 	}
 	r->nblocks++;
 	if (expect != 0 && head->type != expect &&
-		!(expect == CKB_ENTRIES && head->type == CKB_END))
+		!(expect == CKB_ENTRIES && (head->type == CKB_END || head->type == CKB_LAYOUTS)))
 	{
 		r->why = psprintf("block %d at byte %lld has type %u where %u was expected",
 						  r->nblocks, (long long) at, head->type, expect);
@@ -1402,7 +1473,20 @@ scan_entries(CkptReader *r, const StreamStateCkptScan *cb, void *arg,
 					goto malformed;
 				panes[i].pane = panes[i - 1].pane + (int64) d;
 			}
-			if (!get_svarint(&p, end, &panes[i].count) || panes[i].count <= 0)
+			if (list_member_int(r->sql_qids, (int) qid))
+			{
+				uint64		vlen;
+				char	   *chunk;
+
+				if (!get_uvarint(&p, end, &vlen) || vlen > (uint64) (end - p))
+					goto malformed;
+				chunk = palloc(sizeof(uint32) + vlen);
+				memcpy(chunk, &vlen, sizeof(uint32));
+				memcpy(chunk + sizeof(uint32), p, vlen);
+				p += vlen;
+				panes[i].count = (int64) (uintptr_t) chunk;
+			}
+			else if (!get_svarint(&p, end, &panes[i].count) || panes[i].count <= 0)
 				goto malformed;
 		}
 		(*nkeys)++;
@@ -1515,6 +1599,9 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		q.def.processing_time = cq.processing_time != 0;
 		q.def.key_classed = (cq.key_flags & CKQ_KEY_CLASSED) != 0;
 		q.def.backend = (cq.key_flags & CKQ_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
+		q.def.sql = (cq.key_flags & CKQ_SQL) != 0;
+		if (q.def.sql)
+			r.sql_qids = lappend_int(r.sql_qids, cq.id);
 		q.def.pane_us = cq.pane_us;
 		q.def.window_us = cq.window_us;
 		q.def.slide_us = cq.slide_us;
@@ -1540,13 +1627,46 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 			goto out;
 	}
 
-	/* entries, then the end */
+	/* the aggregates of queries in SQL, entries, then the end */
 	for (;;)
 	{
 		if (!read_block(&r, CKB_ENTRIES, &head, &data))
 			goto out;
 		if (head.type == CKB_END)
 			break;
+		if (head.type == CKB_LAYOUTS)
+		{
+			const char *p = data;
+			const char *end = data + head.len;
+
+			while (p < end)
+			{
+				int32		rec[2];
+
+				if (end - p < (ptrdiff_t) sizeof(rec))
+					break;
+				memcpy(rec, p, sizeof(rec));
+				p += sizeof(rec);
+				if (rec[1] < 0 || (uint64) (end - p) < sizeof(StreamStateCqWorkerAgg) * (uint64) rec[1])
+					break;
+				if (cb->layout != NULL)
+				{
+					StreamStateCqWorkerAgg *aggs = palloc(sizeof(StreamStateCqWorkerAgg) * Max(rec[1], 1));
+
+					memcpy(aggs, p, sizeof(StreamStateCqWorkerAgg) * rec[1]);
+					if (!cb->layout(arg, rec[0], rec[1], aggs, &r.why))
+						goto out;
+				}
+				p += sizeof(StreamStateCqWorkerAgg) * rec[1];
+			}
+			if (p != end)
+			{
+				r.why = pstrdup("its block of aggregates is malformed");
+				goto out;
+			}
+			pfree(data);
+			continue;
+		}
 		if (!scan_entries(&r, cb, arg, data, head.len, &nkeys, &nentries))
 			goto out;
 		pfree(data);
@@ -1635,6 +1755,16 @@ load_header(void *arg, const StreamStateCkptHeader *h, char **why)
 }
 
 static bool
+load_layout(void *arg, int32 qid, int naggs, const StreamStateCqWorkerAgg *aggs, char **why)
+{
+	LoadState  *ls = arg;
+
+	sstate_cq_layout_set(qid, naggs, aggs);
+	sstate_store_set_values(ls->table, qid, true);
+	return true;
+}
+
+static bool
 load_query(void *arg, const StreamStateQuery *q, char **why)
 {
 	LoadState  *ls = arg;
@@ -1670,7 +1800,32 @@ load_key(void *arg, int32 qid, const char *key, uint32 keylen,
 	}
 	if (q->status == SSQ_NEEDS_REBUILD)
 		return true;
+	if (q->def.sql)
+	{
+		/* values: each chunk decoded goes into the store's memory */
+		StreamStatePane *copy = palloc(sizeof(StreamStatePane) * npanes);
+
+		for (int i = 0; i < npanes; i++)
+		{
+			uint32		len;
+			const char *v = decoded_value(panes[i].count, &len);
+
+			copy[i].pane = panes[i].pane;
+			copy[i].count = sstate_store_value_make(ls->table, v, len);
+			pfree((void *) (uintptr_t) panes[i].count);
+			if (copy[i].count == 0)
+			{
+				for (int k = 0; k < i; k++)
+					sstate_store_value_free(ls->table, copy[k].count);
+				res = SSL_OUT_OF_MEMORY;
+				goto oom;
+			}
+			q->bytes += sizeof(uint32) + len;
+		}
+		panes = copy;
+	}
 	res = sstate_store_load(ls->table, q, key, keylen, panes, npanes);
+oom:
 	if (res == SSL_DUPLICATE)
 	{
 		*why = psprintf("it holds a key of query \"%s\" twice", q->def.name);
@@ -1700,7 +1855,7 @@ static bool
 ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 			   StreamStateCkptHeader *hdr_out, char **why)
 {
-	StreamStateCkptScan cb = {load_header, load_query, load_key};
+	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout};
 	LoadState	ls;
 
 	memset(&ls, 0, sizeof(ls));
@@ -1830,7 +1985,7 @@ sstate_ckpt_restore(StreamStateDb *db, StreamStateStore *table, XLogRecPtr slot_
  * ---------------------------------------------------------------------
  */
 
-typedef struct ScanState
+typedef struct CkptScanState
 {
 	int			fd;
 	StringInfoData cur;
@@ -1839,10 +1994,11 @@ typedef struct ScanState
 	int64		nentries;
 	int64		bytes;
 	bool		failed;
-} ScanState;
+	StreamStateStore *table;
+} CkptScanState;
 
 static bool
-scan_flush(ScanState *ss)
+scan_flush(CkptScanState *ss)
 {
 	CkptBlockHead head;
 
@@ -1870,9 +2026,10 @@ static void
 scan_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 			const StreamStatePane *panes, int npanes)
 {
-	ScanState  *ss = arg;
+	CkptScanState  *ss = arg;
 
-	encode_key(&ss->cur, qid, key, keylen, panes, npanes);
+	encode_key(&ss->cur, qid, key, keylen, panes, npanes,
+			   sstate_store_is_values(ss->table, qid) ? ss->table : NULL, false);
 	ss->nkeys++;
 	ss->nentries += npanes;
 	/* written while the partition is held: blocks are 1 MB, a short write */
@@ -1906,7 +2063,7 @@ stream_state_ckpt_scanner_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	StreamStateDb *db;
-	ScanState	ss;
+	CkptScanState	ss;
 	uint32		epoch;
 	char		path[MAXPGPATH];
 	dsa_pointer handle;
@@ -1935,6 +2092,7 @@ stream_state_ckpt_scanner_main(Datum arg)
 	table = sstate_store_attach(sstate_area(), handle);
 
 	memset(&ss, 0, sizeof(ss));
+	ss.table = table;
 	initStringInfo(&ss.cur);
 	enlargeStringInfo(&ss.cur, CKPT_BLOCK_TARGET + 1024);
 	ss.fd = OpenTransientFile(path, O_WRONLY | O_APPEND | PG_BINARY);
@@ -2093,8 +2251,17 @@ static bool
 export_query_cb(void *arg, const StreamStateQuery *q, char **why)
 {
 	ExportState *e = arg;
-	MemoryContext old = MemoryContextSwitchTo(e->cxt);
-	StreamStateQuery *copy = palloc(sizeof(StreamStateQuery));
+	MemoryContext old;
+	StreamStateQuery *copy;
+
+	if (q->def.sql)
+	{
+		*why = psprintf("continuous query \"%s\" is a query in SQL, which cannot be exported yet",
+						q->def.name);
+		return false;
+	}
+	old = MemoryContextSwitchTo(e->cxt);
+	copy = palloc(sizeof(StreamStateQuery));
 
 	*copy = *q;
 	e->queries = lappend(e->queries, copy);
@@ -2109,7 +2276,7 @@ export_key(void *arg, int32 qid, const char *key, uint32 keylen,
 	ExportState *e = arg;
 
 	export_start(e);
-	encode_key(&e->cur, qid, key, keylen, panes, npanes);
+	encode_key(&e->cur, qid, key, keylen, panes, npanes, NULL, false);
 	e->nkeys++;
 	e->nentries += npanes;
 	if (e->cur.len >= CKPT_BLOCK_TARGET)

@@ -62,12 +62,17 @@ typedef struct StreamStateCkptHeader
 } StreamStateCkptHeader;
 
 /* Callbacks of sstate_ckpt_scan_file; each returns false (with *why) to stop */
+struct StreamStateCqWorkerAgg;
+
 typedef struct StreamStateCkptScan
 {
 	bool		(*header) (void *arg, const StreamStateCkptHeader *h, char **why);
 	bool		(*query) (void *arg, const StreamStateQuery *q, char **why);
 	bool		(*key) (void *arg, int32 qid, const char *key, uint32 keylen,
 						const StreamStatePane *panes, int npanes, char **why);
+	/* 0.5.0: the aggregates of a query in SQL (cq_agg.h), before its keys */
+	bool		(*layout) (void *arg, int32 qid, int naggs,
+						   const struct StreamStateCqWorkerAgg *aggs, char **why);
 } StreamStateCkptScan;
 
 /* worker */

@@ -1084,6 +1084,11 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	bname = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
+	if (info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continuous queries in SQL keep their state in the memory backend"),
+				 errdetail("The rocksdb backend holds windowed counts only, for now.")));
 	backend = sstate_backend_from_text(bname);
 	id = info->id;
 
@@ -1233,6 +1238,11 @@ stream_state_rebuild(PG_FUNCTION_ARGS)
 
 	sstate_shmem_check();
 	sstate_query_check_owner(info);
+	if (info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("continuous query \"%s\" is a query in SQL, which cannot be rebuilt yet", name),
+				 errhint("Drop it and create it again: create_query counts the rows already in its table.")));
 	if (!sstate_rebuild_query(info->id))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -1552,6 +1562,11 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 	int64		result = 0;
 
 	sstate_query_check_read(info);
+	if (info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("continuous query \"%s\" is a query in SQL", info->name),
+				 errhint("Read it with window_result or its view.")));
 	if (argtype != info->key_type)
 		ereport(ERROR,
 				(errcode(ERRCODE_DATATYPE_MISMATCH),
@@ -1975,6 +1990,11 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	ListCell   *lc;
 
 	sstate_query_check_read(info);
+	if (info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("continuous query \"%s\" is a query in SQL", info->name),
+				 errhint("Read it with window_result or its view.")));
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
@@ -2171,6 +2191,8 @@ state_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	StateScan  *ss = arg;
 	int			i;
 
+	if (sstate_store_is_values(read_table, qid))
+		return;					/* a query in SQL: see window_result */
 	for (i = 0; i < npanes; i++)
 	{
 		KeyCount   *kc = palloc(offsetof(KeyCount, key) + keylen);

@@ -486,9 +486,17 @@ static bool
 import_query(void *arg, const StreamStateQuery *q, char **why)
 {
 	ImportState *is = arg;
-	MemoryContext old = MemoryContextSwitchTo(is->cxt);
-	ImportQuery *iq = palloc0(sizeof(ImportQuery));
+	MemoryContext old;
+	ImportQuery *iq;
 
+	if (q->def.sql)
+	{
+		*why = psprintf("continuous query \"%s\" is a query in SQL, which cannot be imported yet",
+						q->def.name);
+		return false;
+	}
+	old = MemoryContextSwitchTo(is->cxt);
+	iq = palloc0(sizeof(ImportQuery));
 	iq->q = *q;
 	is->queries = lappend(is->queries, iq);
 	MemoryContextSwitchTo(old);

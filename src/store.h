@@ -52,6 +52,9 @@ typedef bool (*sstate_store_merge_cb) (void *arg, const char *old, uint32 oldlen
 									   const char *add, uint32 addlen,
 									   const char **out, uint32 *outlen);
 extern void sstate_store_set_values(StreamStateStore *store, int32 qid, bool on);
+extern bool sstate_store_is_values(StreamStateStore *store, int32 qid);
+extern int64 sstate_store_value_make(StreamStateStore *store, const char *bytes, uint32 len);
+extern void sstate_store_value_free(StreamStateStore *store, int64 ref);
 extern bool sstate_store_merge_value(StreamStateStore *store, StreamStateQuery *q,
 									 const char *key, uint32 keylen, int64 pane,
 									 const char *value, uint32 len,

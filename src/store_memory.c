@@ -125,6 +125,7 @@ load_release(void)
 
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
 static bool is_value_qid(const StoreHeader *hdr, int32 qid);
+static dsa_pointer value_alloc(dsa_area *area, const char *bytes, uint32 len);
 static void free_slot(dsa_area *area, StreamStateQuery *q, Slot *s);
 
 /*
@@ -781,6 +782,26 @@ sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q, const char
 		delete_slot(area, p, q, s);
 	LWLockRelease(&p->lock);
 	return true;
+}
+
+bool
+sstate_store_is_values(StreamStateStore *store, int32 qid)
+{
+	return is_value_qid(store->hdr, qid);
+}
+
+/* A value made of bytes, for a load; 0 when memory is exhausted */
+int64
+sstate_store_value_make(StreamStateStore *store, const char *bytes, uint32 len)
+{
+	return (int64) value_alloc(store->area, bytes, len);
+}
+
+void
+sstate_store_value_free(StreamStateStore *store, int64 ref)
+{
+	if (DsaPointerIsValid((dsa_pointer) ref))
+		dsa_free(store->area, (dsa_pointer) ref);
 }
 
 /* Mark query qid as one whose panes hold values (or not).  Worker only. */

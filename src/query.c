@@ -114,6 +114,7 @@ sstate_query_fill(StreamStateQueryInfo *info)
 
 	info->def.id = info->id;
 	info->def.processing_time = (info->time_attnum == 0);
+	info->def.sql = (info->query_text != NULL);
 	strlcpy(info->def.name, info->name, NAMEDATALEN);
 	if (info->query_text != NULL)
 	{

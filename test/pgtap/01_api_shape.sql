@@ -4,7 +4,7 @@
 -- argument types, argument names, defaults and return types, and the views
 -- with their columns.
 BEGIN;
-SELECT plan(54);
+SELECT plan(57);
 
 SELECT has_extension('stream_state', 'extension stream_state is installed');
 SELECT has_schema('stream_state', 'schema stream_state exists');
@@ -16,6 +16,13 @@ SELECT has_function('stream_state', 'create_query',
 SELECT function_returns('stream_state', 'create_query',
 	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval', 'text'], 'void',
 	'create_query returns void');
+SELECT has_function('stream_state', 'create_query',
+	ARRAY['text', 'text', 'text', 'text', 'interval', 'interval', 'interval', 'text'],
+	'create_query(name text, source text, ...): a table with a key column, or a query in SQL');
+SELECT has_function('stream_state', 'window_result', ARRAY['text', 'timestamp with time zone'],
+	'window_result(name text, at timestamptz)');
+SELECT function_returns('stream_state', 'window_result', ARRAY['text', 'timestamp with time zone'],
+	'setof record', 'window_result returns setof record');
 
 SELECT has_function('stream_state', 'alter_query', ARRAY['text', 'interval'],
 	'alter_query(name text, lateness interval)');

@@ -152,6 +152,19 @@ sstate_query_fill(StreamStateQueryInfo *info)
 }
 
 /*
+ * Does this database's catalog have the columns of queries in SQL (0.5.0)?
+ * A database whose extension is older reads its queries without them.
+ */
+static bool
+catalog_has_sql(void)
+{
+	Oid			nsp = get_namespace_oid("stream_state", true);
+	Oid			rel = OidIsValid(nsp) ? get_relname_relid("query_def", nsp) : InvalidOid;
+
+	return OidIsValid(rel) && get_attnum(rel, "query") != InvalidAttrNumber;
+}
+
+/*
  * Read one definition from the catalog into the cache.  Returns NULL if
  * there is no such row.
  */
@@ -166,8 +179,9 @@ load_query(const char *where, Datum arg, Oid argtype)
 	appendStringInfo(&sql,
 					 "SELECT id, name, source, key_attnum, key_type, "
 					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
-					 "window_size, slide, lateness, owner, readers, backend, query, view "
-					 "FROM stream_state.query_def WHERE %s = $1", where);
+					 "window_size, slide, lateness, owner, readers, backend, %s "
+					 "FROM stream_state.query_def WHERE %s = $1",
+					 catalog_has_sql() ? "query, view" : "NULL::text, NULL::text", where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");

@@ -65,6 +65,17 @@ SELECT ss_test.error_of($$SELECT stream_state.rebuild('cq_spend')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_t', 'cq_events', NULL, 'ts', '1 hour')$$);
 SELECT count(*) AS state_rows FROM stream_state.state WHERE query = 'cq_spend';
 
+-- a statement whose groups outgrow the hash memory limit (work_mem) writes
+-- them into the delta early, as often as it must: the same result
+SET work_mem = '64kB';
+INSERT INTO cq_events SELECT g % 500, g % 9, 'p' || (g % 37), 'purchase',
+	   '2026-11-24 10:00+00'::timestamptz + (g % 50) * interval '1 minute'
+  FROM generate_series(1, 3000) g;
+RESET work_mem;
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_early_writes;
+SELECT count(*) AS keys FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00')
+	AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8);
+
 SELECT stream_state.drop_query('cq_spend');
 SELECT to_regclass('cq_spend') AS view_after_drop;
 DROP FUNCTION ss_test.cq_window_diff(timestamptz);

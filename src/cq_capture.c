@@ -231,6 +231,45 @@ typedef struct CaptureGroup
 	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
 
+/*
+ * Write every group of a statement into the delta and start afresh: at its
+ * end, and whenever the groups take more memory than a hash aggregate may
+ * (get_hash_memory_limit: work_mem times hash_mem_multiplier).  Partial
+ * states written early are combined by the worker like any others; so
+ * aggregates with large states (hll's is about 130 kB in memory) never hold
+ * more than that per statement.
+ */
+static void
+flush_groups(CqCompiled *c, TupleHashTable groups, MemoryContext gcxt, TupleTableSlot *rslot,
+			 StreamStateCqAggContext *cx, StreamStateCqAggFns *fns, StreamStateCapture *cap,
+			 StringInfo img, StringInfo val)
+{
+	TupleHashIterator it;
+	TupleHashEntry entry;
+	int			nkeys = c->an->nkeys;
+	int			naggs = c->an->naggs;
+
+	InitTupleHashIterator(groups, &it);
+	while ((entry = ScanTupleHashTable(groups, &it)) != NULL)
+	{
+		CaptureGroup *g = entry->additional;
+		int64		pane;
+
+		ExecStoreMinimalTuple(entry->firstTuple, rslot, false);
+		slot_getallattrs(rslot);
+		sstate_cq_key_image(c, rslot->tts_values, rslot->tts_isnull, img);
+		pane = DatumGetInt64(rslot->tts_values[nkeys]);
+		resetStringInfo(val);
+		for (int j = 0; j < naggs; j++)
+			sstate_cq_state_serialize(cx, &fns[j], &g->states[j], val);
+		sstate_capture_value(cap, img->data, img->len, pane, g->nrows, val->data, val->len);
+	}
+	ExecClearTuple(rslot);
+	ResetTupleHashTable(groups);
+	MemoryContextReset(gcxt);
+	sstate_cq_agg_context_reset(cx);
+}
+
 static ExprState *
 prepare(Expr *expr)
 {
@@ -265,6 +304,9 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	StreamStateCapture cap;
 	StringInfoData img;
 	StringInfoData val;
+	MemoryContext gcxt;
+	Size		limit;
+	uint64		nrows = 0;
 	Oid		   *eqops = palloc(sizeof(Oid) * (an->nkeys + 1));
 	Oid		   *colls = palloc(sizeof(Oid) * (an->nkeys + 1));
 	AttrNumber *cols = palloc(sizeof(AttrNumber) * (an->nkeys + 1));
@@ -298,8 +340,12 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
 	}
 	execTuplesHashPrepare(an->nkeys + 1, eqops, &eqfuncs, &hashfns);
+	gcxt = AllocSetContextCreate(cxt, "stream_state capture groups", ALLOCSET_DEFAULT_SIZES);
 	groups = BuildTupleHashTableExt(NULL, gdesc, an->nkeys + 1, cols, eqfuncs, hashfns, colls,
-									256, sizeof(CaptureGroup *), cxt, cxt, cxt, false);
+									256, sizeof(CaptureGroup *), cxt, gcxt, cxt, false);
+	limit = get_hash_memory_limit();
+	initStringInfo(&img);
+	initStringInfo(&val);
 	gslot = MakeSingleTupleTableSlot(gdesc, &TTSOpsVirtual);
 	rslot = MakeSingleTupleTableSlot(gdesc, &TTSOpsMinimalTuple);
 
@@ -339,7 +385,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		entry = LookupTupleHashEntry(groups, gslot, &isnew, NULL);
 		if (isnew)
 		{
-			g = MemoryContextAllocZero(cxt, gsize);
+			g = MemoryContextAllocZero(gcxt, gsize);
 			for (int j = 0; j < an->naggs; j++)
 				sstate_cq_state_init(cx, &fns[j], &g->states[j]);
 			entry->additional = g;
@@ -359,31 +405,11 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 				args[k] = ExecEvalExpr(argexprs[j][k], econtext, &nulls[k]);
 			sstate_cq_state_advance(cx, &fns[j], &g->states[j], args, nulls, nargs);
 		}
+		if (++nrows % 64 == 0 &&
+			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) > limit)
+			flush_groups(c, groups, gcxt, rslot, cx, fns, &cap, &img, &val);
 	}
-
-	/* every group into the delta */
-	initStringInfo(&img);
-	initStringInfo(&val);
-	{
-		TupleHashIterator it;
-		TupleHashEntry entry;
-
-		InitTupleHashIterator(groups, &it);
-		while ((entry = ScanTupleHashTable(groups, &it)) != NULL)
-		{
-			CaptureGroup *g = entry->additional;
-			int64		pane;
-
-			ExecStoreMinimalTuple(entry->firstTuple, rslot, false);
-			slot_getallattrs(rslot);
-			sstate_cq_key_image(c, rslot->tts_values, rslot->tts_isnull, &img);
-			pane = DatumGetInt64(rslot->tts_values[an->nkeys]);
-			resetStringInfo(&val);
-			for (int j = 0; j < an->naggs; j++)
-				sstate_cq_state_serialize(cx, &fns[j], &g->states[j], &val);
-			sstate_capture_value(&cap, img.data, img.len, pane, g->nrows, val.data, val.len);
-		}
-	}
+	flush_groups(c, groups, gcxt, rslot, cx, fns, &cap, &img, &val);
 	ExecDropSingleTupleTableSlot(gslot);
 	ExecDropSingleTupleTableSlot(rslot);
 	sstate_cq_agg_context_reset(cx);

@@ -516,6 +516,96 @@ backfill(const StreamStateQueryInfo *info, Oid relid, const char *key_column,
 	pfree(sql.data);
 }
 
+/*
+ * The arguments of create_query's two forms that are the same: window_size,
+ * slide and lateness (4-6) and the backend (7; the 0.3.0 function has no
+ * such argument): into info, the intervals for the catalog row.
+ */
+static void
+window_args(FunctionCallInfo fcinfo, StreamStateQueryInfo *info, Interval **window_iv,
+			Interval **slide_iv, Interval **lateness_iv)
+{
+	if (PG_ARGISNULL(4))
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window_size must be a positive interval")));
+	*window_iv = PG_GETARG_INTERVAL_P(4);
+	info->def.window_us = sstate_interval_us(*window_iv, "window_size", false);
+	*slide_iv = PG_ARGISNULL(5) ? *window_iv : PG_GETARG_INTERVAL_P(5);
+	info->def.slide_us = sstate_interval_us(*slide_iv, "slide", false);
+	if (info->def.slide_us > info->def.window_us)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("slide must not be larger than window_size"),
+				 errdetail("Events between windows would belong to no window.")));
+	*lateness_iv = PG_ARGISNULL(6) ? palloc0(sizeof(Interval)) : PG_GETARG_INTERVAL_P(6);
+	info->def.lateness_us = sstate_interval_us(*lateness_iv, "lateness", true);
+	info->def.pane_us = sstate_gcd(info->def.window_us, info->def.slide_us);
+	info->def.backend = (uint8) sstate_default_backend;
+	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
+		info->def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+}
+
+/* Is there room for one more query in this database?  (SPI connected) */
+static void
+check_room(void)
+{
+	bool		isnull;
+
+	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
+	if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
+									&isnull)) >= sstate_shared->max_queries)
+		ereport(ERROR,
+				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
+				 errmsg("too many continuous queries in this database"),
+				 errdetail("stream_state.max_queries is %d.", sstate_shared->max_queries),
+				 errhint("Drop a query, or increase stream_state.max_queries and restart the server.")));
+}
+
+/*
+ * Query id's triggers on relid (relname, quoted): the capture trigger,
+ * whose oid is returned, and the one that empties the state on TRUNCATE.
+ * As the extension owner (SPI connected).
+ */
+static Oid
+create_triggers(Oid relid, const char *relname, int32 id)
+{
+	StringInfoData sql;
+	char		trigname[NAMEDATALEN];
+	Oid			capture_oid;
+
+	initStringInfo(&sql);
+	snprintf(trigname, sizeof(trigname), "stream_state_q%d", id);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
+					 quote_identifier(trigname), relname, id);
+	own_trigger_ddl = true;
+	PG_TRY();
+	{
+		spi_exec(sql.data, SPI_OK_UTILITY);
+	}
+	PG_FINALLY();
+	{
+		own_trigger_ddl = false;
+	}
+	PG_END_TRY();
+	capture_oid = get_trigger_oid(relid, trigname, false);
+	trigger_depend_auto(capture_oid, "_capture");
+
+	/* TRUNCATE empties the table, and so the query's state */
+	snprintf(trigname, sizeof(trigname), "stream_state_t%d", id);
+	resetStringInfo(&sql);
+	appendStringInfo(&sql,
+					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
+					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._truncate('%d')",
+					 quote_identifier(trigname), relname, id);
+	spi_exec(sql.data, SPI_OK_UTILITY);
+	trigger_depend_auto(get_trigger_oid(relid, trigname, false), "_truncate");
+	CommandCounterIncrement();
+	return capture_oid;
+}
+
 /* The table text names, if it is a (qualified) name of one; else InvalidOid */
 static Oid
 table_named(const char *text)
@@ -558,10 +648,8 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	Interval   *window_iv;
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
-	Interval	zero;
 	OwnerContext oc;
 	StringInfoData q;
-	char		trigname[NAMEDATALEN];
 	const char *relname;
 	const char *view;
 	StreamStateCqWorkerAgg *aggs;
@@ -607,26 +695,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 							   format_type_be(info.time_type))));
 		check_column_select(rel, info.time_attnum, time_column);
 	}
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("window_size must be a positive interval")));
-	window_iv = PG_GETARG_INTERVAL_P(4);
-	info.def.window_us = sstate_interval_us(window_iv, "window_size", false);
-	slide_iv = PG_ARGISNULL(5) ? window_iv : PG_GETARG_INTERVAL_P(5);
-	info.def.slide_us = sstate_interval_us(slide_iv, "slide", false);
-	if (info.def.slide_us > info.def.window_us)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("slide must not be larger than window_size"),
-				 errdetail("Events between windows would belong to no window.")));
-	memset(&zero, 0, sizeof(zero));
-	lateness_iv = PG_ARGISNULL(6) ? &zero : PG_GETARG_INTERVAL_P(6);
-	info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
-	info.def.pane_us = sstate_gcd(info.def.window_us, info.def.slide_us);
-	info.def.backend = (uint8) sstate_default_backend;
-	if (!PG_ARGISNULL(7))
-		info.def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+	window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);
 	if (info.def.backend != SSB_MEMORY)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -652,18 +721,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 
 	sstate_ensure_slot(MyDatabaseId);
 	owner_begin(&oc);
-	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
-	{
-		bool		isnull;
-
-		if (DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
-										&isnull)) >= sstate_shared->max_queries)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("too many continuous queries in this database"),
-					 errdetail("stream_state.max_queries is %d.", sstate_shared->max_queries),
-					 errhint("Drop a query, or increase stream_state.max_queries and restart the server.")));
-	}
+	check_room();
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
@@ -688,32 +746,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(an->source)),
 										 get_rel_name(an->source));
-	snprintf(trigname, sizeof(trigname), "stream_state_q%d", info.id);
-	resetStringInfo(&q);
-	appendStringInfo(&q,
-					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
-					 quote_identifier(trigname), relname, info.id);
-	own_trigger_ddl = true;
-	PG_TRY();
-	{
-		spi_exec(q.data, SPI_OK_UTILITY);
-	}
-	PG_FINALLY();
-	{
-		own_trigger_ddl = false;
-	}
-	PG_END_TRY();
-	trigger_depend_auto(get_trigger_oid(an->source, trigname, false), "_capture");
-	snprintf(trigname, sizeof(trigname), "stream_state_t%d", info.id);
-	resetStringInfo(&q);
-	appendStringInfo(&q,
-					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._truncate('%d')",
-					 quote_identifier(trigname), relname, info.id);
-	spi_exec(q.data, SPI_OK_UTILITY);
-	trigger_depend_auto(get_trigger_oid(an->source, trigname, false), "_truncate");
-	CommandCounterIncrement();
+	(void) create_triggers(an->source, relname, info.id);
 
 	/* the definition, with what the worker needs of the aggregates */
 	sstate_query_fill(&info);
@@ -783,12 +816,10 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	Interval   *window_iv;
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
-	Interval	zero;
 	OwnerContext oc;
 	Oid			owner;
 	Oid			trigger_oid;
 	StringInfoData sql;
-	char		trigname[NAMEDATALEN];
 	const char *relname;
 
 	sstate_shmem_check();
@@ -864,29 +895,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	}
 	check_key_type(info.key_type, key_column);
 
-	/* windows */
-	if (PG_ARGISNULL(4))
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("window_size must be a positive interval")));
-	window_iv = PG_GETARG_INTERVAL_P(4);
-	info.def.window_us = sstate_interval_us(window_iv, "window_size", false);
-	slide_iv = PG_ARGISNULL(5) ? window_iv : PG_GETARG_INTERVAL_P(5);
-	info.def.slide_us = sstate_interval_us(slide_iv, "slide", false);
-	if (info.def.slide_us > info.def.window_us)
-		ereport(ERROR,
-				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
-				 errmsg("slide must not be larger than window_size"),
-				 errdetail("Events between windows would belong to no window.")));
-	memset(&zero, 0, sizeof(zero));
-	lateness_iv = PG_ARGISNULL(6) ? &zero : PG_GETARG_INTERVAL_P(6);
-	info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
-	info.def.pane_us = sstate_gcd(info.def.window_us, info.def.slide_us);
-
-	/* backend (0.4.0; the 0.3.0 function has no such argument): NULL, the default */
-	info.def.backend = (uint8) sstate_default_backend;
-	if (PG_NARGS() > 7 && !PG_ARGISNULL(7))
-		info.def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+	window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);
 
 	/* privileges: read the columns, and be allowed to put a trigger there */
 	check_column_select(rel, info.key_attnum, key_column);
@@ -909,19 +918,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	/* catalog row and trigger, as the extension owner */
 	owner_begin(&oc);
 
-	spi_exec("SELECT count(*) FROM stream_state.query_def", SPI_OK_SELECT);
-	{
-		bool		isnull;
-		int64		n = DatumGetInt64(SPI_getbinval(SPI_tuptable->vals[0],
-													SPI_tuptable->tupdesc, 1, &isnull));
-
-		if (n >= sstate_shared->max_queries)
-			ereport(ERROR,
-					(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
-					 errmsg("too many continuous queries in this database"),
-					 errdetail("stream_state.max_queries is %d.", sstate_shared->max_queries),
-					 errhint("Drop a query, or increase stream_state.max_queries and restart the server.")));
-	}
+	check_room();
 
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
@@ -948,24 +945,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
 										 get_rel_name(relid));
-	snprintf(trigname, sizeof(trigname), "stream_state_q%d", info.id);
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "CREATE TRIGGER %s AFTER INSERT ON %s REFERENCING NEW TABLE AS stream_state_new "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._capture('%d')",
-					 quote_identifier(trigname), relname, info.id);
-	own_trigger_ddl = true;
-	PG_TRY();
-	{
-		spi_exec(sql.data, SPI_OK_UTILITY);
-	}
-	PG_FINALLY();
-	{
-		own_trigger_ddl = false;
-	}
-	PG_END_TRY();
-	trigger_oid = get_trigger_oid(relid, trigname, false);
-	trigger_depend_auto(trigger_oid, "_capture");
+	trigger_oid = create_triggers(relid, relname, info.id);
 
 	/* the trigger goes when its columns would change under it */
 	{
@@ -980,18 +960,8 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 			ObjectAddressSubSet(colobj, RelationRelationId, relid, info.time_attnum);
 			recordDependencyOn(&trigobj, &colobj, DEPENDENCY_NORMAL);
 		}
+		CommandCounterIncrement();
 	}
-
-	/* TRUNCATE empties the table, and so the query's state */
-	snprintf(trigname, sizeof(trigname), "stream_state_t%d", info.id);
-	resetStringInfo(&sql);
-	appendStringInfo(&sql,
-					 "CREATE TRIGGER %s AFTER TRUNCATE ON %s "
-					 "FOR EACH STATEMENT EXECUTE FUNCTION stream_state._truncate('%d')",
-					 quote_identifier(trigname), relname, info.id);
-	spi_exec(sql.data, SPI_OK_UTILITY);
-	trigger_depend_auto(get_trigger_oid(relid, trigname, false), "_truncate");
-	CommandCounterIncrement();
 
 	/* the definition message, then the rows already there */
 	sstate_query_fill(&info);

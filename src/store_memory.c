@@ -191,32 +191,26 @@ partition_find(dsa_area *area, Partition *p, uint32 hash, int32 qid,
 }
 
 /*
- * Make room for one more slot in p: double its array past a load of 3/4.
- * Returns false when the area is full, with nothing changed.  Caller holds
- * p->lock exclusively.
+ * Move p's slots into a new array of newcap slots (a power of two, larger
+ * than the slots in use).  Returns false when the area has no room for it,
+ * with nothing changed.  Caller holds p->lock exclusively.
  */
 static bool
-partition_reserve(dsa_area *area, Partition *p)
+partition_resize(dsa_area *area, Partition *p, uint32 newcap)
 {
 	uint32		cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
-	uint32		newcap;
-	dsa_pointer dp;
-	Slot	   *old;
+	dsa_pointer dp = dsa_allocate_extended(area, sizeof(Slot) * (Size) newcap,
+										   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
 	Slot	   *new;
-	uint32		i;
 
-	if ((uint64) (p->used + 1) * 4 <= (uint64) cap * 3)
-		return true;
-	newcap = cap == 0 ? MIN_CAPACITY : cap * 2;
-	dp = dsa_allocate_extended(area, sizeof(Slot) * (Size) newcap,
-							   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
 	if (!DsaPointerIsValid(dp))
 		return false;
 	new = dsa_get_address(area, dp);
 	if (cap > 0)
 	{
-		old = dsa_get_address(area, p->slots);
-		for (i = 0; i < cap; i++)
+		Slot	   *old = dsa_get_address(area, p->slots);
+
+		for (uint32 i = 0; i < cap; i++)
 		{
 			uint32		j;
 
@@ -234,6 +228,21 @@ partition_reserve(dsa_area *area, Partition *p)
 }
 
 /*
+ * Make room for one more slot in p: double its array past a load of 3/4.
+ * Returns false when the area is full, with nothing changed.  Caller holds
+ * p->lock exclusively.
+ */
+static bool
+partition_reserve(dsa_area *area, Partition *p)
+{
+	uint32		cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
+
+	if ((uint64) (p->used + 1) * 4 <= (uint64) cap * 3)
+		return true;
+	return partition_resize(area, p, cap == 0 ? MIN_CAPACITY : cap * 2);
+}
+
+/*
  * After deletions: give back the memory of a partition whose array is
  * mostly empty (under 1/8 used), halving it until the load is at least 1/4
  * (below the 3/4 at which it grows again), or freeing it when empty.  So a
@@ -246,9 +255,6 @@ partition_shrink(dsa_area *area, Partition *p)
 {
 	uint32		cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
 	uint32		newcap = cap;
-	dsa_pointer dp;
-	Slot	   *old;
-	Slot	   *new;
 
 	if (cap <= MIN_CAPACITY || (uint64) p->used * 8 >= cap)
 		return;
@@ -261,25 +267,7 @@ partition_shrink(dsa_area *area, Partition *p)
 	}
 	while (newcap > MIN_CAPACITY && (uint64) p->used * 4 < newcap)
 		newcap /= 2;
-	dp = dsa_allocate_extended(area, sizeof(Slot) * (Size) newcap,
-							   DSA_ALLOC_NO_OOM | DSA_ALLOC_ZERO | DSA_ALLOC_HUGE);
-	if (!DsaPointerIsValid(dp))
-		return;
-	new = dsa_get_address(area, dp);
-	old = dsa_get_address(area, p->slots);
-	for (uint32 i = 0; i < cap; i++)
-	{
-		uint32		j;
-
-		if (old[i].qid == 0)
-			continue;
-		for (j = old[i].hash & (newcap - 1); new[j].qid != 0; j = (j + 1) & (newcap - 1))
-			;
-		new[j] = old[i];
-	}
-	dsa_free(area, p->slots);
-	p->slots = dp;
-	p->mask = newcap - 1;
+	(void) partition_resize(area, p, newcap);
 }
 
 /*

@@ -16,7 +16,7 @@
 # the settings below, creates the extensions stream_state and hll, then
 # measures BENCH_RUNS rounds after one unmeasured plain insert (warm-up).
 # Each round runs every configuration once, in this order, each on a fresh
-# table events(user_id bigint, amount numeric, page text, kind text, ts
+# table events(user_id bigint, amount AMOUNT, page text, kind text, ts
 # timestamptz) with a fresh counter table or query (bench/cq_insert.sql: a
 # BENCH_ROWS-row INSERT ... SELECT in one transaction, BENCH_KEYS random
 # users, rows 300 us apart, the same rows every time):
@@ -63,6 +63,9 @@
 #   BENCH_SKIP_INSTALL=1   do not run scripts/setup.sh / make install first (with
 #                          another PGBIN: make PG_CONFIG=$PGBIN/pg_config install)
 #   BENCH_RUNS [3]  BENCH_ROWS [2000000]  BENCH_KEYS [100000]
+#   BENCH_AMOUNT [bigint]  the type of events.amount: bigint (cents, random in
+#                          0..9999) or numeric (random in [0, 100), 2 decimals);
+#                          the same type in every configuration, plain included
 #   BENCH_STATEMENTS [1]   split the rows into this many INSERT statements (one
 #                          transaction): a statement trigger's cost per statement
 #   BENCH_CONFIGS ["plpgsql plpgsql_hll count cq cq_hll"]   the subjects to run
@@ -80,6 +83,8 @@ done)bash bench/cq.sh"
 RUNS=${BENCH_RUNS:-3}
 NROWS=${BENCH_ROWS:-2000000}
 NKEYS=${BENCH_KEYS:-100000}
+AMOUNT=${BENCH_AMOUNT:-bigint}
+case $AMOUNT in bigint | numeric) ;; *) die "BENCH_AMOUNT must be bigint or numeric, not '$AMOUNT'" ;; esac
 NSTMTS=${BENCH_STATEMENTS:-1}
 read -r -a SUBJECTS <<<"${BENCH_CONFIGS:-plpgsql plpgsql_hll count cq cq_hll}"
 
@@ -193,11 +198,11 @@ fresh_table() {	# configuration
 		fi
 	done
 	sql "DROP TABLE IF EXISTS events, pane_counts" >/dev/null || return 1
-	sql "CREATE TABLE events (user_id bigint, amount numeric, page text, kind text, ts timestamptz)" >/dev/null || return 1
+	sql "CREATE TABLE events (user_id bigint, amount $AMOUNT, page text, kind text, ts timestamptz)" >/dev/null || return 1
 	case $1 in
 	plpgsql | plpgsql_hll)
 		sql "CREATE TABLE pane_counts (user_id bigint, pane timestamptz, n bigint NOT NULL, total numeric,
-		     maxv numeric$([ "$1" = plpgsql_hll ] && echo ', pages hll'), PRIMARY KEY (user_id, pane))" >/dev/null &&
+		     maxv $AMOUNT$([ "$1" = plpgsql_hll ] && echo ', pages hll'), PRIMARY KEY (user_id, pane))" >/dev/null &&
 			sql "CREATE TRIGGER events_panes AFTER INSERT ON events REFERENCING NEW TABLE AS new_rows
 			     FOR EACH STATEMENT EXECUTE FUNCTION $([ "$1" = plpgsql_hll ] && echo bench_panes_hll || echo bench_panes)()" >/dev/null
 		;;
@@ -312,7 +317,7 @@ one_run() {	# configuration label
 	LOGOFF=$(stat -c %s "$T/server.log")	# log_complaints: this run's lines only
 	fresh_table "$cfg" || { check_server "setup of $cfg, run $2"; die "setting up $cfg failed"; }
 	case $cfg in count | cq | cq_hll) wait=true ;; esac
-	r=$("${PSQL[@]}" -v base="$BASE" -v nrows="$NROWS" -v nkeys="$NKEYS" -v stmts="$NSTMTS" -v wait="$wait" \
+	r=$("${PSQL[@]}" -v base="$BASE" -v amount="$AMOUNT" -v nrows="$NROWS" -v nkeys="$NKEYS" -v stmts="$NSTMTS" -v wait="$wait" \
 		-f "$HERE/cq_insert.sql" | grep '^RESULT')
 	check_server "$cfg, run $2"
 	read -r _ t0 t1 t2 t3 ok <<<"${r:-RESULT NA NA NA NA NA}"
@@ -383,7 +388,7 @@ rule() { row "$(printf '%38s' '' | tr ' ' -)" "---------" "-------" "-----------
 	echo "stream_state continuous query bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) cores  git $(git_desc)"
 	echo "$("$PGBIN/postgres" --version), stream_state $(sql "SELECT extversion FROM pg_extension WHERE extname = 'stream_state'")"
 	echo "command: $CMD"
-	echo "BENCH_ROWS=$NROWS BENCH_RUNS=$RUNS BENCH_KEYS=$NKEYS BENCH_STATEMENTS=$NSTMTS; window $WINDOW sliding by $SLIDE"
+	echo "BENCH_ROWS=$NROWS BENCH_RUNS=$RUNS BENCH_KEYS=$NKEYS BENCH_STATEMENTS=$NSTMTS BENCH_AMOUNT=$AMOUNT; window $WINDOW sliding by $SLIDE"
 	echo "median of $RUNS runs; ratios = median of the per-run ratios"
 	echo
 	row "configuration" "insert_s" "÷ plain" "target" "catch-up_s" "÷ insert" "target" "mismatches"

@@ -1,14 +1,14 @@
 -- bench/cq_insert.sql: one timed bulk insert of bench/cq.sh.
 --
 -- Called by bench/cq.sh as
---   psql -X -At -v base='...' -v nrows=N -v nkeys=K -v stmts=S -v wait=true|false -f bench/cq_insert.sql
--- into the table events(user_id bigint, amount numeric, page text, kind text,
+--   psql -X -At -v base='...' -v amount=bigint|numeric -v nrows=N -v nkeys=K -v stmts=S -v wait=true|false -f bench/cq_insert.sql
+-- into the table events(user_id bigint, amount :amount, page text, kind text,
 -- ts timestamptz) that bench/cq.sh has just created, with whatever it put on
 -- it (nothing, a PL/pgSQL trigger or a stream_state query).  Inserts :nrows
 -- rows in :stmts INSERT ... SELECT statements of about :nrows / :stmts rows
 -- each, in one transaction: user_id random in 0..:nkeys - 1, amount random in
--- [0, 100) with 2 decimals, page one of 1,000, kind 'purchase' for about 5%
--- of the rows, ts :base + (row - 1) * 300 us.  The random generator is seeded
+-- 0..9999 (bigint) or in [0, 100) with 2 decimals (numeric), page one of
+-- 1,000, kind 'purchase' for about 5% of the rows, ts :base + (row - 1) * 300 us.  The random generator is seeded
 -- first, so every run inserts the same rows.  Prints one line
 --   RESULT t0 t1 t2 t3 ok
 -- (epoch seconds): t0 before the first INSERT, t1 after the last INSERT but
@@ -25,17 +25,19 @@ SELECT exists (SELECT 1 FROM stream_state.query_def) AS have_query \gset
 SELECT stream_state.wait_applied(NULL, '300 seconds') AS pre_ok \gset
 \endif
 SELECT setseed(0.42) \g /dev/null
+SELECT CASE :'amount' WHEN 'bigint' THEN '(random() * 9999)::bigint'
+       ELSE 'round((random() * 100)::numeric, 2)' END AS amount_expr \gset
 
 SELECT extract(epoch FROM clock_timestamp()) AS t0 \gset
 BEGIN;
 SELECT format($f$INSERT INTO events (user_id, amount, page, kind, ts)
 SELECT (random() * %s)::bigint,
-       round((random() * 100)::numeric, 2),
+       %s,
        '/p/' || (random() * 999)::int,
        CASE WHEN random() < 0.05 THEN 'purchase' ELSE 'view' END,
        %L::timestamptz + (g - 1) * interval '300 microseconds'
   FROM generate_series(%s, %s) AS g$f$,
-              :nkeys - 1, :'base', s * :nrows / :stmts + 1, (s + 1) * :nrows / :stmts)
+              :nkeys - 1, :'amount_expr', :'base', s * :nrows / :stmts + 1, (s + 1) * :nrows / :stmts)
   FROM generate_series(0, :stmts - 1) AS s \gexec
 SELECT extract(epoch FROM clock_timestamp()) AS t1 \gset
 COMMIT;

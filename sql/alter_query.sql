@@ -12,8 +12,8 @@ INSERT INTO alt SELECT g % 3, '2026-11-24 10:00+00'::timestamptz + g * interval 
 INSERT INTO alt VALUES (1, '2026-11-24 10:15+00');
 CREATE FUNCTION pg_temp.state() RETURNS TABLE (lateness interval, late_events bigint, watermark timestamptz)
 LANGUAGE sql AS $$
-	SELECT lateness, late_events, watermark FROM stream_state.queries
-	 WHERE name = 'alt' AND stream_state.wait_applied()
+	SELECT stream_state.wait_applied();
+	SELECT lateness, late_events, watermark FROM stream_state.queries WHERE name = 'alt'
 $$;
 SELECT * FROM pg_temp.state();
 SELECT ss_test.mismatches('alt', '2026-11-24 10:25+00') AS diff_open;

@@ -65,16 +65,42 @@ SELECT ss_test.error_of($$SELECT stream_state.rebuild('cq_spend')$$);
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_t', 'cq_events', NULL, 'ts', '1 hour')$$);
 SELECT count(*) AS state_rows FROM stream_state.state WHERE query = 'cq_spend';
 
--- a statement whose groups outgrow the hash memory limit (work_mem) writes
+-- a statement whose groups outgrow stream_state.capture_memory writes
 -- them into the delta early, as often as it must: the same result
-SET work_mem = '64kB';
+SET stream_state.capture_memory = '64kB';
 INSERT INTO cq_events SELECT g % 500, g % 9, 'p' || (g % 37), 'purchase',
 	   '2026-11-24 10:00+00'::timestamptz + (g % 50) * interval '1 minute'
   FROM generate_series(1, 3000) g;
-RESET work_mem;
+RESET stream_state.capture_memory;
 SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_early_writes;
 SELECT count(*) AS keys FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00')
 	AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8);
+
+-- aggregates with the same transition share one state per statement (sum
+-- and avg of one argument); a different argument or FILTER keeps its own
+SELECT stream_state.create_query('cq_shared',
+	$$SELECT user_id, sum(amount) AS s, avg(amount) AS a,
+			 avg(amount) FILTER (WHERE kind = 'view') AS av, sum(amount + 1) AS s1,
+			 count(amount) AS c, count(*) AS n, max(amount) AS m
+		FROM cq_events GROUP BY user_id$$,
+	time_column => 'ts', window_size => '1 hour', slide => '10 minutes');
+INSERT INTO cq_events SELECT g % 4, CASE WHEN g % 5 = 0 THEN NULL ELSE g / 3.0 END, 'p',
+	   CASE WHEN g % 3 = 0 THEN 'view' ELSE 'purchase' END,
+	   '2026-11-24 10:00+00'::timestamptz + g * interval '13 seconds'
+  FROM generate_series(1, 200) g;
+WITH truth AS (
+	SELECT user_id, sum(amount) AS s, avg(amount) AS a,
+		   avg(amount) FILTER (WHERE kind = 'view') AS av, sum(amount + 1) AS s1,
+		   count(amount) AS c, count(*) AS n, max(amount) AS m
+	  FROM cq_events WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00'
+	 GROUP BY user_id),
+got AS (
+	SELECT * FROM stream_state.window_result('cq_shared', '2026-11-24 10:55+00')
+		AS t(user_id bigint, s numeric, a numeric, av numeric, s1 numeric, c bigint, n bigint, m numeric))
+SELECT (SELECT count(*) FROM truth) AS keys,
+	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
+SELECT stream_state.drop_query('cq_shared');
 
 SELECT stream_state.drop_query('cq_spend');
 SELECT to_regclass('cq_spend') AS view_after_drop;

@@ -7,9 +7,10 @@
  *
  * Per statement: the WHERE, key, argument and FILTER expressions are set
  * up once (ExecInitExpr), rows are grouped as GROUP BY groups them (a
- * TupleHashTable over the keys and the pane, with the keys' equality
- * operators), each group's states advance with the aggregates' transition
- * functions, and at the end each group goes into the delta as its key
+ * hash table over each row's key image and pane: equal keys have equal
+ * images), each group's states advance with the aggregates' transition
+ * functions (aggregates with the same transition share one state, as in
+ * nodeAgg), and at the end each group goes into the delta as its key
  * image, pane, row count and serialised states.  Groups of the statements
  * of one transaction are not combined here: the worker combines whatever
  * arrives for a (key, pane).
@@ -27,7 +28,7 @@
  */
 #include "postgres.h"
 
-#include "catalog/pg_operator_d.h"
+#include "common/hashfn.h"
 #include "catalog/pg_type_d.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -39,7 +40,6 @@
 #include "cq_capture.h"
 #include "window.h"
 
-#define INT8_EQ_OP	410			/* int8 = int8 */
 
 /* A query's compiled form, per backend (the analysis and its functions) */
 typedef struct CqCompiled
@@ -52,10 +52,30 @@ typedef struct CqCompiled
 	int16	   *keylen;
 	bool	   *keybyval;
 	uint8	   *keynorm;
+	int		   *share;			/* per aggregate: the aggregate whose
+								 * transition state it shares (itself if
+								 * none) */
 } CqCompiled;
 
 static CqCompiled *compiled = NULL;
 static int	ncompiled = 0;
+
+/*
+ * Whether two aggregates fold the same rows into the same state, so that a
+ * statement keeps one state for both (as nodeAgg shares transition states:
+ * sum(x) and avg(x) of numeric or bigint).  Both are serialised from it;
+ * the serialisation function is the same, and never changes the state.
+ */
+static bool
+same_transition(const StreamStateCqAgg *a, const StreamStateCqAgg *b)
+{
+	return a->transfn == b->transfn && a->serialfn == b->serialfn &&
+		a->transtype == b->transtype && a->inputcollid == b->inputcollid &&
+		a->transstrict == b->transstrict &&
+		((a->initval == NULL && b->initval == NULL) ||
+		 (a->initval != NULL && b->initval != NULL && strcmp(a->initval, b->initval) == 0)) &&
+		equal(a->args, b->args) && equal(a->filter, b->filter);
+}
 
 /* The compiled form of info, made when its definition changes. */
 CqCompiled *
@@ -89,6 +109,17 @@ sstate_cq_compiled(const StreamStateQueryInfo *info)
 		c->fns = palloc0(sizeof(StreamStateCqAggFns) * Max(an->naggs, 1));
 		for (int j = 0; j < an->naggs; j++)
 			sstate_cq_agg_fns_backend(&c->fns[j], &an->aggs[j], an->aggs[j].refs);
+		c->share = palloc(sizeof(int) * Max(an->naggs, 1));
+		for (int j = 0; j < an->naggs; j++)
+		{
+			c->share[j] = j;
+			for (int k = 0; k < j; k++)
+				if (c->share[k] == k && same_transition(&an->aggs[j], &an->aggs[k]))
+				{
+					c->share[j] = k;
+					break;
+				}
+		}
 		c->keylen = palloc(sizeof(int16) * Max(an->nkeys, 1));
 		c->keybyval = palloc(sizeof(bool) * Max(an->nkeys, 1));
 		c->keynorm = palloc(sizeof(uint8) * Max(an->nkeys, 1));
@@ -224,48 +255,86 @@ sstate_cq_key_values(CqCompiled *c, const char *img, uint32 imglen, Datum *value
 	return p == end;
 }
 
-/* One group of a statement: its states and rows */
+/*
+ * One group of a statement: its (key image, pane), rows and states.  The
+ * image lives in the same allocation, after the states.
+ */
 typedef struct CaptureGroup
 {
 	int64		nrows;
 	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
 
+typedef struct CaptureKey
+{
+	int64		pane;
+	const char *img;
+	uint32		len;
+} CaptureKey;
+
+typedef struct CaptureEntry
+{
+	CaptureKey	key;
+	CaptureGroup *g;
+	uint32		hash;
+	char		status;
+} CaptureEntry;
+
+/*
+ * Groups are found by their key image and pane, compared bytewise: equal
+ * keys have equal images (the header comment), so this groups as GROUP BY
+ * does, without building a tuple per row.
+ */
+#define SH_PREFIX		capgroups
+#define SH_ELEMENT_TYPE CaptureEntry
+#define SH_KEY_TYPE		CaptureKey
+#define SH_KEY			key
+#define SH_HASH_KEY(tb, k)	capture_key_hash(&(k))
+#define SH_EQUAL(tb, a, b)	((a).pane == (b).pane && (a).len == (b).len && \
+							 memcmp((a).img, (b).img, (a).len) == 0)
+#define SH_STORE_HASH
+#define SH_GET_HASH(tb, a)	((a)->hash)
+#define SH_SCOPE		static inline
+#define SH_DECLARE
+#define SH_DEFINE
+static inline uint32 capture_key_hash(const CaptureKey *k);
+#include "lib/simplehash.h"
+
+static inline uint32
+capture_key_hash(const CaptureKey *k)
+{
+	return hash_combine(hash_bytes((const unsigned char *) k->img, k->len),
+						murmurhash32((uint32) k->pane ^ (uint32) ((uint64) k->pane >> 32)));
+}
+
 /*
  * Write every group of a statement into the delta and start afresh: at its
- * end, and whenever the groups take more memory than a hash aggregate may
- * (get_hash_memory_limit: work_mem times hash_mem_multiplier).  Partial
- * states written early are combined by the worker like any others; so
- * aggregates with large states (hll's is about 130 kB in memory) never hold
- * more than that per statement.
+ * end, and whenever the groups take more memory than
+ * stream_state.capture_memory.  Partial states written early are combined
+ * by the worker like any others; so aggregates with large states (hll's is
+ * about 130 kB in memory) never hold more than that per statement.
  */
 static void
-flush_groups(CqCompiled *c, TupleHashTable groups, MemoryContext gcxt, TupleTableSlot *rslot,
+flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 			 StreamStateCqAggContext *cx, StreamStateCqAggFns *fns, StreamStateCapture *cap,
-			 StringInfo img, StringInfo val)
+			 StringInfo val)
 {
-	TupleHashIterator it;
-	TupleHashEntry entry;
-	int			nkeys = c->an->nkeys;
+	capgroups_iterator it;
+	CaptureEntry *entry;
 	int			naggs = c->an->naggs;
 
-	InitTupleHashIterator(groups, &it);
-	while ((entry = ScanTupleHashTable(groups, &it)) != NULL)
+	capgroups_start_iterate(groups, &it);
+	while ((entry = capgroups_iterate(groups, &it)) != NULL)
 	{
-		CaptureGroup *g = entry->additional;
-		int64		pane;
+		CaptureGroup *g = entry->g;
 
-		ExecStoreMinimalTuple(entry->firstTuple, rslot, false);
-		slot_getallattrs(rslot);
-		sstate_cq_key_image(c, rslot->tts_values, rslot->tts_isnull, img);
-		pane = DatumGetInt64(rslot->tts_values[nkeys]);
 		resetStringInfo(val);
 		for (int j = 0; j < naggs; j++)
-			sstate_cq_state_serialize(cx, &fns[j], &g->states[j], val);
-		sstate_capture_value(cap, img->data, img->len, pane, g->nrows, val->data, val->len);
+			sstate_cq_state_serialize(cx, &fns[j], &g->states[c->share[j]], val);
+		sstate_capture_value(cap, entry->key.img, entry->key.len, entry->key.pane, g->nrows,
+							 val->data, val->len);
 	}
-	ExecClearTuple(rslot);
-	ResetTupleHashTable(groups);
+	capgroups_reset(groups);
 	MemoryContextReset(gcxt);
 	sstate_cq_agg_context_reset(cx);
 }
@@ -296,72 +365,54 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	ExprState **keyexprs = palloc0(sizeof(ExprState *) * Max(an->nkeys, 1));
 	ExprState ***argexprs = palloc0(sizeof(ExprState **) * Max(an->naggs, 1));
 	ExprState **filters = palloc0(sizeof(ExprState *) * Max(an->naggs, 1));
-	TupleDesc	gdesc = CreateTemplateTupleDesc(an->nkeys + 1);
-	TupleTableSlot *gslot;
-	TupleTableSlot *rslot;
-	TupleHashTable groups;
+	capgroups_hash *groups;
 	StreamStateCqAggContext *cx = sstate_cq_agg_context_create(cxt);
 	StreamStateCapture cap;
 	StringInfoData img;
 	StringInfoData val;
 	MemoryContext gcxt;
-	Size		limit;
+	Size		limit = (Size) sstate_capture_memory_kb * 1024;
 	uint64		nrows = 0;
-	Oid		   *eqops = palloc(sizeof(Oid) * (an->nkeys + 1));
-	Oid		   *colls = palloc(sizeof(Oid) * (an->nkeys + 1));
-	AttrNumber *cols = palloc(sizeof(AttrNumber) * (an->nkeys + 1));
-	Oid		   *eqfuncs;
-	FmgrInfo   *hashfns;
+	Datum	   *keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
+	bool	   *keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
 	Size		gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * Max(an->naggs, 1);
 
 	qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
 	for (int i = 0; i < an->nkeys; i++)
-	{
 		keyexprs[i] = prepare(an->keys[i].expr);
-		TupleDescInitEntry(gdesc, i + 1, NULL, an->keys[i].type, an->keys[i].typmod, 0);
-		TupleDescInitEntryCollation(gdesc, i + 1, an->keys[i].collation);
-		eqops[i] = an->keys[i].eqop;
-		colls[i] = an->keys[i].collation;
-		cols[i] = i + 1;
-	}
-	TupleDescInitEntry(gdesc, an->nkeys + 1, NULL, INT8OID, -1, 0);
-	eqops[an->nkeys] = INT8_EQ_OP;
-	colls[an->nkeys] = InvalidOid;
-	cols[an->nkeys] = an->nkeys + 1;
 	for (int j = 0; j < an->naggs; j++)
 	{
 		ListCell   *lc;
 		int			k = 0;
 
+		if (c->share[j] != j)
+			continue;			/* advanced with the state it shares */
 		argexprs[j] = palloc0(sizeof(ExprState *) * Max(list_length(an->aggs[j].args), 1));
 		foreach(lc, an->aggs[j].args)
 			argexprs[j][k++] = prepare((Expr *) lfirst(lc));
 		filters[j] = an->aggs[j].filter ?
 			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
 	}
-	execTuplesHashPrepare(an->nkeys + 1, eqops, &eqfuncs, &hashfns);
 	gcxt = AllocSetContextCreate(cxt, "stream_state capture groups", ALLOCSET_DEFAULT_SIZES);
-	groups = BuildTupleHashTableExt(NULL, gdesc, an->nkeys + 1, cols, eqfuncs, hashfns, colls,
-									256, sizeof(CaptureGroup *), cxt, gcxt, cxt, false);
-	limit = get_hash_memory_limit();
+	groups = capgroups_create(cxt, 256, NULL);
 	initStringInfo(&img);
 	initStringInfo(&val);
-	gslot = MakeSingleTupleTableSlot(gdesc, &TTSOpsVirtual);
-	rslot = MakeSingleTupleTableSlot(gdesc, &TTSOpsMinimalTuple);
 
 	sstate_capture_begin(&cap, info);
 	while (next(arg, slot))
 	{
-		int64		pane = 0;
-		TupleHashEntry entry;
+		CaptureKey	key;
+		CaptureEntry *entry;
 		CaptureGroup *g;
-		bool		isnew;
+		uint32		hash;
+		bool		found;
 
 		CHECK_FOR_INTERRUPTS();
 		ResetExprContext(econtext);
 		econtext->ecxt_scantuple = slot;
 		if (qual && !ExecQual(qual, econtext))
 			continue;
+		key.pane = 0;
 		if (!info->def.processing_time)
 		{
 			bool		isnull;
@@ -373,25 +424,37 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 				sstate_capture_skip(&cap);
 				continue;
 			}
-			pane = sstate_floor_div(us, info->def.pane_us);
+			key.pane = sstate_floor_div(us, info->def.pane_us);
 			sstate_capture_note_event(&cap, us);
 		}
-		ExecClearTuple(gslot);
 		for (int i = 0; i < an->nkeys; i++)
-			gslot->tts_values[i] = ExecEvalExpr(keyexprs[i], econtext, &gslot->tts_isnull[i]);
-		gslot->tts_values[an->nkeys] = Int64GetDatum(pane);
-		gslot->tts_isnull[an->nkeys] = false;
-		ExecStoreVirtualTuple(gslot);
-		entry = LookupTupleHashEntry(groups, gslot, &isnew, NULL);
-		if (isnew)
+			keyvals[i] = ExecEvalExpr(keyexprs[i], econtext, &keynulls[i]);
 		{
-			g = MemoryContextAllocZero(gcxt, gsize);
+			MemoryContext k = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
+
+			sstate_cq_key_image(c, keyvals, keynulls, &img);
+			MemoryContextSwitchTo(k);
+		}
+		key.img = img.data;
+		key.len = img.len;
+		hash = capture_key_hash(&key);
+		entry = capgroups_insert_hash(groups, key, hash, &found);
+		if (!found)
+		{
+			char	   *copy;
+
+			g = MemoryContextAlloc(gcxt, gsize + key.len);
+			g->nrows = 0;
 			for (int j = 0; j < an->naggs; j++)
-				sstate_cq_state_init(cx, &fns[j], &g->states[j]);
-			entry->additional = g;
+				if (c->share[j] == j)
+					sstate_cq_state_init(cx, &fns[j], &g->states[j]);
+			copy = (char *) g + gsize;
+			memcpy(copy, key.img, key.len);
+			entry->key.img = copy;
+			entry->g = g;
 		}
 		else
-			g = entry->additional;
+			g = entry->g;
 		g->nrows++;
 		for (int j = 0; j < an->naggs; j++)
 		{
@@ -399,6 +462,8 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			bool		nulls[FUNC_MAX_ARGS];
 			int			nargs = list_length(an->aggs[j].args);
 
+			if (c->share[j] != j)
+				continue;
 			if (filters[j] && !ExecQual(filters[j], econtext))
 				continue;
 			for (int k = 0; k < nargs; k++)
@@ -406,12 +471,11 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			sstate_cq_state_advance(cx, &fns[j], &g->states[j], args, nulls, nargs);
 		}
 		if (++nrows % 64 == 0 &&
-			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) > limit)
-			flush_groups(c, groups, gcxt, rslot, cx, fns, &cap, &img, &val);
+			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) +
+			(Size) groups->size * sizeof(CaptureEntry) > limit)
+			flush_groups(c, groups, gcxt, cx, fns, &cap, &val);
 	}
-	flush_groups(c, groups, gcxt, rslot, cx, fns, &cap, &img, &val);
-	ExecDropSingleTupleTableSlot(gslot);
-	ExecDropSingleTupleTableSlot(rslot);
+	flush_groups(c, groups, gcxt, cx, fns, &cap, &val);
 	sstate_cq_agg_context_reset(cx);
 	FreeExecutorState(estate);
 	MemoryContextSwitchTo(old);

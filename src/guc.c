@@ -34,6 +34,7 @@ int			sstate_rocksdb_cache_size_kb = 64 * 1024;
 int			sstate_rocksdb_read_cache_size_kb = 32 * 1024;
 int			sstate_rocksdb_min_free_space_kb = 256 * 1024;
 int			sstate_rocksdb_write_buffer_size_kb = 32 * 1024;
+int			sstate_capture_memory_kb = 64 * 1024;
 
 static const struct config_enum_entry backend_options[] = {
 	{"memory", SSB_MEMORY, false},
@@ -139,6 +140,14 @@ sstate_guc_define(void)
 							 backend_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.capture_memory",
+							"Memory one statement may use per continuous query in SQL for its groups' partial states before writing them early.",
+							"Groups written early are combined by the worker like any others; a larger value means fewer of them.",
+							&sstate_capture_memory_kb,
+							64 * 1024, 64, MAX_KILOBYTES,
+							PGC_USERSET, GUC_UNIT_KB,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stream_state.rocksdb_cache_size",
 							"Block cache of each database's RocksDB (rocksdb-backend queries), shared by its queries.",

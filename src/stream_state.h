@@ -220,6 +220,7 @@ extern int	sstate_rocksdb_cache_size_kb;
 extern int	sstate_rocksdb_read_cache_size_kb;
 extern int	sstate_rocksdb_min_free_space_kb;
 extern int	sstate_rocksdb_write_buffer_size_kb;
+extern int	sstate_capture_memory_kb;
 extern void sstate_guc_define(void);
 
 typedef enum

@@ -31,8 +31,10 @@ $node->safe_psql($db,
 	q{INSERT INTO ev SELECT g % 3, '2026-11-24 10:00+00'::timestamptz + g * interval '1 minute'
 		FROM generate_series(0, 25) g});
 
-my $state = q{SET timezone = 'UTC'; SELECT string_agg(name || ' ' || lateness || ' ' || late_events || ' ' || watermark, ', ' ORDER BY name)
-				FROM stream_state.queries WHERE stream_state.wait_applied()};
+# (wait first: a condition on the view would be checked after its rows were read)
+my $state = q{SET timezone = 'UTC'; SELECT stream_state.wait_applied() \g /dev/null
+				SELECT string_agg(name || ' ' || lateness || ' ' || late_events || ' ' || watermark, ', ' ORDER BY name)
+				FROM stream_state.queries};
 
 $node->safe_psql($db,
 	q{SELECT stream_state.alter_query('q', lateness => '15 minutes');

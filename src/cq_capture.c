@@ -55,6 +55,8 @@ typedef struct CqCompiled
 	int		   *share;			/* per aggregate: the aggregate whose
 								 * transition state it shares (itself if
 								 * none) */
+	bool	   *from_rows;		/* per aggregate: count(*) without FILTER,
+								 * whose state is the group's row count */
 } CqCompiled;
 
 static CqCompiled *compiled = NULL;
@@ -120,6 +122,10 @@ sstate_cq_compiled(const StreamStateQueryInfo *info)
 					break;
 				}
 		}
+		c->from_rows = palloc(sizeof(bool) * Max(an->naggs, 1));
+		for (int j = 0; j < an->naggs; j++)
+			c->from_rows[j] = an->aggs[j].fast == SSTATE_CQ_FAST_COUNT &&
+				an->aggs[j].filter == NULL && c->share[j] == j;
 		c->keylen = palloc(sizeof(int16) * Max(an->nkeys, 1));
 		c->keybyval = palloc(sizeof(bool) * Max(an->nkeys, 1));
 		c->keynorm = palloc(sizeof(uint8) * Max(an->nkeys, 1));
@@ -265,11 +271,19 @@ typedef struct CaptureGroup
 	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
 
+/*
+ * A group's key image and pane.  Images of up to CAPTURE_INLINE bytes (a
+ * bigint key takes 9) are kept in the entry itself, zero-padded, and
+ * compared as two words: a probe then touches no memory but the table's.
+ */
+#define CAPTURE_INLINE	16
+
 typedef struct CaptureKey
 {
 	int64		pane;
-	const char *img;
 	uint32		len;
+	const char *img;			/* longer images: the group's copy */
+	uint64		inl[CAPTURE_INLINE / sizeof(uint64)];
 } CaptureKey;
 
 typedef struct CaptureEntry
@@ -279,6 +293,22 @@ typedef struct CaptureEntry
 	uint32		hash;
 	char		status;
 } CaptureEntry;
+
+static inline const char *
+capture_key_bytes(const CaptureKey *k)
+{
+	return k->len <= CAPTURE_INLINE ? (const char *) k->inl : k->img;
+}
+
+static inline bool
+capture_key_equal(const CaptureKey *a, const CaptureKey *b)
+{
+	if (a->pane != b->pane || a->len != b->len)
+		return false;
+	if (a->len <= CAPTURE_INLINE)
+		return a->inl[0] == b->inl[0] && a->inl[1] == b->inl[1];
+	return memcmp(a->img, b->img, a->len) == 0;
+}
 
 /*
  * Groups are found by their key image and pane, compared bytewise: equal
@@ -290,8 +320,7 @@ typedef struct CaptureEntry
 #define SH_KEY_TYPE		CaptureKey
 #define SH_KEY			key
 #define SH_HASH_KEY(tb, k)	capture_key_hash(&(k))
-#define SH_EQUAL(tb, a, b)	((a).pane == (b).pane && (a).len == (b).len && \
-							 memcmp((a).img, (b).img, (a).len) == 0)
+#define SH_EQUAL(tb, a, b)	capture_key_equal(&(a), &(b))
 #define SH_STORE_HASH
 #define SH_GET_HASH(tb, a)	((a)->hash)
 #define SH_SCOPE		static inline
@@ -303,7 +332,7 @@ static inline uint32 capture_key_hash(const CaptureKey *k);
 static inline uint32
 capture_key_hash(const CaptureKey *k)
 {
-	return hash_combine(hash_bytes((const unsigned char *) k->img, k->len),
+	return hash_combine(hash_bytes((const unsigned char *) capture_key_bytes(k), k->len),
 						murmurhash32((uint32) k->pane ^ (uint32) ((uint64) k->pane >> 32)));
 }
 
@@ -330,8 +359,11 @@ flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 
 		resetStringInfo(val);
 		for (int j = 0; j < naggs; j++)
+			if (c->from_rows[j])
+				g->states[j].value = Int64GetDatum(g->nrows);
+		for (int j = 0; j < naggs; j++)
 			sstate_cq_state_serialize(cx, &fns[j], &g->states[c->share[j]], val);
-		sstate_capture_value(cap, entry->key.img, entry->key.len, entry->key.pane, g->nrows,
+		sstate_capture_value(cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
 							 val->data, val->len);
 	}
 	capgroups_reset(groups);
@@ -435,22 +467,28 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			sstate_cq_key_image(c, keyvals, keynulls, &img);
 			MemoryContextSwitchTo(k);
 		}
-		key.img = img.data;
 		key.len = img.len;
+		key.img = img.data;
+		key.inl[0] = key.inl[1] = 0;
+		if (key.len <= CAPTURE_INLINE)
+			memcpy(key.inl, img.data, key.len);
 		hash = capture_key_hash(&key);
 		entry = capgroups_insert_hash(groups, key, hash, &found);
 		if (!found)
 		{
 			char	   *copy;
 
-			g = MemoryContextAlloc(gcxt, gsize + key.len);
+			g = MemoryContextAlloc(gcxt, gsize + (key.len > CAPTURE_INLINE ? key.len : 0));
 			g->nrows = 0;
 			for (int j = 0; j < an->naggs; j++)
 				if (c->share[j] == j)
 					sstate_cq_state_init(cx, &fns[j], &g->states[j]);
-			copy = (char *) g + gsize;
-			memcpy(copy, key.img, key.len);
-			entry->key.img = copy;
+			if (key.len > CAPTURE_INLINE)
+			{
+				copy = (char *) g + gsize;
+				memcpy(copy, key.img, key.len);
+				entry->key.img = copy;
+			}
 			entry->g = g;
 		}
 		else
@@ -462,7 +500,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			bool		nulls[FUNC_MAX_ARGS];
 			int			nargs = list_length(an->aggs[j].args);
 
-			if (c->share[j] != j)
+			if (c->share[j] != j || c->from_rows[j])
 				continue;
 			if (filters[j] && !ExecQual(filters[j], econtext))
 				continue;

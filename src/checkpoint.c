@@ -135,6 +135,7 @@ typedef struct CkptHeader
 #define CKQ_ROCKSDB			0x02	/* 0.4.0: the state is in RocksDB, not here */
 #define CKQ_SQL				0x04	/* 0.5.0: a query in SQL; its entries hold
 									 * values (length and partial states) */
+#define CKQ_EMIT			0x08	/* 0.6.0: its closed windows go to a table */
 
 typedef struct CkptQuery
 {
@@ -660,7 +661,8 @@ query_record(const StreamStateQuery *q, CkptQuery *cq)
 	cq->processing_time = q->def.processing_time ? 1 : 0;
 	cq->key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
 		(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0) |
-		(q->def.sql ? CKQ_SQL : 0);
+		(q->def.sql ? CKQ_SQL : 0) |
+		(q->def.emit ? CKQ_EMIT : 0);
 	cq->pane_us = q->def.pane_us;
 	cq->window_us = q->def.window_us;
 	cq->slide_us = q->def.slide_us;
@@ -1600,6 +1602,7 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		q.def.key_classed = (cq.key_flags & CKQ_KEY_CLASSED) != 0;
 		q.def.backend = (cq.key_flags & CKQ_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 		q.def.sql = (cq.key_flags & CKQ_SQL) != 0;
+		q.def.emit = (cq.key_flags & CKQ_EMIT) != 0;
 		if (q.def.sql)
 			r.sql_qids = lappend_int(r.sql_qids, cq.id);
 		q.def.pane_us = cq.pane_us;

@@ -165,7 +165,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 	appendStringInfoChar(buf, (def->processing_time ? SSM_DEF_PROCESSING_TIME : 0) |
 						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0) |
 						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0) |
-						 (def->sql ? SSM_DEF_SQL : 0));
+						 (def->sql ? SSM_DEF_SQL : 0) |
+						 (def->emit ? SSM_DEF_EMIT : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -339,6 +340,7 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	def->key_classed = (flags & SSM_DEF_KEY_CLASSED) != 0;
 	def->backend = (flags & SSM_DEF_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 	def->sql = (flags & SSM_DEF_SQL) != 0;
+	def->emit = (flags & SSM_DEF_EMIT) != 0;
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;

@@ -36,6 +36,7 @@ typedef enum StreamStateMsgKind
 #define SSM_DEF_KEY_CLASSED		0x02	/* key images start with the type's hash */
 #define SSM_DEF_ROCKSDB			0x04	/* state in RocksDB (0.4.0) */
 #define SSM_DEF_SQL				0x08	/* a query in SQL: its aggregates follow (0.5.0) */
+#define SSM_DEF_EMIT			0x10	/* closed windows go to a table (0.6.0) */
 
 typedef struct StreamStateDeltaQuery
 {

@@ -35,6 +35,7 @@ int			sstate_rocksdb_read_cache_size_kb = 32 * 1024;
 int			sstate_rocksdb_min_free_space_kb = 256 * 1024;
 int			sstate_rocksdb_write_buffer_size_kb = 32 * 1024;
 int			sstate_capture_memory_kb = 64 * 1024;
+int			sstate_emit_batch = 256;
 
 static const struct config_enum_entry backend_options[] = {
 	{"memory", SSB_MEMORY, false},
@@ -140,6 +141,14 @@ sstate_guc_define(void)
 							 backend_options,
 							 PGC_USERSET, 0,
 							 NULL, NULL, NULL);
+
+	DefineCustomIntVariable("stream_state.emit_batch",
+							"Closed windows of a query with emit_to inserted per transaction.",
+							"A backlog of closed windows commits, and frees their state, this many at a time.",
+							&sstate_emit_batch,
+							256, 1, 100000,
+							PGC_SIGHUP, 0,
+							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stream_state.capture_memory",
 							"Memory one statement may use per continuous query in SQL for its groups' partial states before writing them early.",

@@ -115,6 +115,7 @@ sstate_query_fill(StreamStateQueryInfo *info)
 	info->def.id = info->id;
 	info->def.processing_time = (info->time_attnum == 0);
 	info->def.sql = (info->query_text != NULL);
+	info->def.emit = (info->emit_to != NULL);
 	strlcpy(info->def.name, info->name, NAMEDATALEN);
 	if (info->query_text != NULL)
 	{
@@ -152,16 +153,17 @@ sstate_query_fill(StreamStateQueryInfo *info)
 }
 
 /*
- * Does this database's catalog have the columns of queries in SQL (0.5.0)?
- * A database whose extension is older reads its queries without them.
+ * Does this database's catalog have this column of query_def (query and
+ * view: 0.5.0; emit_to: 0.6.0)?  A database whose extension is older reads
+ * its queries without them.
  */
 static bool
-catalog_has_sql(void)
+catalog_has_column(const char *column)
 {
 	Oid			nsp = get_namespace_oid("stream_state", true);
 	Oid			rel = OidIsValid(nsp) ? get_relname_relid("query_def", nsp) : InvalidOid;
 
-	return OidIsValid(rel) && get_attnum(rel, "query") != InvalidAttrNumber;
+	return OidIsValid(rel) && get_attnum(rel, column) != InvalidAttrNumber;
 }
 
 /*
@@ -179,9 +181,10 @@ load_query(const char *where, Datum arg, Oid argtype)
 	appendStringInfo(&sql,
 					 "SELECT id, name, source, key_attnum, key_type, "
 					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
-					 "window_size, slide, lateness, owner, readers, backend, %s "
+					 "window_size, slide, lateness, owner, readers, backend, %s, %s "
 					 "FROM stream_state.query_def WHERE %s = $1",
-					 catalog_has_sql() ? "query, view" : "NULL::text, NULL::text", where);
+					 catalog_has_column("query") ? "query, view" : "NULL::text, NULL::text",
+					 catalog_has_column("emit_to") ? "emit_to" : "NULL::text", where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -217,6 +220,9 @@ load_query(const char *where, Datum arg, Oid argtype)
 				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
 			qd = SPI_getbinval(tup, desc, 15, &isnull);
 			info->view = isnull ? NULL :
+				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
+			qd = SPI_getbinval(tup, desc, 16, &isnull);
+			info->emit_to = isnull ? NULL :
 				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
 		}
 		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));

@@ -37,6 +37,8 @@ typedef struct StreamStateQueryInfo
 	FmgrInfo	key_out;
 	char	   *query_text;		/* a query in SQL (def.sql); else NULL */
 	char	   *view;			/* its typed view, qualified and quoted */
+	char	   *emit_to;		/* table its closed windows go to, qualified
+								 * and quoted; NULL: none */
 } StreamStateQueryInfo;
 
 /* Largest key image kept in a stack buffer by callers */
@@ -57,6 +59,7 @@ extern Datum sstate_key_normalize(uint8 norm, Datum d);
 
 extern StreamStateQueryInfo *sstate_query_by_name(const char *name, bool missing_ok);
 extern StreamStateQueryInfo *sstate_query_by_id(int32 id);
+extern bool sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane);
 extern void sstate_query_fill(StreamStateQueryInfo *info);
 extern void sstate_query_cache_reset(void);
 extern void sstate_query_check_read(const StreamStateQueryInfo *info);

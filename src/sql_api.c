@@ -637,6 +637,82 @@ next_cursor_row(void *arg, TupleTableSlot *slot)
  * for a table: catalog row, triggers, definition (with its aggregates, for
  * the worker), the rows already there, and the typed view.
  */
+/*
+ * The table emit_to names, for a query of analysis an: made (as the caller,
+ * in the schema the name gives or the current one) with window_start,
+ * window_end and the query's columns when it does not exist; checked to
+ * have those columns, with those types, when it does.  Returns its name,
+ * qualified and quoted.
+ */
+static char *
+emit_target(StreamStateCqAnalysis *an, const char *target)
+{
+	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
+	Oid			relid = RangeVarGetRelid(rv, AccessShareLock, true);
+	Oid			nsp;
+	StringInfoData q;
+
+	if (OidIsValid(relid))
+	{
+		Relation	rel = relation_open(relid, NoLock);
+		TupleDesc	desc = RelationGetDescr(rel);
+		const char *relname = RelationGetRelationName(rel);
+
+		if (rel->rd_rel->relkind != RELKIND_RELATION &&
+			rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
+			ereport(ERROR,
+					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+					 errmsg("emit_to \"%s\" is not a table", target),
+					 errdetail("Closed windows are inserted into a plain or partitioned table.")));
+		for (int c = -2; c < an->ncolumns; c++)
+		{
+			const char *col = c == -2 ? "window_start" : c == -1 ? "window_end" : an->columns[c].name;
+			Oid			type = c < 0 ? TIMESTAMPTZOID : an->columns[c].type;
+			AttrNumber	att = InvalidAttrNumber;
+
+			for (int i = 0; i < desc->natts; i++)
+				if (!TupleDescAttr(desc, i)->attisdropped &&
+					strcmp(NameStr(TupleDescAttr(desc, i)->attname), col) == 0)
+					att = i + 1;
+			if (att == InvalidAttrNumber)
+				ereport(ERROR,
+						(errcode(ERRCODE_UNDEFINED_COLUMN),
+						 errmsg("emit_to table \"%s\" has no column \"%s\"", relname, col),
+						 errdetail("Closed windows are inserted as window_start, window_end and the query's columns."),
+						 errhint("Add the column (of type %s), or name a table that does not exist yet and create_query makes it.",
+								 format_type_be(type))));
+			if (TupleDescAttr(desc, att - 1)->atttypid != type)
+				ereport(ERROR,
+						(errcode(ERRCODE_DATATYPE_MISMATCH),
+						 errmsg("column \"%s\" of emit_to table \"%s\" has type %s, not %s",
+								col, relname, format_type_be(TupleDescAttr(desc, att - 1)->atttypid),
+								format_type_be(type))));
+		}
+		if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
+			aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind), relname);
+		nsp = RelationGetNamespace(rel);
+		relation_close(rel, NoLock);
+		return quote_qualified_identifier(get_namespace_name(nsp), get_rel_name(relid));
+	}
+
+	/* a new table, the caller's */
+	nsp = RangeVarGetCreationNamespace(rv);
+	initStringInfo(&q);
+	appendStringInfo(&q, "CREATE TABLE %s (window_start timestamptz NOT NULL, window_end timestamptz NOT NULL",
+					 quote_qualified_identifier(get_namespace_name(nsp), rv->relname));
+	for (int c = 0; c < an->ncolumns; c++)
+		appendStringInfo(&q, ", %s %s", quote_identifier(an->columns[c].name),
+						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+	appendStringInfoChar(&q, ')');
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	if (SPI_execute(q.data, false, 0) != SPI_OK_UTILITY)
+		elog(ERROR, "could not create table %s", rv->relname);
+	SPI_finish();
+	CommandCounterIncrement();
+	return quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
+}
+
 static Datum
 create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 {
@@ -653,9 +729,18 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	const char *relname;
 	const char *view;
 	StreamStateCqWorkerAgg *aggs;
+	char	   *emit_to = NULL;
 
 	if (!PG_ARGISNULL(3))
 		time_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+	{
+		emit_to = text_to_cstring(PG_GETARG_TEXT_PP(8));
+		if (emit_to[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("emit_to must not be empty")));
+	}
 	if (wal_level < WAL_LEVEL_REPLICA)
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),
@@ -718,6 +803,8 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 				 errmsg("continuous query \"%s\" already exists", name)));
 	view = quote_qualified_identifier(get_namespace_name(RangeVarGetCreationNamespace(makeRangeVar(NULL, pstrdup(name), -1))),
 									  name);
+	if (emit_to != NULL)
+		emit_to = emit_target(an, emit_to);
 
 	sstate_ensure_slot(MyDatabaseId);
 	owner_begin(&oc);
@@ -725,9 +812,10 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
-					 "window_size, slide, lateness, owner, backend, query, view) "
-					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s) "
+					 "window_size, slide, lateness, owner, backend, query, view%s) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s) "
 					 "RETURNING id",
+					 emit_to ? ", emit_to" : "",
 					 quote_literal_cstr(name), an->source,
 					 time_column ? quote_literal_cstr(time_column) : "NULL",
 					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
@@ -735,13 +823,22 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
-					 GetUserId(), quote_literal_cstr(sql), quote_literal_cstr(view));
+					 GetUserId(), quote_literal_cstr(sql), quote_literal_cstr(view),
+					 emit_to ? psprintf(", %s", quote_literal_cstr(emit_to)) : "");
 	spi_exec(q.data, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
 
 		info.id = DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1,
 											  &isnull));
+	}
+	if (emit_to != NULL)
+	{
+		/* nothing emitted yet */
+		resetStringInfo(&q);
+		appendStringInfo(&q, "INSERT INTO stream_state.emit_progress (query_id) VALUES (%d)", info.id);
+		spi_exec(q.data, SPI_OK_INSERT);
+		info.emit_to = emit_to;
 	}
 
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(an->source)),
@@ -850,6 +947,12 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 errmsg("key_column must not be NULL")));
 		if (PG_ARGISNULL(2))
 			return create_query_sql(fcinfo, name, src);
+		if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("emit_to needs a continuous query in SQL"),
+					 errdetail("A windowed count (a table with a key column) keeps no final rows to insert."),
+					 errhint("Write the query as SQL: create_query(name, 'SELECT key, count(*) FROM table GROUP BY key', ...).")));
 		relid = DatumGetObjectId(DirectFunctionCall1(regclassin, CStringGetDatum(src)));
 	}
 	else
@@ -1003,6 +1106,13 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 	}
 	appendStringInfo(&sql, "DELETE FROM stream_state.query_def WHERE id = %d", id);
 	spi_exec(sql.data, SPI_OK_DELETE);
+	if (info->emit_to != NULL)
+	{
+		/* the table of its closed windows stays */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM stream_state.emit_progress WHERE query_id = %d", id);
+		spi_exec(sql.data, SPI_OK_DELETE);
+	}
 
 	owner_end(&oc);
 	if (info->view != NULL)
@@ -1475,7 +1585,9 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 {
 	int64		wm = sstate_watermark(q);
 
-	if (wm != SSTATE_NO_TIME && end_us <= wm)
+	/* closed windows of a query with emit_to are kept until emitted */
+	if (wm != SSTATE_NO_TIME && end_us <= wm &&
+		!(q->def.emit && sstate_pane_of(&q->def, start_us) >= q->dead_below))
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("window ending at %s of continuous query \"%s\" has closed",
@@ -1492,6 +1604,47 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 				 errdetail("It closed, and its first panes were evicted, before the query's lateness was raised."),
 				 errhint("Read a window that starts at or after %s.",
 						 timestamptz_to_str(sstate_unix_us_to_ts(q->dead_below * q->def.pane_us)))));
+}
+
+static void
+min_pane_cb(void *arg, int32 qid, const char *key, uint32 keylen,
+			const StreamStatePane *panes, int npanes)
+{
+	int64	   *min = arg;
+
+	if (npanes > 0 && panes[0].pane < *min)
+		*min = panes[0].pane;
+}
+
+/*
+ * The lowest pane query info has in state (panes are kept sorted); false
+ * if it has none (emit.c).
+ */
+bool
+sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane)
+{
+	StreamStateQuery *q;
+	StreamStateDb *db = read_query_begin(info, &q);
+	int64		min = PG_INT64_MAX;
+
+	if (db == NULL)
+		return false;
+	if (q != NULL)
+	{
+		PG_TRY();
+		{
+			sstate_store_scan(read_table, info->id, min_pane_cb, &min);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+	*pane = min;
+	return min != PG_INT64_MAX;
 }
 
 /* window_count of a classed key: the panes of every image equal to it */

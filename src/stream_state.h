@@ -81,6 +81,8 @@ typedef struct StreamStateQueryDef
 								 * (see sstate_key_image) */
 	uint8		backend;		/* SSB_* */
 	bool		sql;			/* a query in SQL: values are partial states */
+	bool		emit;			/* closed windows are written into a table
+								 * (emit.c): panes are kept until then */
 	int64		pane_us;		/* gcd(window, slide) */
 	int64		window_us;
 	int64		slide_us;
@@ -105,7 +107,12 @@ typedef struct StreamStateQuery
 								 * (rocksdb: RocksDB's own applied position
 								 * at start, when it is ahead) */
 	int64		max_event_us;	/* Unix microseconds; INT64_MIN: none yet */
-	int64		dead_below;		/* panes below this index are closed */
+	int64		dead_below;		/* panes below this index are evicted */
+	bool		emit_known;		/* emitted_end read from the catalog since
+								 * the worker started (def.emit) */
+	int64		emitted_end;	/* every window ending at or before this
+								 * (Unix us) has been emitted; SSTATE_NO_TIME:
+								 * none yet */
 	uint64		events_applied;
 	uint64		late_events;
 	uint64		skipped;
@@ -132,6 +139,9 @@ typedef struct StreamStateDb
 	bool		state_lost;		/* restored without a usable checkpoint
 								 * after the slot had moved: queries the
 								 * worker does not know need a rebuild */
+
+	bool		emit_done;		/* the last emit helper succeeded (emit.c);
+								 * under mutex */
 
 	/* checkpoints, under mutex */
 	uint32		ckpt_requested; /* bumped by checkpoint() */
@@ -221,6 +231,7 @@ extern int	sstate_rocksdb_read_cache_size_kb;
 extern int	sstate_rocksdb_min_free_space_kb;
 extern int	sstate_rocksdb_write_buffer_size_kb;
 extern int	sstate_capture_memory_kb;
+extern int	sstate_emit_batch;
 extern void sstate_guc_define(void);
 
 typedef enum

@@ -980,7 +980,7 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	if (max_event_us == SSTATE_NO_TIME)
 		return;
 	wm = max_event_us - q->def.lateness_us;
-	dead = sstate_dead_below(&q->def, wm);
+	dead = Min(sstate_dead_below(&q->def, wm), sstate_emit_hold(q));
 	if (dead > q->dead_below)
 	{
 		if (q->def.backend == SSB_ROCKSDB)
@@ -989,6 +989,17 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 			sstate_store_evict(apply_table, q, dead);
 		q->dead_below = dead;
 	}
+}
+
+/*
+ * Evict what a query with emit_to no longer keeps, once more of its windows
+ * have been emitted (emit.c).  Worker only.
+ */
+void
+sstate_apply_evict_emitted(StreamStateQuery *q)
+{
+	if (q->status != SSQ_FREE)
+		evict_to(q, q->max_event_us);
 }
 
 static bool

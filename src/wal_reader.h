@@ -33,5 +33,6 @@ extern XLogRecPtr sstate_apply_restart_lsn(XLogRecPtr applied);
 extern int	sstate_apply_catch_up(XLogRecPtr upto);
 extern bool sstate_apply_any_paused(void);
 extern int	sstate_apply_limit_kept_wal(XLogRecPtr applied);
+extern void sstate_apply_evict_emitted(StreamStateQuery *q);
 
 #endif							/* STREAM_STATE_WAL_READER_H */

@@ -154,6 +154,35 @@ sstate_dead_below(const StreamStateQueryDef *def, int64 watermark)
 }
 
 /*
+ * The end of the last closed window (every window ending at or before it
+ * is closed), or SSTATE_NO_TIME before the first event.
+ */
+int64
+sstate_closed_end(const StreamStateQuery *q)
+{
+	int64		wm = sstate_watermark(q);
+
+	if (wm == SSTATE_NO_TIME)
+		return SSTATE_NO_TIME;
+	return sstate_floor_div(wm, q->def.slide_us) * q->def.slide_us;
+}
+
+/*
+ * The lowest pane a query keeps for emit_to (emit.c): the first pane of the
+ * first window not emitted yet; every pane before anything is known to be
+ * emitted.  PG_INT64_MAX for a query without emit_to.
+ */
+int64
+sstate_emit_hold(const StreamStateQuery *q)
+{
+	if (!q->def.emit)
+		return PG_INT64_MAX;
+	if (!q->emit_known || q->emitted_end == SSTATE_NO_TIME)
+		return PG_INT64_MIN;
+	return sstate_floor_div(q->emitted_end + q->def.slide_us - q->def.window_us, q->def.pane_us);
+}
+
+/*
  * The window that contains "at" and closes next: end is the first slide
  * boundary strictly after at.
  */

@@ -26,5 +26,7 @@ extern int64 sstate_dead_below(const StreamStateQueryDef *def, int64 watermark);
 extern void sstate_window_at(const StreamStateQueryDef *def, int64 at_unix_us,
 							 int64 *start_us, int64 *end_us);
 extern TimestampTz sstate_unix_us_to_ts(int64 unix_us);
+extern int64 sstate_closed_end(const StreamStateQuery *q);
+extern int64 sstate_emit_hold(const StreamStateQuery *q);
 
 #endif							/* STREAM_STATE_WINDOW_H */

@@ -48,6 +48,7 @@
 #include "utils/wait_event.h"
 
 #include "checkpoint.h"
+#include "emit.h"
 #include "rocks.h"
 #include "store.h"
 #include "wal_reader.h"
@@ -952,6 +953,9 @@ stream_state_worker_main(Datum arg)
 			}
 		}
 
+		/* closed windows of queries with emit_to */
+		sstate_emit_poll(db);
+
 		/*
 		 * The extension was dropped and nothing was created since: once the
 		 * WAL is read to its end, with no transaction of ours open and no
@@ -993,7 +997,7 @@ stream_state_worker_main(Datum arg)
 
 				if (sstate_checkpoint_interval_s > 0)
 					nap = Min(nap, sstate_checkpoint_interval_s * 1000L);
-				if (worker_ckpt != NULL || sstate_ckpt_table_busy())
+				if (worker_ckpt != NULL || sstate_ckpt_table_busy() || sstate_emit_busy())
 					nap = Min(nap, 100);
 				(void) WaitLatch(MyLatch, WL_LATCH_SET | WL_TIMEOUT | WL_EXIT_ON_PM_DEATH,
 								 nap, PG_WAIT_EXTENSION);

@@ -1,0 +1,491 @@
+/*-------------------------------------------------------------------------
+ *
+ * emit.c
+ *	  emit_to: the final rows of each closed window of a continuous query in
+ *	  SQL, inserted into a table exactly once.
+ *
+ * A window is closed when the query's watermark has passed its end (the
+ * watermark already allows for the lateness): no commit can change it any
+ * more, since events later than that are late, counted and dropped.  The
+ * rows of closed windows are written by a short-lived helper process
+ * connected to the database (the worker connects to none, so that DROP
+ * DATABASE never waits for it), which the worker starts when a query's
+ * last closed window is past what has been emitted.
+ *
+ * Design decisions, and why:
+ *
+ * - Exactly once: stream_state.emit_progress holds, per query, the end of
+ *   the last window emitted.  The helper locks that row, inserts the rows
+ *   of the windows after it (window_result of each, as the query's owner,
+ *   with window_start and window_end in front) and moves it, in one
+ *   transaction.  A crash before the commit emits nothing; after it, the
+ *   next helper starts after what was committed.  No window is inserted
+ *   twice or skipped, across crashes, restarts and restores.
+ *
+ * - The worker keeps what is not emitted yet: eviction stops at the first
+ *   pane of the first window not emitted (sstate_emit_hold), and reads of
+ *   such closed windows are allowed.  The helper tells the worker how far
+ *   it got through shared memory once its transaction has committed; until
+ *   a helper has said so since the worker started, nothing of the query is
+ *   evicted.  Eviction is not lateness: events are late by the watermark
+ *   alone, so a slow helper never changes what counts.  A query whose
+ *   emission fails (its table dropped, no INSERT privilege) keeps its panes
+ *   and grows until it pauses for memory; the log says why every time.
+ *
+ * - The first emitted window is the first that can hold a row: the one
+ *   that ends at the first slide boundary after the oldest pane in state
+ *   when the helper first finds a window closed.  Windows before it hold
+ *   nothing and can get nothing (they are closed).  A query without GROUP
+ *   BY emits a row for each closed window from then on, empty ones
+ *   included, as SELECT count(*) gives a row for no rows.
+ *
+ * - At most stream_state.emit_batch windows per transaction, so that a long backlog
+ *   (a query created over a large table) commits, and frees memory, as it
+ *   goes.
+ *
+ * IDENTIFICATION
+ *	  src/emit.c
+ *-------------------------------------------------------------------------
+ */
+#include "postgres.h"
+
+#include "access/xact.h"
+#include "catalog/pg_type_d.h"
+#include "executor/spi.h"
+#include "miscadmin.h"
+#include "pgstat.h"
+#include "postmaster/bgworker.h"
+#include "storage/ipc.h"
+#include "storage/latch.h"
+#include "storage/lwlock.h"
+#include "storage/proc.h"
+#include "tcop/tcopprot.h"
+#include "utils/builtins.h"
+#include "utils/guc.h"
+#include "utils/lsyscache.h"
+#include "utils/memutils.h"
+#include "utils/snapmgr.h"
+#include "utils/timestamp.h"
+
+#include "cq_capture.h"
+#include "emit.h"
+#include "query.h"
+#include "wal_reader.h"
+#include "window.h"
+
+#define EMIT_RETRY_MS			1000	/* after a failed or unstartable helper */
+#define EMIT_LOCK_TIMEOUT		"10s"
+
+PGDLLEXPORT void stream_state_emit_main(Datum arg);
+
+/* The worker's side: its helper, and what it asked the helper for */
+static BackgroundWorkerHandle *helper = NULL;
+static TimestampTz next_try = 0;
+static int64 *asked_end = NULL;	/* per query slot: closed end at the last start */
+static int32 *asked_qid = NULL;
+
+static StreamStateQuery *
+query_slot(StreamStateDb *db, int32 qid)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
+			return &qs[i];
+	return NULL;
+}
+
+/*
+ * Called by the worker once per round: when the helper has finished, evict
+ * what it emitted; when a query has windows closed past what was emitted
+ * (or has not heard from a helper since the worker started), start one.
+ */
+void
+sstate_emit_poll(StreamStateDb *db)
+{
+	StreamStateQuery *qs = sstate_db_queries(db);
+	bool		pending = false;
+	BackgroundWorker bgw;
+
+	if (asked_end == NULL)
+	{
+		asked_end = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(int64) * sstate_shared->max_queries);
+		asked_qid = MemoryContextAllocZero(TopMemoryContext,
+										   sizeof(int32) * sstate_shared->max_queries);
+	}
+	if (helper != NULL)
+	{
+		pid_t		pid;
+		BgwHandleStatus st = GetBackgroundWorkerPid(helper, &pid);
+		bool		failed;
+
+		if (st == BGWH_STARTED || st == BGWH_NOT_YET_STARTED)
+			return;
+		pfree(helper);
+		helper = NULL;
+		SpinLockAcquire(&db->mutex);
+		failed = !db->emit_done;
+		SpinLockRelease(&db->mutex);
+		for (int i = 0; i < sstate_shared->max_queries; i++)
+			if (qs[i].status != SSQ_FREE && qs[i].def.emit)
+				sstate_apply_evict_emitted(&qs[i]);
+		if (failed)
+		{
+			/* ask again for everything, after a pause */
+			memset(asked_qid, 0, sizeof(int32) * sstate_shared->max_queries);
+			next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EMIT_RETRY_MS);
+		}
+	}
+	if (db->worker_state != SSW_RUNNING || GetCurrentTimestamp() < next_try)
+		return;
+
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
+		StreamStateQuery *q = &qs[i];
+		int64		closed;
+
+		if (q->status != SSQ_RUNNING || !q->def.emit)
+			continue;
+		closed = sstate_closed_end(q);
+		if (asked_qid[i] != q->def.id)
+		{
+			asked_qid[i] = q->def.id;
+			asked_end[i] = SSTATE_NO_TIME;
+		}
+		if (!q->emit_known ||
+			(closed != SSTATE_NO_TIME && closed > asked_end[i] &&
+			 (q->emitted_end == SSTATE_NO_TIME || closed > q->emitted_end)))
+			pending = true;
+	}
+	if (!pending)
+		return;
+
+	SpinLockAcquire(&db->mutex);
+	db->emit_done = false;
+	SpinLockRelease(&db->mutex);
+	sstate_bgworker_for_db(&bgw, db->dboid, "stream_state_emit_main", "emit helper");
+	{
+		MemoryContext old = MemoryContextSwitchTo(TopMemoryContext);
+		bool		ok = RegisterDynamicBackgroundWorker(&bgw, &helper);
+
+		MemoryContextSwitchTo(old);
+		if (!ok)
+		{
+			helper = NULL;
+			ereport(LOG,
+					(errmsg("stream_state: could not start the emit helper of database %u: no background worker slot is free",
+							db->dboid),
+					 errhint("Increase max_worker_processes.")));
+			next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EMIT_RETRY_MS);
+			return;
+		}
+	}
+	for (int i = 0; i < sstate_shared->max_queries; i++)
+		if (qs[i].status == SSQ_RUNNING && qs[i].def.emit)
+			asked_end[i] = sstate_closed_end(&qs[i]);
+}
+
+/* Is a helper running? (the worker naps shorter meanwhile) */
+bool
+sstate_emit_busy(void)
+{
+	return helper != NULL;
+}
+
+/* ---------------------------------------------------------------------
+ * The helper
+ * ---------------------------------------------------------------------
+ */
+
+static void
+spi_check(int ret, int expected, const char *what)
+{
+	if (ret != expected)
+		elog(ERROR, "stream_state: %s failed: %s", what, SPI_result_code_string(ret));
+}
+
+/* The shared slot's closed end and status of query qid, read consistently */
+static bool
+query_closed_end(StreamStateDb *db, int32 qid, int64 *closed)
+{
+	StreamStateQuery *q;
+	bool		ok = false;
+
+	LWLockAcquire(&db->lock, LW_SHARED);
+	q = query_slot(db, qid);
+	if (q != NULL && q->status == SSQ_RUNNING)
+	{
+		*closed = sstate_closed_end(q);
+		ok = true;
+	}
+	LWLockRelease(&db->lock);
+	return ok;
+}
+
+static void
+report(StreamStateDb *db, int32 qid, int64 emitted_end)
+{
+	StreamStateQuery *q;
+
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	q = query_slot(db, qid);
+	if (q != NULL)
+	{
+		q->emitted_end = emitted_end;
+		q->emit_known = true;
+	}
+	LWLockRelease(&db->lock);
+	if (db->worker_latch != NULL)
+		SetLatch(db->worker_latch);
+}
+
+static Datum
+ts_datum(int64 unix_us)
+{
+	return TimestampTzGetDatum(sstate_unix_us_to_ts(unix_us));
+}
+
+/*
+ * One transaction of query qid: the windows after its progress, up to
+ * stream_state.emit_batch of them, closed by now.  Returns true when more are closed.
+ */
+static bool
+emit_some(StreamStateDb *db, int32 qid)
+{
+	StreamStateQueryInfo *info;
+	StreamStateCqAnalysis *an;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	bool		isnull;
+	int64		emitted = SSTATE_NO_TIME;
+	int64		closed;
+	int64		last;
+	bool		more = false;
+	bool		known_empty = false;
+	StringInfoData ins;
+	StringInfoData q;
+	SPIPlanPtr	plan;
+	Oid			types[3] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+	Oid			save_userid;
+	int			save_sec;
+	int			nest;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	info = sstate_query_by_id(qid);
+	if (info == NULL || info->emit_to == NULL)
+		goto done;				/* dropped meanwhile */
+	pgstat_report_activity(STATE_RUNNING, psprintf("emitting closed windows of \"%s\"", info->name));
+
+	arg = Int32GetDatum(qid);
+	spi_check(SPI_execute_with_args("SELECT emitted_until FROM stream_state.emit_progress "
+									"WHERE query_id = $1 FOR UPDATE",
+									1, &argtype, &arg, NULL, false, 1),
+			  SPI_OK_SELECT, "reading stream_state.emit_progress");
+	if (SPI_processed == 0)
+	{
+		/* its row went missing: nothing is known to be emitted */
+		spi_check(SPI_execute_with_args("INSERT INTO stream_state.emit_progress (query_id) VALUES ($1)",
+										1, &argtype, &arg, NULL, false, 0),
+				  SPI_OK_INSERT, "inserting into stream_state.emit_progress");
+		isnull = true;
+	}
+	else
+	{
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			emitted = DatumGetTimestampTz(d) + STREAM_STATE_UNIX_OFFSET_US;
+	}
+	if (!query_closed_end(db, qid, &closed) || closed == SSTATE_NO_TIME)
+		goto done;				/* paused, or no event yet */
+	if (isnull)
+	{
+		int64		minpane;
+
+		if (!sstate_query_min_pane(info, &minpane))
+		{
+			known_empty = true;
+			goto done;
+		}
+		emitted = sstate_floor_div(minpane * info->def.pane_us, info->def.slide_us) *
+			info->def.slide_us;
+		if (closed <= emitted)
+		{
+			known_empty = true;		/* nothing closed that can hold a row */
+			goto done;
+		}
+	}
+	if (closed <= emitted)
+	{
+		report(db, qid, emitted);
+		goto done;
+	}
+
+	/* INSERT INTO target (window_start, window_end, cols) SELECT $1, $2, t.* FROM window_result */
+	an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
+	initStringInfo(&ins);
+	initStringInfo(&q);
+	appendStringInfo(&ins, "INSERT INTO %s (window_start, window_end", info->emit_to);
+	for (int c = 0; c < an->ncolumns; c++)
+	{
+		appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
+		appendStringInfo(&q, "%s%s %s", c > 0 ? ", " : "", quote_identifier(an->columns[c].name),
+						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+	}
+	appendStringInfo(&ins, ") SELECT $1, $2, t.* FROM stream_state.window_result(%s, $3) AS t(%s)",
+					 quote_literal_cstr(info->name), q.data);
+
+	GetUserIdAndSecContext(&save_userid, &save_sec);
+	SetUserIdAndSecContext(info->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+	plan = SPI_prepare(ins.data, 3, types);
+	if (plan == NULL)
+		elog(ERROR, "stream_state: could not prepare the insert into %s: %s",
+			 info->emit_to, SPI_result_code_string(SPI_result));
+	last = emitted;
+	for (int n = 0; n < sstate_emit_batch && last + info->def.slide_us <= closed; n++)
+	{
+		int64		end = last + info->def.slide_us;
+		Datum		args[3];
+
+		args[0] = ts_datum(end - info->def.window_us);
+		args[1] = ts_datum(end);
+		args[2] = ts_datum(end - 1);
+		spi_check(SPI_execute_plan(plan, args, NULL, false, 0), SPI_OK_INSERT,
+				  psprintf("inserting into %s", info->emit_to));
+		last = end;
+	}
+	SetUserIdAndSecContext(save_userid, save_sec);
+
+	{
+		Datum		pargs[2];
+		Oid			ptypes[2] = {TIMESTAMPTZOID, INT4OID};
+
+		pargs[0] = ts_datum(last);
+		pargs[1] = arg;
+		spi_check(SPI_execute_with_args("UPDATE stream_state.emit_progress SET emitted_until = $1 "
+										"WHERE query_id = $2",
+										2, ptypes, pargs, NULL, false, 0),
+				  SPI_OK_UPDATE, "updating stream_state.emit_progress");
+	}
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* committed: the worker may evict what these windows needed */
+	report(db, qid, last);
+	return last < closed;
+
+done:
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	if (known_empty)
+		report(db, qid, SSTATE_NO_TIME);
+	return more;
+}
+
+void
+stream_state_emit_main(Datum arg)
+{
+	Oid			dboid = DatumGetObjectId(arg);
+	StreamStateDb *db;
+	List	   *qids = NIL;
+	ListCell   *lc;
+	bool		ok = true;
+	MemoryContext cxt;
+
+	pqsignal(SIGTERM, die);
+	BackgroundWorkerUnblockSignals();
+	db = sstate_db_find(dboid);
+	if (db == NULL)
+		proc_exit(0);
+
+	/* never wait long for a lock (DROP DATABASE holds the database's) */
+	SetConfigOption("lock_timeout", EMIT_LOCK_TIMEOUT, PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("statement_timeout", "0", PGC_SUSET, PGC_S_OVERRIDE);
+	SetConfigOption("default_transaction_read_only", "off", PGC_SUSET, PGC_S_OVERRIDE);
+	/* closed windows change no more: no need to wait for the worker */
+	SetConfigOption("stream_state.read_consistency", "none", PGC_SUSET, PGC_S_OVERRIDE);
+	BackgroundWorkerInitializeConnectionByOid(dboid, InvalidOid, 0);
+	cxt = AllocSetContextCreate(TopMemoryContext, "stream_state emit", ALLOCSET_DEFAULT_SIZES);
+
+	PG_TRY();
+	{
+		MemoryContext old;
+
+		StartTransactionCommand();
+		PushActiveSnapshot(GetTransactionSnapshot());
+		if (SPI_connect() != SPI_OK_CONNECT)
+			elog(ERROR, "SPI_connect failed");
+		spi_check(SPI_execute("SELECT id FROM stream_state.query_def WHERE emit_to IS NOT NULL ORDER BY id",
+							  true, 0),
+				  SPI_OK_SELECT, "reading stream_state.query_def");
+		old = MemoryContextSwitchTo(cxt);
+		for (uint64 i = 0; i < SPI_processed; i++)
+		{
+			bool		isnull;
+
+			qids = lappend_int(qids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
+																 SPI_tuptable->tupdesc, 1, &isnull)));
+		}
+		MemoryContextSwitchTo(old);
+		SPI_finish();
+		PopActiveSnapshot();
+		CommitTransactionCommand();
+	}
+	PG_CATCH();
+	{
+		/* no extension (dropped), or a catalog without emit_to: nothing to do */
+		EmitErrorReport();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ok = false;
+		qids = NIL;
+	}
+	PG_END_TRY();
+
+	foreach(lc, qids)
+	{
+		int32		qid = lfirst_int(lc);
+
+		PG_TRY();
+		{
+			while (emit_some(db, qid))
+				CHECK_FOR_INTERRUPTS();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("stream_state: could not emit the closed windows of continuous query %d: %s",
+							qid, edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 errhint("Its closed windows stay in state until they can be emitted; it is tried again every second.")));
+			FreeErrorData(edata);
+			ok = false;
+		}
+		PG_END_TRY();
+	}
+	pgstat_report_activity(STATE_IDLE, NULL);
+	SpinLockAcquire(&db->mutex);
+	db->emit_done = ok;
+	SpinLockRelease(&db->mutex);
+	if (db->worker_latch != NULL)
+		SetLatch(db->worker_latch);
+	proc_exit(0);
+}

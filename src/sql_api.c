@@ -633,11 +633,6 @@ next_cursor_row(void *arg, TupleTableSlot *slot)
 }
 
 /*
- * create_query of a query in SQL (0.5.0): analysed (cq_analyze.c), then as
- * for a table: catalog row, triggers, definition (with its aggregates, for
- * the worker), the rows already there, and the typed view.
- */
-/*
  * The table emit_to names, for a query of analysis an: made (as the caller,
  * in the schema the name gives or the current one) with window_start,
  * window_end and the query's columns when it does not exist; checked to
@@ -713,6 +708,65 @@ emit_target(StreamStateCqAnalysis *an, const char *target)
 	return quote_qualified_identifier(get_namespace_name(nsp), rv->relname);
 }
 
+/*
+ * The definition of a query in SQL, with what the worker needs of its
+ * aggregates, into the WAL; then the rows of its source already there,
+ * folded in with a snapshot taken now (create_query, and a dump's restore,
+ * which resets what the worker may hold of it first, as for a count).
+ * Rows are read with every column at its number, dropped ones as NULLs, so
+ * that the analysis's column numbers apply; from the table and its
+ * partitions or children, as the windowed count's backfill reads them.
+ */
+static void
+sql_define_and_backfill(StreamStateQueryInfo *info, StreamStateCqAnalysis *an, Relation rel,
+						bool reset)
+{
+	StreamStateCqWorkerAgg *aggs = palloc0(sizeof(StreamStateCqWorkerAgg) * Max(an->naggs, 1));
+	StringInfoData q;
+	TupleDesc	desc = RelationGetDescr(rel);
+	Portal		portal;
+	TupleTableSlot *slot;
+
+	for (int j = 0; j < an->naggs; j++)
+		sstate_cq_worker_agg(&an->aggs[j], &aggs[j]);
+	initStringInfo(&q);
+	sstate_delta_begin(&q, SSM_CREATE);
+	sstate_delta_put_def(&q, &info->def);
+	sstate_delta_put_layout(&q, an->naggs, aggs, sizeof(StreamStateCqWorkerAgg));
+	sstate_capture_log_ddl(q.data, q.len);
+	if (reset)
+		sstate_capture_reset(info->id);
+
+	resetStringInfo(&q);
+	appendStringInfoString(&q, "SELECT ");
+	for (int i = 0; i < desc->natts; i++)
+	{
+		Form_pg_attribute att = TupleDescAttr(desc, i);
+
+		if (i > 0)
+			appendStringInfoString(&q, ", ");
+		if (att->attisdropped)
+			appendStringInfoString(&q, "NULL::pg_catalog.int4");
+		else
+			appendStringInfoString(&q, quote_identifier(NameStr(att->attname)));
+	}
+	appendStringInfo(&q, " FROM %s",
+					 quote_qualified_identifier(get_namespace_name(RelationGetNamespace(rel)),
+												RelationGetRelationName(rel)));
+	slot = MakeSingleTupleTableSlot(desc, &TTSOpsHeapTuple);
+	PushActiveSnapshot(GetLatestSnapshot());
+	portal = SPI_cursor_open_with_args(NULL, q.data, 0, NULL, NULL, NULL, true, 0);
+	sstate_cq_capture_rows(info, slot, next_cursor_row, portal);
+	SPI_cursor_close(portal);
+	PopActiveSnapshot();
+	ExecDropSingleTupleTableSlot(slot);
+}
+
+/*
+ * create_query of a query in SQL (0.5.0): analysed (cq_analyze.c), then as
+ * for a table: catalog row, triggers, definition (with its aggregates, for
+ * the worker), the rows already there, and the typed view.
+ */
 static Datum
 create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 {
@@ -728,7 +782,6 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	StringInfoData q;
 	const char *relname;
 	const char *view;
-	StreamStateCqWorkerAgg *aggs;
 	char	   *emit_to = NULL;
 
 	if (!PG_ARGISNULL(3))
@@ -845,35 +898,8 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 										 get_rel_name(an->source));
 	(void) create_triggers(an->source, relname, info.id);
 
-	/* the definition, with what the worker needs of the aggregates */
 	sstate_query_fill(&info);
-	aggs = palloc0(sizeof(StreamStateCqWorkerAgg) * Max(an->naggs, 1));
-	for (int j = 0; j < an->naggs; j++)
-		sstate_cq_worker_agg(&an->aggs[j], &aggs[j]);
-	{
-		StringInfoData msg;
-
-		initStringInfo(&msg);
-		sstate_delta_begin(&msg, SSM_CREATE);
-		sstate_delta_put_def(&msg, &info.def);
-		sstate_delta_put_layout(&msg, an->naggs, aggs, sizeof(StreamStateCqWorkerAgg));
-		sstate_capture_log_ddl(msg.data, msg.len);
-	}
-
-	/* the rows already there (with the lock held, a snapshot taken now) */
-	{
-		Portal		portal;
-		TupleTableSlot *slot = MakeSingleTupleTableSlot(RelationGetDescr(rel), &TTSOpsHeapTuple);
-
-		resetStringInfo(&q);
-		appendStringInfo(&q, "SELECT * FROM ONLY %s", relname);
-		PushActiveSnapshot(GetLatestSnapshot());
-		portal = SPI_cursor_open_with_args(NULL, q.data, 0, NULL, NULL, NULL, true, 0);
-		sstate_cq_capture_rows(&info, slot, next_cursor_row, portal);
-		SPI_cursor_close(portal);
-		PopActiveSnapshot();
-		ExecDropSingleTupleTableSlot(slot);
-	}
+	sql_define_and_backfill(&info, an, rel, false);
 	owner_end(&oc);
 
 	/* the typed view, the caller's, in the current schema */
@@ -1405,6 +1431,20 @@ restore_trigger(int32 qid, Oid relid)
 	sstate_ensure_slot(MyDatabaseId);
 	owner_begin(&oc);
 	restore_fix_attnums(&info);
+	if (info.query_text != NULL)
+	{
+		/* a query in SQL: its text names its columns */
+		Relation	rel = relation_open(relid, NoLock);
+
+		sql_define_and_backfill(&info, sstate_cq_analyze_defined(info.query_text, info.name), rel,
+								true);
+		relation_close(rel, NoLock);
+		owner_end(&oc);
+		ereport(NOTICE,
+				(errmsg("continuous query \"%s\" folded in the rows of %s",
+						info.name, get_rel_name(relid))));
+		return;
+	}
 	key_column = get_attname(relid, info.key_attnum, false);
 	if (info.time_attnum > 0)
 		time_column = get_attname(relid, info.time_attnum, false);

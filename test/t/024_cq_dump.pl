@@ -172,12 +172,8 @@ create_spend($old, $db, 'spend_d', 'events_d');
 insert_rows($old, $db, $_, 500, 1199) for qw(events events_d);
 ss_wait_applied($old, $db, 'before the dump');
 check_windows($old, $db, 'before the dump', 'spend', 'events', 40, 7200);
-# fails until create_query_sql (src/sql_api.c) reads the rows already in a
-# table with a dropped column by the table's attribute numbers is fixed:
-# "SELECT * FROM ONLY" leaves the dropped column out, but the rows go into a
-# slot of the table's descriptor, so the 500 rows there before create_query
-# are read with shifted columns (ts, attribute 4, reads NULL) and skipped
-# (stream_state.queries.skipped is 500)
+# the rows there before create_query are read by the table's column numbers
+# (its dropped column as NULL), so none is skipped
 check_windows($old, $db, 'before the dump', 'spend_d', 'events_d', 40, 7200);
 check_view($old, $db, 'before the dump', 'spend', 'events');
 my %before = map { $_ => all_windows($old, $db, $_) } qw(spend spend_d);
@@ -193,12 +189,8 @@ $new->safe_psql('postgres', "CREATE DATABASE $db");
 my ($stdout, $stderr);
 my $ok = IPC::Run::run [ 'psql', '-X', '-q', '-v', 'ON_ERROR_STOP=1', '-f', $dump, '-d',
 	$new->connstr($db) ], '>', \$stdout, '2>', \$stderr;
-# fails until restore_trigger (src/sql_api.c) handles queries in SQL is
-# fixed: it takes every definition for a windowed count, and
-# get_attname(relid, key_attnum = 0) fails with "cache lookup failed for
-# attribute 0 of relation N" at the dump's CREATE TRIGGER stream_state_q1.
-# So do the rest of part 1: the replay stops there, the worker never hears
-# of the queries, and window_result says their state was lost.
+# the dump's CREATE TRIGGER of each query sends its definition, with its
+# aggregates, and folds in the rows the dump loaded (restore_trigger)
 ok($ok, 'psql replays the dump into a fresh cluster');
 is($stderr, '', 'psql reports nothing on stderr while replaying the dump');
 
@@ -215,8 +207,6 @@ is( query($new, $db,
 for my $q ([ 'spend', 'events' ], [ 'spend_d', 'events_d' ])
 {
 	my ($name, $table) = @$q;
-	# for spend_d this also fails until the create_query_sql bug above is
-	# fixed (the dumped server's windows lack the rows counted at create)
 	is(all_windows($new, $db, $name), $before{$name},
 		"restored: every window of $name equals the dumped server's");
 	check_windows($new, $db, 'restored', $name, $table, 40, 7200);

@@ -1322,6 +1322,17 @@ sstate_rebuild_query(int32 qid)
 		return false;
 	copy = *found;
 	rel = relation_open(copy.source, ShareRowExclusiveLock);
+	if (copy.query_text != NULL)
+	{
+		/* a query in SQL: its definition with its aggregates, and its rows */
+		sstate_ensure_slot(MyDatabaseId);
+		owner_begin(&oc);
+		sql_define_and_backfill(&copy, sstate_cq_analyze_defined(copy.query_text, copy.name), rel,
+								true);
+		owner_end(&oc);
+		relation_close(rel, NoLock);
+		return true;
+	}
 	key_column = get_attname(copy.source, copy.key_attnum, false);
 	if (copy.time_attnum > 0)
 		time_column = get_attname(copy.source, copy.time_attnum, false);
@@ -1344,11 +1355,6 @@ stream_state_rebuild(PG_FUNCTION_ARGS)
 
 	sstate_shmem_check();
 	sstate_query_check_owner(info);
-	if (info->def.sql)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("continuous query \"%s\" is a query in SQL, which cannot be rebuilt yet", name),
-				 errhint("Drop it and create it again: create_query counts the rows already in its table.")));
 	if (!sstate_rebuild_query(info->id))
 		ereport(ERROR,
 				(errcode(ERRCODE_OBJECT_NOT_IN_PREREQUISITE_STATE),

@@ -1,4 +1,4 @@
-/* stream_state--0.5.0--0.6.0.sql: closed windows of continuous queries in SQL written into a table */
+/* stream_state--0.5.0--0.6.0.sql: closed windows of continuous queries in SQL written into a table; retention; alter_query of both */
 
 \echo Use "ALTER EXTENSION stream_state UPDATE TO '0.6.0'" to load this file. \quit
 
@@ -7,6 +7,10 @@
 -- ending at or before emitted_until has been inserted, exactly once.  The
 -- helper that inserts them advances emitted_until in the same transaction.
 ALTER TABLE stream_state.query_def ADD COLUMN emit_to text;
+
+-- retention: keys whose newest event is older than the watermark less this
+-- are dropped from state (an event-time TTL); NULL: kept as windows need
+ALTER TABLE stream_state.query_def ADD COLUMN retention interval;
 
 CREATE TABLE stream_state.emit_progress (
 	query_id		integer PRIMARY KEY,
@@ -26,9 +30,22 @@ CREATE FUNCTION stream_state.create_query(
 	slide interval DEFAULT NULL,
 	lateness interval DEFAULT '0',
 	backend text DEFAULT NULL,
-	emit_to text DEFAULT NULL)
+	emit_to text DEFAULT NULL,
+	retention interval DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'stream_state_create_query'
+LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- alter_query changes lateness, retention and emit_to without losing state
+-- (emit_to => '' stops emitting); NULL leaves one as it is
+DROP FUNCTION stream_state.alter_query(text, interval);
+CREATE FUNCTION stream_state.alter_query(
+	name text,
+	lateness interval DEFAULT NULL,
+	retention interval DEFAULT NULL,
+	emit_to text DEFAULT NULL)
+RETURNS void
+AS 'MODULE_PATHNAME', 'stream_state_alter_query'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
 
 CREATE OR REPLACE VIEW stream_state.queries AS
@@ -57,7 +74,8 @@ SELECT d.name,
 	   coalesce(s.state_bytes, 0) AS state_bytes,
 	   s.watermark,
 	   d.emit_to,
-	   e.emitted_until
+	   e.emitted_until,
+	   d.retention
   FROM stream_state.query_def d
   CROSS JOIN stream_state._worker_status() w(status)
   LEFT JOIN stream_state._query_stats() s ON s.id = d.id

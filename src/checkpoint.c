@@ -98,7 +98,8 @@ enum
 	CKB_QUERIES = 2,
 	CKB_ENTRIES = 3,
 	CKB_END = 4,
-	CKB_LAYOUTS = 5				/* 0.5.0: the aggregates of queries in SQL */
+	CKB_LAYOUTS = 5,			/* 0.5.0: the aggregates of queries in SQL */
+	CKB_OPTIONS = 6				/* 0.6.0: options of queries (CkptOptions) */
 };
 
 typedef struct CkptPrefix
@@ -156,6 +157,14 @@ typedef struct CkptQuery
 	uint64		late_events;
 	uint64		skipped;
 } CkptQuery;
+
+/* One record of the options block: what only some queries have */
+typedef struct CkptOptions
+{
+	int32		id;
+	int32		reserved;
+	int64		retention_us;
+} CkptOptions;
 
 typedef struct CkptEnd
 {
@@ -955,6 +964,20 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 	}
 	if (qbuf.len > 0)
 		w->blocks = lappend(w->blocks, block_make(cxt, CKB_LAYOUTS, qbuf.data, qbuf.len));
+	resetStringInfo(&qbuf);
+	for (i = 0; i < sstate_shared->max_queries; i++)
+	{
+		CkptOptions o;
+
+		if (qs[i].status == SSQ_FREE || qs[i].def.retention_us <= 0)
+			continue;
+		memset(&o, 0, sizeof(o));
+		o.id = qs[i].def.id;
+		o.retention_us = qs[i].def.retention_us;
+		appendBinaryStringInfo(&qbuf, (char *) &o, sizeof(o));
+	}
+	if (qbuf.len > 0)
+		w->blocks = lappend(w->blocks, block_make(cxt, CKB_OPTIONS, qbuf.data, qbuf.len));
 	w->table = table;
 
 	initStringInfo(&w->cur);
@@ -1400,7 +1423,7 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 
 	if (!read_exact(r, head, sizeof(CkptBlockHead), "a block header"))
 		return false;
-	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_LAYOUTS)
+	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_OPTIONS)
 	{
 		r->why = psprintf("block %d at byte %lld has a bad header (type %u, length %u)",
 						  r->nblocks + 1, (long long) at, head->type, head->len);
@@ -1421,7 +1444,8 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 	}
 	r->nblocks++;
 	if (expect != 0 && head->type != expect &&
-		!(expect == CKB_ENTRIES && (head->type == CKB_END || head->type == CKB_LAYOUTS)))
+		!(expect == CKB_ENTRIES && (head->type == CKB_END || head->type == CKB_LAYOUTS ||
+									head->type == CKB_OPTIONS)))
 	{
 		r->why = psprintf("block %d at byte %lld has type %u where %u was expected",
 						  r->nblocks, (long long) at, head->type, expect);
@@ -1617,6 +1641,7 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		q.paused_restart = cq.paused_restart;
 		q.max_event_us = cq.max_event_us;
 		q.dead_below = cq.dead_below;
+		q.idle_below = PG_INT64_MIN;
 		q.events_applied = cq.events_applied;
 		q.late_events = cq.late_events;
 		q.skipped = cq.skipped;
@@ -1666,6 +1691,29 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 			{
 				r.why = pstrdup("its block of aggregates is malformed");
 				goto out;
+			}
+			pfree(data);
+			continue;
+		}
+		if (head.type == CKB_OPTIONS)
+		{
+			if (head.len % sizeof(CkptOptions) != 0)
+			{
+				r.why = pstrdup("its block of query options is malformed");
+				goto out;
+			}
+			for (uint32 i = 0; i < head.len / sizeof(CkptOptions); i++)
+			{
+				CkptOptions o;
+
+				memcpy(&o, data + i * sizeof(CkptOptions), sizeof(o));
+				if (o.retention_us < 0)
+				{
+					r.why = psprintf("its options give query %d a negative retention", o.id);
+					goto out;
+				}
+				if (cb->options != NULL && !cb->options(arg, o.id, o.retention_us, &r.why))
+					goto out;
 			}
 			pfree(data);
 			continue;
@@ -1754,6 +1802,19 @@ load_header(void *arg, const StreamStateCkptHeader *h, char **why)
 		return false;
 	}
 	ls->hdr = *h;
+	return true;
+}
+
+static bool
+load_options(void *arg, int32 qid, int64 retention_us, char **why)
+{
+	LoadState  *ls = arg;
+
+	LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
+	for (int i = 0; i < ls->nqueries; i++)
+		if (sstate_db_queries(ls->db)[i].def.id == qid)
+			sstate_db_queries(ls->db)[i].def.retention_us = retention_us;
+	LWLockRelease(&ls->db->lock);
 	return true;
 }
 
@@ -1858,7 +1919,7 @@ static bool
 ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 			   StreamStateCkptHeader *hdr_out, char **why)
 {
-	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout};
+	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout, load_options};
 	LoadState	ls;
 
 	memset(&ls, 0, sizeof(ls));

@@ -166,13 +166,16 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 						 (def->key_classed ? SSM_DEF_KEY_CLASSED : 0) |
 						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0) |
 						 (def->sql ? SSM_DEF_SQL : 0) |
-						 (def->emit ? SSM_DEF_EMIT : 0));
+						 (def->emit ? SSM_DEF_EMIT : 0) |
+						 (def->retention_us > 0 ? SSM_DEF_RETENTION : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
 	put_svarint(buf, def->lateness_us);
 	put_uvarint(buf, namelen);
 	appendBinaryStringInfoNT(buf, def->name, namelen);
+	if (def->retention_us > 0)
+		put_svarint(buf, def->retention_us);
 }
 
 void
@@ -189,10 +192,16 @@ sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend)
 }
 
 void
-sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us)
+sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us, const int64 *retention_us,
+					   const bool *emit)
 {
 	put_uvarint(buf, (uint64) qid);
 	put_svarint(buf, lateness_us);
+	appendStringInfoChar(buf, (retention_us ? SSM_ALTER_RETENTION : 0) | (emit ? SSM_ALTER_EMIT : 0));
+	if (retention_us)
+		put_svarint(buf, *retention_us);
+	if (emit)
+		appendStringInfoChar(buf, *emit ? 1 : 0);
 }
 
 bool
@@ -344,6 +353,9 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;
+	if ((flags & SSM_DEF_RETENTION) &&
+		(!get_svarint(r, &def->retention_us) || def->retention_us <= 0))
+		return false;
 	return true;
 }
 
@@ -371,7 +383,25 @@ sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend)
 }
 
 bool
-sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us)
+sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us, uint8 *what,
+					   int64 *retention_us, bool *emit)
 {
-	return sstate_delta_get_qid(r, qid) && get_svarint(r, lateness_us) && *lateness_us >= 0;
+	uint8		b;
+
+	*what = 0;
+	if (!sstate_delta_get_qid(r, qid) || !get_svarint(r, lateness_us) || *lateness_us < 0)
+		return false;
+	if (r->p == r->end)
+		return true;			/* 0.5.0: the lateness only */
+	if (!get_byte(r, what))
+		return false;
+	if ((*what & SSM_ALTER_RETENTION) && (!get_svarint(r, retention_us) || *retention_us < 0))
+		return false;
+	if (*what & SSM_ALTER_EMIT)
+	{
+		if (!get_byte(r, &b))
+			return false;
+		*emit = (b != 0);
+	}
+	return true;
 }

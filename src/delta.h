@@ -37,6 +37,11 @@ typedef enum StreamStateMsgKind
 #define SSM_DEF_ROCKSDB			0x04	/* state in RocksDB (0.4.0) */
 #define SSM_DEF_SQL				0x08	/* a query in SQL: its aggregates follow (0.5.0) */
 #define SSM_DEF_EMIT			0x10	/* closed windows go to a table (0.6.0) */
+#define SSM_DEF_RETENTION		0x20	/* a retention follows the name (0.6.0) */
+
+/* What an ALTER message changes besides the lateness (0.6.0; absent before) */
+#define SSM_ALTER_RETENTION		0x01
+#define SSM_ALTER_EMIT			0x02
 
 typedef struct StreamStateDeltaQuery
 {
@@ -78,7 +83,8 @@ extern void sstate_delta_put_value(StringInfo buf, const char *value, uint32 len
 extern void sstate_delta_put_layout(StringInfo buf, int naggs, const void *aggs, Size aggsize);
 extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
 extern void sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend);
-extern void sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us);
+extern void sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us,
+								   const int64 *retention_us, const bool *emit);
 
 /* decoding: each returns false on a malformed message */
 extern bool sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len);
@@ -91,6 +97,7 @@ extern bool sstate_delta_get_layout(StreamStateDeltaReader *r, int *naggs, const
 									Size aggsize);
 extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
 extern bool sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend);
-extern bool sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us);
+extern bool sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us,
+								   uint8 *what, int64 *retention_us, bool *emit);
 
 #endif							/* STREAM_STATE_DELTA_H */

@@ -35,7 +35,9 @@
  * - The first emitted window is the first that can hold a row: the one
  *   that ends at the first slide boundary after the oldest pane in state
  *   when the helper first finds a window closed.  Windows before it hold
- *   nothing and can get nothing (they are closed).  A query without GROUP
+ *   nothing and can get nothing (they are closed).  When alter_query gave
+ *   emit_to to a query whose closed panes were evicted already, the first
+ *   is the first window whose panes are all there.  A query without GROUP
  *   BY emits a row for each closed window from then on, empty ones
  *   included, as SELECT count(*) gives a row for no rows.
  *
@@ -205,9 +207,12 @@ spi_check(int ret, int expected, const char *what)
 		elog(ERROR, "stream_state: %s failed: %s", what, SPI_result_code_string(ret));
 }
 
-/* The shared slot's closed end and status of query qid, read consistently */
+/*
+ * The closed end and eviction horizon of query qid, read consistently;
+ * false when it is not running.
+ */
 static bool
-query_closed_end(StreamStateDb *db, int32 qid, int64 *closed)
+query_closed_end(StreamStateDb *db, int32 qid, int64 *closed, int64 *dead_below)
 {
 	StreamStateQuery *q;
 	bool		ok = false;
@@ -217,6 +222,7 @@ query_closed_end(StreamStateDb *db, int32 qid, int64 *closed)
 	if (q != NULL && q->status == SSQ_RUNNING)
 	{
 		*closed = sstate_closed_end(q);
+		*dead_below = q->dead_below;
 		ok = true;
 	}
 	LWLockRelease(&db->lock);
@@ -259,6 +265,7 @@ emit_some(StreamStateDb *db, int32 qid)
 	Oid			argtype = INT4OID;
 	bool		isnull;
 	int64		emitted = SSTATE_NO_TIME;
+	int64		dead_below = PG_INT64_MIN;
 	int64		closed;
 	int64		last;
 	bool		more = false;
@@ -304,7 +311,7 @@ emit_some(StreamStateDb *db, int32 qid)
 		if (!isnull)
 			emitted = DatumGetTimestampTz(d) + STREAM_STATE_UNIX_OFFSET_US;
 	}
-	if (!query_closed_end(db, qid, &closed) || closed == SSTATE_NO_TIME)
+	if (!query_closed_end(db, qid, &closed, &dead_below) || closed == SSTATE_NO_TIME)
 		goto done;				/* paused, or no event yet */
 	if (isnull)
 	{
@@ -317,6 +324,18 @@ emit_some(StreamStateDb *db, int32 qid)
 		}
 		emitted = sstate_floor_div(minpane * info->def.pane_us, info->def.slide_us) *
 			info->def.slide_us;
+
+		/*
+		 * emit_to given by alter_query: windows that lost panes before are
+		 * not emitted, the first is the first whole one
+		 */
+		if (dead_below != PG_INT64_MIN)
+		{
+			int64		first = dead_below * info->def.pane_us + info->def.window_us;
+
+			first = -sstate_floor_div(-first, info->def.slide_us) * info->def.slide_us;
+			emitted = Max(emitted, first - info->def.slide_us);
+		}
 		if (closed <= emitted)
 		{
 			known_empty = true;		/* nothing closed that can hold a row */

@@ -184,7 +184,8 @@ load_query(const char *where, Datum arg, Oid argtype)
 					 "window_size, slide, lateness, owner, readers, backend, %s, %s "
 					 "FROM stream_state.query_def WHERE %s = $1",
 					 catalog_has_column("query") ? "query, view" : "NULL::text, NULL::text",
-					 catalog_has_column("emit_to") ? "emit_to" : "NULL::text", where);
+					 catalog_has_column("emit_to") ? "emit_to, retention" : "NULL::text, NULL::interval",
+					 where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -224,6 +225,9 @@ load_query(const char *where, Datum arg, Oid argtype)
 			qd = SPI_getbinval(tup, desc, 16, &isnull);
 			info->emit_to = isnull ? NULL :
 				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
+			qd = SPI_getbinval(tup, desc, 17, &isnull);
+			info->def.retention_us = isnull ? 0 :
+				sstate_interval_us(DatumGetIntervalP(qd), "retention", true);
 		}
 		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));
 		info->time_type = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));

@@ -783,9 +783,18 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	const char *relname;
 	const char *view;
 	char	   *emit_to = NULL;
+	Interval   *retention_iv = NULL;
+	int64		info_retention_us = 0;
 
 	if (!PG_ARGISNULL(3))
 		time_column = text_to_cstring(PG_GETARG_TEXT_PP(3));
+	if (PG_NARGS() > 9 && !PG_ARGISNULL(9))
+	{
+		retention_iv = PG_GETARG_INTERVAL_P(9);
+		info_retention_us = sstate_interval_us(retention_iv, "retention", true);
+		if (info_retention_us == 0)
+			retention_iv = NULL;	/* no retention */
+	}
 	if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
 	{
 		emit_to = text_to_cstring(PG_GETARG_TEXT_PP(8));
@@ -865,10 +874,10 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
-					 "window_size, slide, lateness, owner, backend, query, view%s) "
-					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s) "
+					 "window_size, slide, lateness, owner, backend, query, view%s%s) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s) "
 					 "RETURNING id",
-					 emit_to ? ", emit_to" : "",
+					 emit_to ? ", emit_to" : "", retention_iv ? ", retention" : "",
 					 quote_literal_cstr(name), an->source,
 					 time_column ? quote_literal_cstr(time_column) : "NULL",
 					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
@@ -877,7 +886,10 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
 					 GetUserId(), quote_literal_cstr(sql), quote_literal_cstr(view),
-					 emit_to ? psprintf(", %s", quote_literal_cstr(emit_to)) : "");
+					 emit_to ? psprintf(", %s", quote_literal_cstr(emit_to)) : "",
+					 retention_iv ? psprintf(", %s::interval",
+											 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																									IntervalPGetDatum(retention_iv))))) : "");
 	spi_exec(q.data, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
@@ -899,6 +911,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	(void) create_triggers(an->source, relname, info.id);
 
 	sstate_query_fill(&info);
+	info.def.retention_us = info_retention_us;
 	sql_define_and_backfill(&info, an, rel, false);
 	owner_end(&oc);
 
@@ -973,6 +986,12 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 errmsg("key_column must not be NULL")));
 		if (PG_ARGISNULL(2))
 			return create_query_sql(fcinfo, name, src);
+		if (PG_NARGS() > 9 && !PG_ARGISNULL(9))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("retention needs a continuous query in SQL"),
+					 errdetail("A windowed count keeps a key only as long as its windows need it."),
+					 errhint("Write the query as SQL: create_query(name, 'SELECT key, count(*) FROM table GROUP BY key', ...).")));
 		if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1241,12 +1260,22 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 {
 	char	   *name;
 	StreamStateQueryInfo *info;
-	Interval   *lateness_iv;
-	int64		lateness_us;
 	OwnerContext oc;
 	StringInfoData sql;
 	StringInfoData msg;
-	char	   *lateness_text;
+	HeapTuple	tup;
+	TupleDesc	desc;
+	bool		isnull;
+	Interval   *lateness_iv;
+	int64		lateness_us;
+	int64		retention_us = 0;
+	bool		have_retention = PG_NARGS() > 2 && !PG_ARGISNULL(2);
+	bool		have_emit = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+	char	   *emit_to = NULL;
+	bool		emit = false;
+	bool		change_lateness;
+	bool		change_retention = false;
+	bool		change_emit = false;
 
 	sstate_shmem_check();
 	if (PG_ARGISNULL(0))
@@ -1256,43 +1285,102 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
-	if (PG_ARGISNULL(1))
+	if (PG_ARGISNULL(1) && !have_retention && !have_emit)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("alter_query needs something to change"),
-				 errhint("Give lateness => an interval.  A query's source, key or window cannot change: create another query.")));
-	lateness_iv = PG_GETARG_INTERVAL_P(1);
-	lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
-	lateness_text = DatumGetCString(DirectFunctionCall1(interval_out,
-														IntervalPGetDatum(lateness_iv)));
+				 errhint("Give lateness, retention or emit_to.  A query's text, source, key or window cannot change: create another query, which computes its state from the table.")));
+	if ((have_retention || have_emit) && !info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("%s needs a continuous query in SQL", have_retention ? "retention" : "emit_to"),
+				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
+	if (have_retention)
+		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
+	if (have_emit)
+	{
+		emit_to = text_to_cstring(PG_GETARG_TEXT_PP(3));
+		emit = (emit_to[0] != '\0');	/* '' stops emitting */
+		if (emit)
+			emit_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), emit_to);
+	}
 
 	owner_begin(&oc);
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT lateness = %s::interval FROM stream_state.query_def WHERE id = %d FOR UPDATE",
-					 quote_literal_cstr(lateness_text), info->id);
+					 "SELECT lateness, retention, emit_to FROM stream_state.query_def WHERE id = %d FOR UPDATE",
+					 info->id);
 	spi_exec(sql.data, SPI_OK_SELECT);
 	if (SPI_processed != 1)
 		ereport(ERROR,
 				(errcode(ERRCODE_UNDEFINED_OBJECT),
 				 errmsg("continuous query \"%s\" does not exist", name)));
-	if (strcmp(SPI_getvalue(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1), "t") == 0)
+	tup = SPI_tuptable->vals[0];
+	desc = SPI_tuptable->tupdesc;
+	lateness_iv = PG_ARGISNULL(1) ? DatumGetIntervalP(SPI_getbinval(tup, desc, 1, &isnull)) :
+		PG_GETARG_INTERVAL_P(1);
+	lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
+	change_lateness = lateness_us !=
+		sstate_interval_us(DatumGetIntervalP(SPI_getbinval(tup, desc, 1, &isnull)), "lateness", true);
+	if (have_retention)
+	{
+		Datum		d = SPI_getbinval(tup, desc, 2, &isnull);
+
+		change_retention = retention_us != (isnull ? 0 : sstate_interval_us(DatumGetIntervalP(d), "retention", true));
+	}
+	if (have_emit)
+	{
+		char	   *old = SPI_getvalue(tup, desc, 3);
+
+		change_emit = emit ? (old == NULL || strcmp(old, emit_to) != 0) : (old != NULL);
+	}
+	if (!change_lateness && !change_retention && !change_emit)
 	{
 		owner_end(&oc);
-		ereport(NOTICE,
-				(errmsg("continuous query \"%s\" already has lateness %s, skipping",
-						name, lateness_text)));
+		if (!have_retention && !have_emit)
+			ereport(NOTICE,
+					(errmsg("continuous query \"%s\" already has lateness %s, skipping", name,
+							DatumGetCString(DirectFunctionCall1(interval_out,
+																IntervalPGetDatum(lateness_iv))))));
+		else
+			ereport(NOTICE,
+					(errmsg("continuous query \"%s\" already has those settings, skipping", name)));
 		PG_RETURN_VOID();
 	}
 	resetStringInfo(&sql);
-	appendStringInfo(&sql, "UPDATE stream_state.query_def SET lateness = %s WHERE id = %d",
-					 quote_literal_cstr(lateness_text), info->id);
+	appendStringInfo(&sql, "UPDATE stream_state.query_def SET lateness = %s::interval",
+					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																			IntervalPGetDatum(lateness_iv)))));
+	if (change_retention)
+		appendStringInfo(&sql, ", retention = %s",
+						 retention_us == 0 ? "NULL" :
+						 psprintf("%s::interval",
+								  quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																						 PG_GETARG_DATUM(2))))));
+	if (change_emit)
+		appendStringInfo(&sql, ", emit_to = %s", emit ? quote_literal_cstr(emit_to) : "NULL");
+	appendStringInfo(&sql, " WHERE id = %d", info->id);
 	spi_exec(sql.data, SPI_OK_UPDATE);
+	if (change_emit)
+	{
+		/* a new table starts with nothing emitted; no table, no progress */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM stream_state.emit_progress WHERE query_id = %d", info->id);
+		spi_exec(sql.data, SPI_OK_DELETE);
+		if (emit)
+		{
+			resetStringInfo(&sql);
+			appendStringInfo(&sql, "INSERT INTO stream_state.emit_progress (query_id) VALUES (%d)",
+							 info->id);
+			spi_exec(sql.data, SPI_OK_INSERT);
+		}
+	}
 	owner_end(&oc);
 
 	initStringInfo(&msg);
 	sstate_delta_begin(&msg, SSM_ALTER);
-	sstate_delta_put_alter(&msg, info->id, lateness_us);
+	sstate_delta_put_alter(&msg, info->id, lateness_us, change_retention ? &retention_us : NULL,
+						   change_emit ? &emit : NULL);
 	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
 }

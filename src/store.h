@@ -45,6 +45,8 @@ extern bool sstate_store_add(StreamStateStore *store, StreamStateQuery *q,
 							 int64 pane, int64 count);
 extern void sstate_store_evict(StreamStateStore *store, StreamStateQuery *q,
 							   int64 dead_below);
+extern void sstate_store_drop_idle(StreamStateStore *store, StreamStateQuery *q,
+								   int64 idle_below);
 extern void sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q);
 
 /* values of queries in SQL: a pane's count refers to its partial states */

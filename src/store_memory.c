@@ -1107,6 +1107,43 @@ sstate_store_evict(StreamStateStore *store, StreamStateQuery *q, int64 dead_belo
 	}
 }
 
+/*
+ * Remove the keys of one query whose newest pane is below idle_below
+ * (retention).  Worker only.
+ */
+void
+sstate_store_drop_idle(StreamStateStore *store, StreamStateQuery *q, int64 idle_below)
+{
+	dsa_area   *area = store->area;
+
+	load_release();
+	for (int n = 0; n < PARTITIONS; n++)
+	{
+		Partition  *p = &store->hdr->parts[n];
+		Slot	   *slots;
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		slots = partition_slots(area, p);
+		for (uint32 i = 0; slots != NULL && i <= p->mask; i++)
+		{
+			Slot	   *s = &slots[i];
+			StreamStatePane *panes;
+
+			prefetch_panes(area, slots, i, p->mask);
+			if (s->qid != q->def.id || s->npanes == 0)
+				continue;
+			panes = dsa_get_address(area, s->panes);
+			if (panes[s->npanes - 1].pane >= idle_below)
+				continue;
+			cow_touch(area, s);
+			delete_slot(area, p, q, s);
+			i--;				/* a later slot may have moved into i */
+		}
+		partition_shrink(area, p);
+		LWLockRelease(&p->lock);
+	}
+}
+
 /* Remove every key of one query.  Worker only. */
 void
 sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q)

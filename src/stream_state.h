@@ -87,6 +87,8 @@ typedef struct StreamStateQueryDef
 	int64		window_us;
 	int64		slide_us;
 	int64		lateness_us;
+	int64		retention_us;	/* keys idle this long (event time) are
+								 * dropped; 0: no retention (0.6.0) */
 	char		name[NAMEDATALEN];
 } StreamStateQueryDef;
 
@@ -113,6 +115,8 @@ typedef struct StreamStateQuery
 	int64		emitted_end;	/* every window ending at or before this
 								 * (Unix us) has been emitted; SSTATE_NO_TIME:
 								 * none yet */
+	int64		idle_below;		/* retention: keys whose newest pane is
+								 * below this have been dropped (worker) */
 	uint64		events_applied;
 	uint64		late_events;
 	uint64		skipped;

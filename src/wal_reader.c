@@ -225,6 +225,7 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 			qs[i].def = *def;
 			qs[i].max_event_us = SSTATE_NO_TIME;
 			qs[i].dead_below = PG_INT64_MIN;
+			qs[i].idle_below = PG_INT64_MIN;
 			qs[i].status = SSQ_RUNNING;
 			qs[i].defined_lsn = lsn;
 			if (def->backend == SSB_ROCKSDB && sstate_rdb_broken())
@@ -273,22 +274,45 @@ merge_values(void *arg, const char *old, uint32 oldlen, const char *add, uint32 
 }
 
 /*
- * alter_query(): q's lateness changes at the commit at lsn.  A smaller one
- * evicts at once what the new watermark closes; a larger one evicts
- * nothing more, and brings nothing back (dead_below never goes down).
+ * alter_query(): q's lateness, retention or emit_to changes at the commit
+ * at lsn.  A smaller lateness evicts at once what the new watermark closes;
+ * a larger one evicts nothing more, and brings nothing back (dead_below
+ * never goes down).  A retention drops idle keys from now on.  emit_to
+ * switched on keeps every pane until a helper has said what it emitted
+ * (emit.c); switched off, what it kept goes.
  */
 static void
-alter_query(StreamStateQuery *q, int64 lateness_us, XLogRecPtr lsn)
+alter_query(StreamStateQuery *q, int64 lateness_us, uint8 what, int64 retention_us, bool emit,
+			XLogRecPtr lsn)
 {
-	if (q->def.lateness_us == lateness_us)
-		return;					/* replayed */
+	bool		changed = false;
+
 	LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
-	q->def.lateness_us = lateness_us;
+	if (q->def.lateness_us != lateness_us)
+	{
+		q->def.lateness_us = lateness_us;
+		changed = true;
+	}
+	if ((what & SSM_ALTER_RETENTION) && q->def.retention_us != retention_us)
+	{
+		q->def.retention_us = retention_us;
+		q->idle_below = PG_INT64_MIN;
+		changed = true;
+	}
+	if ((what & SSM_ALTER_EMIT) && q->def.emit != emit)
+	{
+		q->def.emit = emit;
+		q->emit_known = false;
+		changed = true;
+	}
 	LWLockRelease(&apply_db->lock);
+	if (!changed)
+		return;					/* replayed */
 	evict_to(q, q->max_event_us);
 	ereport(LOG,
-			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us from %X/%X on",
-					q->def.name, (long long) lateness_us, LSN_FORMAT_ARGS(lsn))));
+			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us, retention %lld us and %s from %X/%X on",
+					q->def.name, (long long) q->def.lateness_us, (long long) q->def.retention_us,
+					q->def.emit ? "emit_to" : "no emit_to", LSN_FORMAT_ARGS(lsn))));
 }
 
 static void
@@ -509,6 +533,7 @@ reset_query(StreamStateQuery *q)
 	drop_state(q);
 	q->max_event_us = SSTATE_NO_TIME;
 	q->dead_below = PG_INT64_MIN;
+	q->idle_below = PG_INT64_MIN;
 }
 
 static void
@@ -874,12 +899,16 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 		{
 			int32		qid;
 			int64		lateness_us;
+			uint8		what;
+			int64		retention_us = 0;
+			bool		emit = false;
 			StreamStateQuery *q;
 
 			/* whoever applies the query's data changes it, in WAL order */
-			if (sstate_delta_get_alter(&r, &qid, &lateness_us) && (q = find_query(qid)) != NULL &&
+			if (sstate_delta_get_alter(&r, &qid, &lateness_us, &what, &retention_us, &emit) &&
+				(q = find_query(qid)) != NULL &&
 				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
-				alter_query(q, lateness_us, lsn);
+				alter_query(q, lateness_us, what, retention_us, emit, lsn);
 		}
 		else if (a->only != NULL)
 			continue;			/* catch-up: definitions are the main reader's */
@@ -988,6 +1017,25 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 		else
 			sstate_store_evict(apply_table, q, dead);
 		q->dead_below = dead;
+	}
+
+	/*
+	 * Retention: keys whose newest pane ended retention or more before the
+	 * watermark, except what emit_to still needs.  A walk of the query's
+	 * keys each time that moves by a pane, or by an eighth of the retention
+	 * when that is more.
+	 */
+	if (q->def.retention_us > 0 && q->def.backend == SSB_MEMORY)
+	{
+		int64		idle = Min(sstate_floor_div(wm - q->def.retention_us, q->def.pane_us),
+							   sstate_emit_hold(q));
+		int64		step = Max(1, q->def.retention_us / q->def.pane_us / 8);
+
+		if (q->idle_below == PG_INT64_MIN || idle >= q->idle_below + step)
+		{
+			sstate_store_drop_idle(apply_table, q, idle);
+			q->idle_below = idle;
+		}
 	}
 }
 

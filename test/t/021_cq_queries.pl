@@ -66,5 +66,25 @@ $node->safe_psql($db, q{SELECT stream_state.export_checkpoint(2, 'ss.ckpt')});
 like(ss_error_of($node, $db, q{SELECT * FROM stream_state.import_checkpoint('ss.ckpt')}),
 	qr/cannot be imported yet/, 'import refuses a file with a query in SQL, for now');
 
+# retention comes back from a checkpoint (its options block): created, then
+# checkpointed, so the restarted worker does not replay the definition
+$node->safe_psql($db,
+	q{CREATE TABLE rt (k int, ts timestamptz);
+	  SELECT stream_state.create_query('r', $$SELECT k, count(*) FROM rt GROUP BY k$$, time_column => 'ts',
+		window_size => '1 hour', slide => '5 minutes', retention => '10 minutes');
+	  INSERT INTO rt VALUES (1, '2026-11-24 10:00+00'), (2, '2026-11-24 10:01+00'), (2, '2026-11-24 10:02+00')});
+$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+ss_kill9_and_restart($node);
+ss_wait_applied($node, $db, 'after kill -9 with a retention');
+is($node->safe_psql($db, q{SELECT retention FROM stream_state.queries WHERE name = 'r'}),
+	'00:10:00', 'the retention is in the catalog');
+# key 2 seen again at 10:20: the watermark is 10:20, key 1 idle since 10:00 goes
+$node->safe_psql($db, q{INSERT INTO rt VALUES (2, '2026-11-24 10:20+00')});
+ss_wait_applied($node, $db, 'after an insert with a retention');
+is( $node->safe_psql(
+		$db, q{SELECT string_agg(k || ':' || count, ' ' ORDER BY k)
+			FROM stream_state.window_result('r', '2026-11-24 10:21+00') AS t(k int, count bigint)}),
+	'2:3', 'the restored worker drops the idle key (the retention came back with the checkpoint)');
+
 $node->stop;
 done_testing();

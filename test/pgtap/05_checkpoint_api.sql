@@ -58,8 +58,8 @@ SELECT is(
 	(SELECT array_agg(c.relname::text ORDER BY c.relname)
 	   FROM pg_extension e, unnest(e.extconfig) cfg, pg_class c
 	  WHERE e.extname = 'stream_state' AND c.oid = cfg),
-	ARRAY['query_def', 'query_id_seq'],
-	'pg_dump dumps the catalog and its sequence (extension configuration)');
+	ARRAY['emit_progress', 'query_def', 'query_id_seq'],
+	'pg_dump dumps the catalog, its sequence and the emit_to progress (extension configuration)');
 
 -- who may call what
 SELECT ok(NOT has_function_privilege('public', 'stream_state.checkpoint(text)', 'EXECUTE'),

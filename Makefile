@@ -49,7 +49,7 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_s
 # expected output: the backend must not show.
 REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate cq_queries cq_emit cq_retention,$(REGRESS))
 
-ISOLATION = concurrent_writers create_during_inserts rebuild_during_inserts rebuild_sql_during_inserts
+ISOLATION = concurrent_writers concurrent_writers_sql create_during_inserts rebuild_during_inserts rebuild_sql_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \
 	--inputdir=test/isolation --outputdir=test/isolation/output_iso --load-extension=stream_state
 

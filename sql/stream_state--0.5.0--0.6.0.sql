@@ -1,4 +1,4 @@
-/* stream_state--0.5.0--0.6.0.sql: closed windows of continuous queries in SQL written into a table; retention; alter_query of both */
+/* stream_state--0.5.0--0.6.0.sql: closed windows of continuous queries in SQL written into a table; retention; alter_query of both; session windows */
 
 \echo Use "ALTER EXTENSION stream_state UPDATE TO '0.6.0'" to load this file. \quit
 
@@ -11,6 +11,10 @@ ALTER TABLE stream_state.query_def ADD COLUMN emit_to text;
 -- retention: keys whose newest event is older than the watermark less this
 -- are dropped from state (an event-time TTL); NULL: kept as windows need
 ALTER TABLE stream_state.query_def ADD COLUMN retention interval;
+
+-- session windows: a key's events less than session_gap apart are one
+-- session; window_size and slide then hold the gap too
+ALTER TABLE stream_state.query_def ADD COLUMN session_gap interval;
 
 CREATE TABLE stream_state.emit_progress (
 	query_id		integer PRIMARY KEY,
@@ -31,10 +35,19 @@ CREATE FUNCTION stream_state.create_query(
 	lateness interval DEFAULT '0',
 	backend text DEFAULT NULL,
 	emit_to text DEFAULT NULL,
-	retention interval DEFAULT NULL)
+	retention interval DEFAULT NULL,
+	session_gap interval DEFAULT NULL)
 RETURNS void
 AS 'MODULE_PATHNAME', 'stream_state_create_query'
 LANGUAGE C CALLED ON NULL INPUT VOLATILE;
+
+-- the sessions of a session query that end in (after, upto], with their
+-- start and end first (what emit_to inserts); as window_result, for those
+-- who may read the query
+CREATE FUNCTION stream_state._session_result(name text, after timestamptz, upto timestamptz)
+RETURNS SETOF record
+AS 'MODULE_PATHNAME', 'stream_state_session_result'
+LANGUAGE C CALLED ON NULL INPUT STABLE;
 
 -- alter_query changes lateness, retention and emit_to without losing state
 -- (emit_to => '' stops emitting); NULL leaves one as it is
@@ -75,7 +88,8 @@ SELECT d.name,
 	   s.watermark,
 	   d.emit_to,
 	   e.emitted_until,
-	   d.retention
+	   d.retention,
+	   d.session_gap
   FROM stream_state.query_def d
   CROSS JOIN stream_state._worker_status() w(status)
   LEFT JOIN stream_state._query_stats() s ON s.id = d.id

@@ -164,6 +164,7 @@ typedef struct CkptOptions
 	int32		id;
 	int32		reserved;
 	int64		retention_us;
+	int64		session_gap_us;
 } CkptOptions;
 
 typedef struct CkptEnd
@@ -969,11 +970,13 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 	{
 		CkptOptions o;
 
-		if (qs[i].status == SSQ_FREE || qs[i].def.retention_us <= 0)
+		if (qs[i].status == SSQ_FREE ||
+			(qs[i].def.retention_us <= 0 && qs[i].def.session_gap_us <= 0))
 			continue;
 		memset(&o, 0, sizeof(o));
 		o.id = qs[i].def.id;
 		o.retention_us = qs[i].def.retention_us;
+		o.session_gap_us = qs[i].def.session_gap_us;
 		appendBinaryStringInfo(&qbuf, (char *) &o, sizeof(o));
 	}
 	if (qbuf.len > 0)
@@ -1707,12 +1710,13 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 				CkptOptions o;
 
 				memcpy(&o, data + i * sizeof(CkptOptions), sizeof(o));
-				if (o.retention_us < 0)
+				if (o.retention_us < 0 || o.session_gap_us < 0)
 				{
-					r.why = psprintf("its options give query %d a negative retention", o.id);
+					r.why = psprintf("its options give query %d a negative retention or session gap", o.id);
 					goto out;
 				}
-				if (cb->options != NULL && !cb->options(arg, o.id, o.retention_us, &r.why))
+				if (cb->options != NULL &&
+					!cb->options(arg, o.id, o.retention_us, o.session_gap_us, &r.why))
 					goto out;
 			}
 			pfree(data);
@@ -1806,14 +1810,17 @@ load_header(void *arg, const StreamStateCkptHeader *h, char **why)
 }
 
 static bool
-load_options(void *arg, int32 qid, int64 retention_us, char **why)
+load_options(void *arg, int32 qid, int64 retention_us, int64 session_gap_us, char **why)
 {
 	LoadState  *ls = arg;
 
 	LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
 	for (int i = 0; i < ls->nqueries; i++)
 		if (sstate_db_queries(ls->db)[i].def.id == qid)
+		{
 			sstate_db_queries(ls->db)[i].def.retention_us = retention_us;
+			sstate_db_queries(ls->db)[i].def.session_gap_us = session_gap_us;
+		}
 	LWLockRelease(&ls->db->lock);
 	return true;
 }

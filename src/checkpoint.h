@@ -73,8 +73,9 @@ typedef struct StreamStateCkptScan
 	/* 0.5.0: the aggregates of a query in SQL (cq_agg.h), before its keys */
 	bool		(*layout) (void *arg, int32 qid, int naggs,
 						   const struct StreamStateCqWorkerAgg *aggs, char **why);
-	/* 0.6.0: a query's retention, after its definition */
-	bool		(*options) (void *arg, int32 qid, int64 retention_us, char **why);
+	/* 0.6.0: a query's retention and session gap, after its definition */
+	bool		(*options) (void *arg, int32 qid, int64 retention_us, int64 session_gap_us,
+							char **why);
 } StreamStateCkptScan;
 
 /* worker */

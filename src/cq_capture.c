@@ -268,6 +268,8 @@ sstate_cq_key_values(CqCompiled *c, const char *img, uint32 imglen, Datum *value
 typedef struct CaptureGroup
 {
 	int64		nrows;
+	int64		first;			/* session windows: first and last event */
+	int64		last;
 	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
 
@@ -339,14 +341,16 @@ capture_key_hash(const CaptureKey *k)
 /*
  * Write every group of a statement into the delta and start afresh: at its
  * end, and whenever the groups take more memory than
- * stream_state.capture_memory.  Partial states written early are combined
+ * stream_state.capture_memory.  A group of a session query (its pane is
+ * floor(event time / gap): its events are less than the gap apart, so in
+ * one session) starts its value with its first and last event time.  Partial states written early are combined
  * by the worker like any others; so aggregates with large states (hll's is
  * about 130 kB in memory) never hold more than that per statement.
  */
 static void
 flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 			 StreamStateCqAggContext *cx, StreamStateCqAggFns *fns, StreamStateCapture *cap,
-			 StringInfo val)
+			 StringInfo val, bool session)
 {
 	capgroups_iterator it;
 	CaptureEntry *entry;
@@ -358,6 +362,11 @@ flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 		CaptureGroup *g = entry->g;
 
 		resetStringInfo(val);
+		if (session)
+		{
+			appendBinaryStringInfo(val, (const char *) &g->first, sizeof(int64));
+			appendBinaryStringInfo(val, (const char *) &g->last, sizeof(int64));
+		}
 		for (int j = 0; j < naggs; j++)
 			if (c->from_rows[j])
 				g->states[j].value = Int64GetDatum(g->nrows);
@@ -404,6 +413,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	StringInfoData val;
 	MemoryContext gcxt;
 	Size		limit = (Size) sstate_capture_memory_kb * 1024;
+	bool		session = info->def.session_gap_us > 0;
 	uint64		nrows = 0;
 	Datum	   *keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
 	bool	   *keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
@@ -438,6 +448,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		CaptureGroup *g;
 		uint32		hash;
 		bool		found;
+		int64		event_us = 0;
 
 		CHECK_FOR_INTERRUPTS();
 		ResetExprContext(econtext);
@@ -457,6 +468,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 				continue;
 			}
 			key.pane = sstate_floor_div(us, info->def.pane_us);
+			event_us = us;
 			sstate_capture_note_event(&cap, us);
 		}
 		for (int i = 0; i < an->nkeys; i++)
@@ -480,6 +492,8 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 
 			g = MemoryContextAlloc(gcxt, gsize + (key.len > CAPTURE_INLINE ? key.len : 0));
 			g->nrows = 0;
+			g->first = PG_INT64_MAX;
+			g->last = PG_INT64_MIN;
 			for (int j = 0; j < an->naggs; j++)
 				if (c->share[j] == j)
 					sstate_cq_state_init(cx, &fns[j], &g->states[j]);
@@ -494,6 +508,10 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		else
 			g = entry->g;
 		g->nrows++;
+		if (event_us < g->first)
+			g->first = event_us;
+		if (event_us > g->last)
+			g->last = event_us;
 		for (int j = 0; j < an->naggs; j++)
 		{
 			Datum		args[FUNC_MAX_ARGS];
@@ -511,9 +529,9 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		if (++nrows % 64 == 0 &&
 			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) +
 			(Size) groups->size * sizeof(CaptureEntry) > limit)
-			flush_groups(c, groups, gcxt, cx, fns, &cap, &val);
+			flush_groups(c, groups, gcxt, cx, fns, &cap, &val, session);
 	}
-	flush_groups(c, groups, gcxt, cx, fns, &cap, &val);
+	flush_groups(c, groups, gcxt, cx, fns, &cap, &val, session);
 	sstate_cq_agg_context_reset(cx);
 	FreeExecutorState(estate);
 	MemoryContextSwitchTo(old);

@@ -167,7 +167,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 						 (def->backend == SSB_ROCKSDB ? SSM_DEF_ROCKSDB : 0) |
 						 (def->sql ? SSM_DEF_SQL : 0) |
 						 (def->emit ? SSM_DEF_EMIT : 0) |
-						 (def->retention_us > 0 ? SSM_DEF_RETENTION : 0));
+						 (def->retention_us > 0 ? SSM_DEF_RETENTION : 0) |
+						 (def->session_gap_us > 0 ? SSM_DEF_SESSION : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -176,6 +177,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 	appendBinaryStringInfoNT(buf, def->name, namelen);
 	if (def->retention_us > 0)
 		put_svarint(buf, def->retention_us);
+	if (def->session_gap_us > 0)
+		put_svarint(buf, def->session_gap_us);
 }
 
 void
@@ -355,6 +358,9 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	r->p += namelen;
 	if ((flags & SSM_DEF_RETENTION) &&
 		(!get_svarint(r, &def->retention_us) || def->retention_us <= 0))
+		return false;
+	if ((flags & SSM_DEF_SESSION) &&
+		(!get_svarint(r, &def->session_gap_us) || def->session_gap_us <= 0))
 		return false;
 	return true;
 }

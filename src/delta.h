@@ -38,6 +38,7 @@ typedef enum StreamStateMsgKind
 #define SSM_DEF_SQL				0x08	/* a query in SQL: its aggregates follow (0.5.0) */
 #define SSM_DEF_EMIT			0x10	/* closed windows go to a table (0.6.0) */
 #define SSM_DEF_RETENTION		0x20	/* a retention follows the name (0.6.0) */
+#define SSM_DEF_SESSION			0x40	/* session windows: the gap follows (0.6.0) */
 
 /* What an ALTER message changes besides the lateness (0.6.0; absent before) */
 #define SSM_ALTER_RETENTION		0x01

@@ -41,6 +41,12 @@
  *   BY emits a row for each closed window from then on, empty ones
  *   included, as SELECT count(*) gives a row for no rows.
  *
+ * - Session windows: the sessions that ended by the closed end (the
+ *   watermark, floored to the gap, so that a helper runs at most once per
+ *   gap of watermark progress) and after the progress, in one transaction
+ *   (_session_result).  A session that ended is final: the worker never
+ *   merges a later event into it.
+ *
  * - At most stream_state.emit_batch windows per transaction, so that a long backlog
  *   (a query created over a large table) commits, and frees memory, as it
  *   goes.
@@ -313,6 +319,42 @@ emit_some(StreamStateDb *db, int32 qid)
 	}
 	if (!query_closed_end(db, qid, &closed, &dead_below) || closed == SSTATE_NO_TIME)
 		goto done;				/* paused, or no event yet */
+	if (info->def.session_gap_us > 0)
+	{
+		/* sessions that ended after the progress, by the closed end */
+		if (!isnull && closed <= emitted)
+		{
+			report(db, qid, emitted);
+			goto done;
+		}
+		an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
+		initStringInfo(&ins);
+		initStringInfo(&q);
+		appendStringInfo(&ins, "INSERT INTO %s (window_start, window_end", info->emit_to);
+		for (int c = 0; c < an->ncolumns; c++)
+		{
+			appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
+			appendStringInfo(&q, ", %s %s", quote_identifier(an->columns[c].name),
+							 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+		}
+		appendStringInfo(&ins, ") SELECT * FROM stream_state._session_result(%s, $1, $2) "
+						 "AS t(window_start timestamptz, window_end timestamptz%s)",
+						 quote_literal_cstr(info->name), q.data);
+		{
+			Datum		args[2];
+			char		nulls[2] = {isnull ? 'n' : ' ', ' '};
+
+			args[0] = isnull ? (Datum) 0 : ts_datum(emitted);
+			args[1] = ts_datum(closed);
+			GetUserIdAndSecContext(&save_userid, &save_sec);
+			SetUserIdAndSecContext(info->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+			spi_check(SPI_execute_with_args(ins.data, 2, types, args, nulls, false, 0), SPI_OK_INSERT,
+					  psprintf("inserting into %s", info->emit_to));
+			SetUserIdAndSecContext(save_userid, save_sec);
+		}
+		last = closed;
+		goto progress;
+	}
 	if (isnull)
 	{
 		int64		minpane;
@@ -383,6 +425,7 @@ emit_some(StreamStateDb *db, int32 qid)
 	}
 	SetUserIdAndSecContext(save_userid, save_sec);
 
+progress:
 	{
 		Datum		pargs[2];
 		Oid			ptypes[2] = {TIMESTAMPTZOID, INT4OID};

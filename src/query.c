@@ -184,7 +184,8 @@ load_query(const char *where, Datum arg, Oid argtype)
 					 "window_size, slide, lateness, owner, readers, backend, %s, %s "
 					 "FROM stream_state.query_def WHERE %s = $1",
 					 catalog_has_column("query") ? "query, view" : "NULL::text, NULL::text",
-					 catalog_has_column("emit_to") ? "emit_to, retention" : "NULL::text, NULL::interval",
+					 catalog_has_column("emit_to") ? "emit_to, retention, session_gap" :
+					 "NULL::text, NULL::interval, NULL::interval",
 					 where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -228,6 +229,9 @@ load_query(const char *where, Datum arg, Oid argtype)
 			qd = SPI_getbinval(tup, desc, 17, &isnull);
 			info->def.retention_us = isnull ? 0 :
 				sstate_interval_us(DatumGetIntervalP(qd), "retention", true);
+			qd = SPI_getbinval(tup, desc, 18, &isnull);
+			info->def.session_gap_us = isnull ? 0 :
+				sstate_interval_us(DatumGetIntervalP(qd), "session_gap", false);
 		}
 		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));
 		info->time_type = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));

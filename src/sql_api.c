@@ -81,6 +81,7 @@ PG_FUNCTION_INFO_V1(stream_state_rocksdb_stats);
 PG_FUNCTION_INFO_V1(stream_state_set_backend);
 PG_FUNCTION_INFO_V1(stream_state_alter_query);
 PG_FUNCTION_INFO_V1(stream_state_window_result);
+PG_FUNCTION_INFO_V1(stream_state_session_result);
 
 /* This backend's mapping of its database's state table */
 static StreamStateStore *read_table = NULL;
@@ -842,7 +843,30 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 							   format_type_be(info.time_type))));
 		check_column_select(rel, info.time_attnum, time_column);
 	}
-	window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);
+	if (PG_NARGS() > 10 && !PG_ARGISNULL(10))
+	{
+		/* session windows: window_size, slide and pane are the gap */
+		if (!PG_ARGISNULL(4) || !PG_ARGISNULL(5))
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("give window_size (and slide) or session_gap, not both")));
+		if (retention_iv != NULL)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("retention does not apply to session windows"),
+					 errdetail("A session ends, and leaves state, session_gap after its key's last event.")));
+		window_iv = PG_GETARG_INTERVAL_P(10);
+		slide_iv = window_iv;
+		info.def.session_gap_us = sstate_interval_us(window_iv, "session_gap", false);
+		info.def.window_us = info.def.slide_us = info.def.pane_us = info.def.session_gap_us;
+		lateness_iv = PG_ARGISNULL(6) ? palloc0(sizeof(Interval)) : PG_GETARG_INTERVAL_P(6);
+		info.def.lateness_us = sstate_interval_us(lateness_iv, "lateness", true);
+		info.def.backend = (uint8) sstate_default_backend;
+		if (!PG_ARGISNULL(7))
+			info.def.backend = sstate_backend_from_text(text_to_cstring(PG_GETARG_TEXT_PP(7)));
+	}
+	else
+		window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);
 	if (info.def.backend != SSB_MEMORY)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -874,10 +898,11 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
-					 "window_size, slide, lateness, owner, backend, query, view%s%s) "
-					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s) "
+					 "window_size, slide, lateness, owner, backend, query, view%s%s%s) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s%s) "
 					 "RETURNING id",
 					 emit_to ? ", emit_to" : "", retention_iv ? ", retention" : "",
+					 info.def.session_gap_us > 0 ? ", session_gap" : "",
 					 quote_literal_cstr(name), an->source,
 					 time_column ? quote_literal_cstr(time_column) : "NULL",
 					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
@@ -889,7 +914,10 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 emit_to ? psprintf(", %s", quote_literal_cstr(emit_to)) : "",
 					 retention_iv ? psprintf(", %s::interval",
 											 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
-																									IntervalPGetDatum(retention_iv))))) : "");
+																									IntervalPGetDatum(retention_iv))))) : "",
+					 info.def.session_gap_us > 0 ? psprintf(", %s::interval",
+															quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
+																												   IntervalPGetDatum(window_iv))))) : "");
 	spi_exec(q.data, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
@@ -910,7 +938,12 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 										 get_rel_name(an->source));
 	(void) create_triggers(an->source, relname, info.id);
 
-	sstate_query_fill(&info);
+	{
+		int64		gap = info.def.session_gap_us;
+
+		sstate_query_fill(&info);
+		info.def.session_gap_us = gap;
+	}
 	info.def.retention_us = info_retention_us;
 	sql_define_and_backfill(&info, an, rel, false);
 	owner_end(&oc);
@@ -986,6 +1019,11 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					 errmsg("key_column must not be NULL")));
 		if (PG_ARGISNULL(2))
 			return create_query_sql(fcinfo, name, src);
+		if (PG_NARGS() > 10 && !PG_ARGISNULL(10))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("session windows need a continuous query in SQL"),
+					 errhint("Write the query as SQL: create_query(name, 'SELECT key, count(*) FROM table GROUP BY key', ...).")));
 		if (PG_NARGS() > 9 && !PG_ARGISNULL(9))
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1297,6 +1335,11 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
+	if (retention_us > 0 && info->def.session_gap_us > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("retention does not apply to session windows"),
+				 errdetail("A session ends, and leaves state, session_gap after its key's last event.")));
 	if (have_emit)
 	{
 		emit_to = text_to_cstring(PG_GETARG_TEXT_PP(3));
@@ -1926,11 +1969,25 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 	PG_RETURN_INT64(result);
 }
 
-/* window_result: the values of each key's panes in the window, copied */
+/*
+ * window_result: the values of each key's panes in the window, copied; or
+ * for session windows, each session's (SCAN_SESSIONS_AT: those that hold
+ * lo; SCAN_SESSIONS_ENDED: those that end in (lo, hi]) as a group of its
+ * own, with its start and end.
+ */
+typedef enum ResultScanMode
+{
+	SCAN_PANES,
+	SCAN_SESSIONS_AT,
+	SCAN_SESSIONS_ENDED
+} ResultScanMode;
+
 typedef struct ResultScan
 {
+	ResultScanMode mode;
 	int64		lo;
 	int64		hi;
+	int64		gap;
 	List	   *keys;			/* of ResultKey */
 } ResultScan;
 
@@ -1939,7 +1996,21 @@ typedef struct ResultKey
 	char	   *img;
 	uint32		imglen;
 	List	   *values;			/* of StringInfo: one per pane in the window */
+	int64		start;			/* sessions: first event, last event + gap */
+	int64		end;
 } ResultKey;
+
+static ResultKey *
+result_key(ResultScan *rs, const char *key, uint32 keylen)
+{
+	ResultKey  *rk = palloc0(sizeof(ResultKey));
+
+	rk->img = palloc(Max(keylen, 1));
+	memcpy(rk->img, key, keylen);
+	rk->imglen = keylen;
+	rs->keys = lappend(rs->keys, rk);
+	return rk;
+}
 
 static void
 result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
@@ -1951,20 +2022,32 @@ result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	for (int i = 0; i < npanes; i++)
 	{
 		uint32		len;
-		const char *v;
+		const char *v = sstate_store_value(read_table, panes[i].count, &len);
 		StringInfo	si;
 
-		if (panes[i].pane < rs->lo || panes[i].pane >= rs->hi)
-			continue;
-		if (rk == NULL)
+		if (rs->mode == SCAN_PANES)
 		{
-			rk = palloc0(sizeof(ResultKey));
-			rk->img = palloc(Max(keylen, 1));
-			memcpy(rk->img, key, keylen);
-			rk->imglen = keylen;
-			rs->keys = lappend(rs->keys, rk);
+			if (panes[i].pane < rs->lo || panes[i].pane >= rs->hi)
+				continue;
+			if (rk == NULL)
+				rk = result_key(rs, key, keylen);
 		}
-		v = sstate_store_value(read_table, panes[i].count, &len);
+		else
+		{
+			int64		last;
+			int64		end;
+
+			memcpy(&last, v, sizeof(int64));
+			end = last + rs->gap;
+			if (rs->mode == SCAN_SESSIONS_AT ? !(panes[i].pane <= rs->lo && rs->lo < end) :
+				!(rs->lo < end && end <= rs->hi))
+				continue;
+			rk = result_key(rs, key, keylen);
+			rk->start = panes[i].pane;
+			rk->end = end;
+			v += sizeof(int64);
+			len -= sizeof(int64);
+		}
 		si = makeStringInfo();
 		appendBinaryStringInfo(si, v, len);
 		rk->values = lappend(rk->values, si);
@@ -1972,98 +2055,40 @@ result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 }
 
 /*
- * window_result(name, at): the rows of a continuous query in SQL for the
- * window that contains at and closes next: per key, its panes' partial
- * states combined, finalised, and the select list and HAVING evaluated.
+ * The rows of scanned keys: per key (or session) its values combined,
+ * finalised, the select list and HAVING evaluated, into rsinfo's store;
+ * with bounds, the group's start and end come first.  A query without
+ * GROUP BY gives one row even for no rows, unless sessions were scanned.
  */
-Datum
-stream_state_window_result(PG_FUNCTION_ARGS)
+static void
+result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, bool bounds,
+			bool empty_row)
 {
-	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
-	TimestampTz at = PG_GETARG_TIMESTAMPTZ(1);
-	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
-	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
-	CqCompiled *c;
-	StreamStateCqAnalysis *an;
-	StreamStateCqAggFns *fns;
-	StreamStateDb *db;
-	StreamStateQuery *q;
-	int64		start_us,
-				end_us;
-	ResultScan	rs;
-	ListCell   *lc;
-	StreamStateCqAggContext *cx;
-	TupleDesc	resdesc;
-	TupleTableSlot *resslot;
-	ExprContext *econtext;
-	ExprState **colexprs;
+	StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(c);
+	StreamStateCqAggFns *fns = sstate_cq_compiled_fns(c);
+	StreamStateCqAggContext *cx = sstate_cq_agg_context_create(CurrentMemoryContext);
+	TupleDesc	resdesc = sstate_cq_result_desc(an);
+	TupleTableSlot *resslot = MakeSingleTupleTableSlot(resdesc, &TTSOpsVirtual);
+	ExprContext *econtext = CreateStandaloneExprContext();
+	ExprState **colexprs = palloc0(sizeof(ExprState *) * Max(an->ncolumns, 1));
 	ExprState  *having;
-	Datum	   *ovals;
-	bool	   *onulls;
+	int			off = bounds ? 2 : 0;
+	Datum	   *ovals = palloc(sizeof(Datum) * (an->ncolumns + off));
+	bool	   *onulls = palloc0(sizeof(bool) * (an->ncolumns + off));
 	bool		any = false;
+	ListCell   *lc;
 
-	sstate_query_check_read(info);
-	if (!info->def.sql)
-		ereport(ERROR,
-				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-				 errmsg("continuous query \"%s\" is a windowed count", name),
-				 errhint("Read it with window_count or window_counts.")));
-	if (TIMESTAMP_NOT_FINITE(at))
-		ereport(ERROR,
-				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
-				 errmsg("at must be a finite timestamp")));
-	c = sstate_cq_compiled(info);
-	an = sstate_cq_compiled_analysis(c);
-	fns = sstate_cq_compiled_fns(c);
-	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
-	if (rsinfo->setDesc->natts != an->ncolumns)
-		ereport(ERROR,
-				(errcode(ERRCODE_DATATYPE_MISMATCH),
-				 errmsg("continuous query \"%s\" has %d columns, not %d",
-						name, an->ncolumns, rsinfo->setDesc->natts)));
-
-	rs.keys = NIL;
-	db = read_query_begin(info, &q);
-	if (db == NULL)
-		return (Datum) 0;
-	if (q != NULL)
-	{
-		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
-		PG_TRY();
-		{
-			check_window_open(q, start_us, end_us);
-			rs.lo = start_us / q->def.pane_us;
-			rs.hi = end_us / q->def.pane_us;
-			sstate_store_scan(read_table, info->id, result_cb, &rs);
-		}
-		PG_CATCH();
-		{
-			read_end(db);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	read_end(db);
-
-	/* combined, finalised, the select list and HAVING */
-	cx = sstate_cq_agg_context_create(CurrentMemoryContext);
-	resdesc = sstate_cq_result_desc(an);
-	resslot = MakeSingleTupleTableSlot(resdesc, &TTSOpsVirtual);
-	econtext = CreateStandaloneExprContext();
-	colexprs = palloc0(sizeof(ExprState *) * Max(an->ncolumns, 1));
 	for (int i = 0; i < an->ncolumns; i++)
 		colexprs[i] = ExecInitExpr(expression_planner(an->columns[i].expr), NULL);
 	having = an->having ?
 		ExecInitQual(make_ands_implicit(expression_planner(an->having)), NULL) : NULL;
-	ovals = palloc(sizeof(Datum) * Max(an->ncolumns, 1));
-	onulls = palloc(sizeof(bool) * Max(an->ncolumns, 1));
-	for (lc = list_head(rs.keys);; lc = lnext(rs.keys, lc))
+	for (lc = list_head(keys);; lc = lnext(keys, lc))
 	{
 		ResultKey  *rk = lc ? lfirst(lc) : NULL;
 		StreamStateCqState *st = palloc(sizeof(StreamStateCqState) * Max(an->naggs, 1));
 		ListCell   *lv;
 
-		if (rk == NULL && (any || an->nkeys > 0))
+		if (rk == NULL && (any || an->nkeys > 0 || !empty_row))
 			break;				/* no GROUP BY: one row, even for no rows */
 		any = true;
 		ResetExprContext(econtext);
@@ -2099,8 +2124,13 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 		econtext->ecxt_outertuple = resslot;
 		if (having == NULL || ExecQual(having, econtext))
 		{
+			if (bounds)
+			{
+				ovals[0] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->start));
+				ovals[1] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->end));
+			}
 			for (int i = 0; i < an->ncolumns; i++)
-				ovals[i] = ExecEvalExpr(colexprs[i], econtext, &onulls[i]);
+				ovals[off + i] = ExecEvalExpr(colexprs[i], econtext, &onulls[off + i]);
 			tuplestore_putvalues(rsinfo->setResult, rsinfo->setDesc, ovals, onulls);
 		}
 		if (rk == NULL)
@@ -2109,6 +2139,156 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 	ExecDropSingleTupleTableSlot(resslot);
 	FreeExprContext(econtext, true);
 	sstate_cq_agg_context_reset(cx);
+}
+
+/* A query in SQL to read with a column definition list of ncols + extra columns */
+static CqCompiled *
+result_query(FunctionCallInfo fcinfo, const char *name, StreamStateQueryInfo *info, int extra)
+{
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	CqCompiled *c;
+	StreamStateCqAnalysis *an;
+
+	sstate_query_check_read(info);
+	if (!info->def.sql)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("continuous query \"%s\" is a windowed count", name),
+				 errhint("Read it with window_count or window_counts.")));
+	c = sstate_cq_compiled(info);
+	an = sstate_cq_compiled_analysis(c);
+	InitMaterializedSRF(fcinfo, MAT_SRF_USE_EXPECTED_DESC);
+	if (rsinfo->setDesc->natts != an->ncolumns + extra)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("continuous query \"%s\" has %d columns, not %d",
+						name, an->ncolumns + extra, rsinfo->setDesc->natts)));
+	return c;
+}
+
+/*
+ * window_result(name, at): the rows of a continuous query in SQL for the
+ * window that contains at and closes next: per key, its panes' partial
+ * states combined, finalised, and the select list and HAVING evaluated.
+ * Of a session query: a row per session that holds at.
+ */
+Datum
+stream_state_window_result(PG_FUNCTION_ARGS)
+{
+	char	   *name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	TimestampTz at = PG_GETARG_TIMESTAMPTZ(1);
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
+	CqCompiled *c;
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	int64		start_us,
+				end_us;
+	ResultScan	rs;
+
+	if (TIMESTAMP_NOT_FINITE(at))
+		ereport(ERROR,
+				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
+				 errmsg("at must be a finite timestamp")));
+	c = result_query(fcinfo, name, info, 0);
+
+	memset(&rs, 0, sizeof(rs));
+	db = read_query_begin(info, &q);
+	if (db == NULL)
+		return (Datum) 0;
+	if (q != NULL)
+	{
+		PG_TRY();
+		{
+			if (q->def.session_gap_us > 0)
+			{
+				rs.mode = SCAN_SESSIONS_AT;
+				rs.lo = at + STREAM_STATE_UNIX_OFFSET_US;
+				rs.gap = q->def.session_gap_us;
+			}
+			else
+			{
+				sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
+				check_window_open(q, start_us, end_us);
+				rs.mode = SCAN_PANES;
+				rs.lo = start_us / q->def.pane_us;
+				rs.hi = end_us / q->def.pane_us;
+			}
+			sstate_store_scan(read_table, info->id, result_cb, &rs);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+	result_rows(name, c, rs.keys, rsinfo, false, info->def.session_gap_us == 0);
+	return (Datum) 0;
+}
+
+/* A timestamptz as Unix microseconds, infinities as the ends of int64 */
+static int64
+ts_bound_us(TimestampTz t)
+{
+	if (TIMESTAMP_IS_NOBEGIN(t))
+		return PG_INT64_MIN;
+	if (TIMESTAMP_IS_NOEND(t))
+		return PG_INT64_MAX;
+	return t + STREAM_STATE_UNIX_OFFSET_US;
+}
+
+/*
+ * _session_result(name, after, upto): the sessions of a session query that
+ * end in (after, upto] and are in state, with their start and end first
+ * (what emit_to inserts; after NULL: from the first).
+ */
+Datum
+stream_state_session_result(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateQueryInfo *info;
+	CqCompiled *c;
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	ResultScan	rs;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name and upto must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	info = sstate_query_by_name(name, false);
+	c = result_query(fcinfo, name, info, 2);
+	if (info->def.session_gap_us == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_WRONG_OBJECT_TYPE),
+				 errmsg("continuous query \"%s\" has no session windows", name)));
+	memset(&rs, 0, sizeof(rs));
+	rs.mode = SCAN_SESSIONS_ENDED;
+	rs.lo = PG_ARGISNULL(1) ? PG_INT64_MIN : ts_bound_us(PG_GETARG_TIMESTAMPTZ(1));
+	rs.hi = ts_bound_us(PG_GETARG_TIMESTAMPTZ(2));
+	rs.gap = info->def.session_gap_us;
+	db = read_query_begin(info, &q);
+	if (db == NULL)
+		return (Datum) 0;
+	if (q != NULL)
+	{
+		PG_TRY();
+		{
+			sstate_store_scan(read_table, info->id, result_cb, &rs);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+	result_rows(name, c, rs.keys, rsinfo, true, false);
 	return (Datum) 0;
 }
 

@@ -47,6 +47,8 @@ extern void sstate_store_evict(StreamStateStore *store, StreamStateQuery *q,
 							   int64 dead_below);
 extern void sstate_store_drop_idle(StreamStateStore *store, StreamStateQuery *q,
 								   int64 idle_below);
+extern void sstate_store_evict_sessions(StreamStateStore *store, StreamStateQuery *q,
+										int64 closed_until);
 extern void sstate_store_drop_query(StreamStateStore *store, StreamStateQuery *q);
 
 /* values of queries in SQL: a pane's count refers to its partial states */
@@ -61,6 +63,10 @@ extern bool sstate_store_merge_value(StreamStateStore *store, StreamStateQuery *
 									 const char *key, uint32 keylen, int64 pane,
 									 const char *value, uint32 len,
 									 sstate_store_merge_cb merge, void *arg);
+extern bool sstate_store_merge_session(StreamStateStore *store, StreamStateQuery *q,
+									   const char *key, uint32 keylen, int64 first, int64 last,
+									   const char *states, uint32 len, int64 closed_until,
+									   sstate_store_merge_cb merge, void *arg);
 extern const char *sstate_store_value(StreamStateStore *store, int64 ref, uint32 *len);
 extern void sstate_store_values_commit(StreamStateStore *store);
 extern void sstate_store_values_undo(StreamStateStore *store,

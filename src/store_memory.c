@@ -610,7 +610,8 @@ delete_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
 static bool
 insert_pane(dsa_area *area, StreamStateQuery *q, Slot *s, int pos, int64 pane, int64 count)
 {
-	StreamStatePane *panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+	/* (a session merge may have emptied an array it then fills again) */
+	StreamStatePane *panes = DsaPointerIsValid(s->panes) ? dsa_get_address(area, s->panes) : NULL;
 
 	if (s->npanes == s->cap)
 	{
@@ -911,7 +912,25 @@ sstate_store_values_undo(StreamStateStore *store, StreamStateQuery *(*owner) (in
 
 		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
 		s = partition_find(area, p, hash, c->qid, c->key, c->keylen);
-		if (s != NULL && q != NULL)
+		if (!DsaPointerIsValid(c->new))
+		{
+			/* a session merged away: back in its place (its array has room) */
+			if (q != NULL && (s != NULL || (s = new_key(area, p, q, hash, c->key, c->keylen)) != NULL))
+			{
+				bool		found;
+				int			pos = s->npanes > 0 ?
+					pane_search(dsa_get_address(area, s->panes), s->npanes, c->pane, &found) : 0;
+
+				cow_touch(area, s);
+				if (insert_pane(area, q, s, pos, c->pane, (int64) c->old))
+					q->bytes += c->oldlen;
+				else
+					dsa_free(area, c->old);
+			}
+			else
+				dsa_free(area, c->old);
+		}
+		else if (s != NULL && q != NULL)
 		{
 			StreamStatePane *panes = dsa_get_address(area, s->panes);
 			bool		found;
@@ -1053,6 +1072,210 @@ prefetch_panes(dsa_area *area, const Slot *slots, uint32 i, uint32 mask)
 			__builtin_prefetch(p + off);
 	}
 }
+
+/* A session's last event (the start of its value) */
+static inline int64
+session_last(StreamStateStore *store, int64 ref)
+{
+	uint32		len;
+	const char *v = sstate_store_value(store, ref, &len);
+	int64		last;
+
+	memcpy(&last, v, sizeof(int64));
+	return last;
+}
+
+/*
+ * Session windows: merge a group of a commit (its first and last event,
+ * less than the gap apart, and its partial states) into key's sessions.  A
+ * key's sessions are kept sorted by their first event, whose time is the
+ * pane field; the value is the last event's time followed by the states.
+ * The group joins every open session within the gap of it (first <
+ * last' + gap and first' < last + gap), their states combined with merge,
+ * into one session; sessions closed by closed_until (last' + gap <= it)
+ * are never joined: what they hold is final, and may have been emitted.
+ * Each session merged away and the new one go into the journal, so that a
+ * failed commit puts them back.  Returns false when memory is exhausted,
+ * with nothing changed.  Worker only.
+ */
+bool
+sstate_store_merge_session(StreamStateStore *store, StreamStateQuery *q, const char *key,
+						   uint32 keylen, int64 first, int64 last, const char *states,
+						   uint32 len, int64 closed_until, sstate_store_merge_cb merge, void *arg)
+{
+	dsa_area   *area = store->area;
+	int64		gap = q->def.session_gap_us;
+	uint32		hash = key_hash(q->def.id, false, key, keylen);
+	Partition  *p = partition_of(store, hash);
+	Slot	   *s;
+	StreamStatePane *panes;
+	int		   *hits;
+	int			nhits = 0;
+	int64		mfirst = first;
+	int64		mlast = last;
+	char	   *acc;
+	uint32		acclen = len;
+	char	   *value;
+	dsa_pointer dp;
+	bool		found;
+	int			pos;
+
+	load_release();
+	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+	s = partition_find(area, p, hash, q->def.id, key, keylen);
+	if (s != NULL)
+		cow_touch(area, s);
+	else if ((s = new_key(area, p, q, hash, key, keylen)) == NULL)
+	{
+		LWLockRelease(&p->lock);
+		return false;
+	}
+	panes = s->npanes > 0 ? dsa_get_address(area, s->panes) : NULL;
+	hits = palloc(sizeof(int) * Max(s->npanes, 1));
+	acc = palloc(Max(len, 1));
+	memcpy(acc, states, len);
+	for (int i = 0; i < s->npanes; i++)
+	{
+		int64		sfirst = panes[i].pane;
+		int64		slast = session_last(store, panes[i].count);
+
+		if (slast + gap <= closed_until)
+			continue;			/* closed: final */
+		if (sfirst < last + gap && first < slast + gap)
+		{
+			uint32		vlen;
+			const char *v = sstate_store_value(store, panes[i].count, &vlen);
+			const char *merged;
+			uint32		mlen;
+
+			hits[nhits++] = i;
+			mfirst = Min(mfirst, sfirst);
+			mlast = Max(mlast, slast);
+			if (!merge(arg, v + sizeof(int64), vlen - sizeof(int64), acc, acclen, &merged, &mlen))
+				elog(ERROR, "stream_state: a partial state of continuous query \"%s\" is malformed",
+					 q->def.name);
+			acc = repalloc(acc, Max(mlen, 1));
+			memcpy(acc, merged, mlen);
+			acclen = mlen;
+		}
+	}
+	value = palloc(sizeof(int64) + acclen);
+	memcpy(value, &mlast, sizeof(int64));
+	memcpy(value + sizeof(int64), acc, acclen);
+	dp = value_alloc(area, value, sizeof(int64) + acclen);
+	if (!DsaPointerIsValid(dp))
+	{
+		if (s->npanes == 0)
+			delete_slot(area, p, q, s);
+		LWLockRelease(&p->lock);
+		return false;
+	}
+	if (nhits == 0 && s->npanes == s->cap)
+	{
+		/* make room first, so that nothing changes if there is none */
+		pos = pane_search(panes, s->npanes, mfirst, &found);
+		if (!insert_pane(area, q, s, pos, mfirst, (int64) dp))
+		{
+			dsa_free(area, dp);
+			if (s->npanes == 0)
+				delete_slot(area, p, q, s);
+			LWLockRelease(&p->lock);
+			return false;
+		}
+	}
+	else
+	{
+		for (int k = nhits - 1; k >= 0; k--)
+		{
+			int			i = hits[k];
+			uint32		vlen;
+
+			(void) sstate_store_value(store, panes[i].count, &vlen);
+			journal(q->def.id, key, keylen, panes[i].pane, (dsa_pointer) panes[i].count,
+					vlen + sizeof(uint32), InvalidDsaPointer, 0);
+			q->bytes -= vlen + sizeof(uint32);
+			memmove(&panes[i], &panes[i + 1], sizeof(StreamStatePane) * (s->npanes - i - 1));
+			s->npanes--;
+			q->panes--;
+		}
+		pos = s->npanes > 0 ? pane_search(panes, s->npanes, mfirst, &found) : 0;
+		if (!insert_pane(area, q, s, pos, mfirst, (int64) dp))
+			elog(PANIC, "stream_state: no room for a merged session");	/* it had room */
+	}
+	q->bytes += sizeof(uint32) + sizeof(int64) + acclen;
+	journal(q->def.id, key, keylen, mfirst, InvalidDsaPointer, 0, dp,
+			sizeof(uint32) + sizeof(int64) + acclen);
+	LWLockRelease(&p->lock);
+	pfree(hits);
+	pfree(acc);
+	pfree(value);
+	return true;
+}
+
+/*
+ * Session windows: remove the sessions of one query that closed by
+ * closed_until (last event + gap <= it), and keys left without any.
+ * Worker only.
+ */
+void
+sstate_store_evict_sessions(StreamStateStore *store, StreamStateQuery *q, int64 closed_until)
+{
+	dsa_area   *area = store->area;
+	int64		gap = q->def.session_gap_us;
+
+	load_release();
+	for (int n = 0; n < PARTITIONS; n++)
+	{
+		Partition  *p = &store->hdr->parts[n];
+		Slot	   *slots;
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		slots = partition_slots(area, p);
+		for (uint32 i = 0; slots != NULL && i <= p->mask; i++)
+		{
+			Slot	   *s = &slots[i];
+			StreamStatePane *panes;
+			int			kept = 0;
+			bool		any = false;
+
+			prefetch_panes(area, slots, i, p->mask);
+			if (s->qid != q->def.id)
+				continue;
+			panes = dsa_get_address(area, s->panes);
+			for (int k = 0; k < s->npanes && !any; k++)
+				any = session_last(store, panes[k].count) + gap <= closed_until;
+			if (!any)
+				continue;
+			cow_touch(area, s);
+			for (int k = 0; k < s->npanes; k++)
+			{
+				if (session_last(store, panes[k].count) + gap <= closed_until)
+				{
+					uint32		vlen;
+
+					(void) sstate_store_value(store, panes[k].count, &vlen);
+					q->bytes -= vlen + sizeof(uint32);
+					dsa_free(area, (dsa_pointer) panes[k].count);
+					q->panes--;
+				}
+				else
+					panes[kept++] = panes[k];
+			}
+			if (kept > 0)
+				s->npanes = kept;
+			else
+			{
+				/* its values are freed: delete_slot must not free them again */
+				s->npanes = 0;
+				delete_slot(area, p, q, s);
+				i--;			/* a later slot may have moved into i */
+			}
+		}
+		partition_shrink(area, p);
+		LWLockRelease(&p->lock);
+	}
+}
+
 
 /*
  * Remove every pane below dead_below of one query, and keys left without

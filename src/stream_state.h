@@ -89,6 +89,10 @@ typedef struct StreamStateQueryDef
 	int64		lateness_us;
 	int64		retention_us;	/* keys idle this long (event time) are
 								 * dropped; 0: no retention (0.6.0) */
+	int64		session_gap_us; /* session windows (0.6.0): a key's events
+								 * less than this apart are one session;
+								 * window, slide and pane are the gap too.
+								 * 0: fixed windows */
 	char		name[NAMEDATALEN];
 } StreamStateQueryDef;
 
@@ -116,7 +120,9 @@ typedef struct StreamStateQuery
 								 * (Unix us) has been emitted; SSTATE_NO_TIME:
 								 * none yet */
 	int64		idle_below;		/* retention: keys whose newest pane is
-								 * below this have been dropped (worker) */
+								 * below this have been dropped; session
+								 * windows: sessions closed by this (Unix
+								 * us) have been evicted (worker) */
 	uint64		events_applied;
 	uint64		late_events;
 	uint64		skipped;

@@ -716,6 +716,7 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 			StreamStateQuery *q;
 			SavedQuery *sq = NULL;
 			int64		dead_before = PG_INT64_MIN;
+			int64		wm_before = SSTATE_NO_TIME;
 			int64		max_event;
 			bool		done;
 
@@ -740,6 +741,7 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 				/* never below what is evicted (a lateness raised since) */
 				dead_before = Max(sstate_dead_below(&q->def, sstate_watermark(&sq->copy)),
 								  sq->copy.dead_below);
+				wm_before = sstate_watermark(&sq->copy);
 				if (!undo)
 					q->skipped += sec.skipped;
 			}
@@ -759,6 +761,53 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 					continue;
 				pane = (sec.flags & SSM_FLAG_NO_PANE) ?
 					sstate_pane_of(&q->def, commit_us) : e.pane;
+				if (q->def.session_gap_us > 0)
+				{
+					/* a session's group: late if its own session has closed */
+					int64		first,
+								last;
+
+					if (e.value == NULL || e.valuelen < 2 * sizeof(int64))
+					{
+						report_malformed(msg->lsn);
+						break;
+					}
+					memcpy(&first, e.value, sizeof(int64));
+					memcpy(&last, e.value + sizeof(int64), sizeof(int64));
+					if (sec.flags & SSM_FLAG_NO_PANE)
+						first = last = commit_us;
+					if (wm_before != SSTATE_NO_TIME && last + q->def.session_gap_us <= wm_before)
+					{
+						if (!undo)
+							q->late_events += e.count;
+						continue;
+					}
+					if (undo)
+					{
+						if (*napplied == undo_limit)
+							return true;
+						(*napplied)++;	/* the journal puts it back */
+						continue;
+					}
+					if (!sstate_store_merge_session(apply_table, q, e.key, e.keylen, first, last,
+													e.value + 2 * sizeof(int64),
+													e.valuelen - 2 * sizeof(int64),
+													wm_before, merge_values,
+													sstate_cq_layout_get(q->def.id)) &&
+						!(sstate_rdb_cache_shrink() &&
+						  sstate_store_merge_session(apply_table, q, e.key, e.keylen, first, last,
+													 e.value + 2 * sizeof(int64),
+													 e.valuelen - 2 * sizeof(int64),
+													 wm_before, merge_values,
+													 sstate_cq_layout_get(q->def.id))))
+					{
+						*failed = q;
+						return false;
+					}
+					(*napplied)++;
+					q->events_applied += e.count;
+					continue;
+				}
 				if (pane < dead_before)
 				{
 					if (!undo)
@@ -1009,6 +1058,27 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	if (max_event_us == SSTATE_NO_TIME)
 		return;
 	wm = max_event_us - q->def.lateness_us;
+	if (q->def.session_gap_us > 0)
+	{
+		/*
+		 * Sessions closed by the watermark (and emitted, with emit_to): a
+		 * walk of the query's keys each time the watermark has moved an
+		 * eighth of the gap.
+		 */
+		int64		bound = wm;
+
+		if (q->def.emit)
+			bound = (!q->emit_known || q->emitted_end == SSTATE_NO_TIME) ? PG_INT64_MIN :
+				Min(bound, q->emitted_end);
+		if (bound != PG_INT64_MIN && q->def.backend == SSB_MEMORY &&
+			(q->idle_below == PG_INT64_MIN ||
+			 bound >= q->idle_below + Max(1, q->def.session_gap_us / 8)))
+		{
+			sstate_store_evict_sessions(apply_table, q, bound);
+			q->idle_below = bound;
+		}
+		return;
+	}
 	dead = Min(sstate_dead_below(&q->def, wm), sstate_emit_hold(q));
 	if (dead > q->dead_below)
 	{

@@ -27,10 +27,28 @@ my $db = 'postgres';
 
 $node->safe_psql($db, 'CREATE EXTENSION stream_state');
 $node->safe_psql($db, 'CREATE TABLE ev (k int, v int, ts timestamptz)');
-# windows of 1 minute every 10 seconds: a jump of the watermark closes many
+# windows of 1 minute every 10 seconds: a jump of the watermark closes many;
+# and sessions with a gap of 30 seconds over the same rows
 $node->safe_psql($db,
 	q{SELECT stream_state.create_query('e', $$SELECT k, count(*), sum(v) FROM ev GROUP BY k$$,
 		time_column => 'ts', window_size => '1 minute', slide => '10 seconds', emit_to => 'closed')});
+$node->safe_psql($db,
+	q{SELECT stream_state.create_query('s', $$SELECT k, count(*), sum(v) FROM ev GROUP BY k$$,
+		time_column => 'ts', session_gap => '30 seconds', emit_to => 'sessions')});
+
+# sessions emitted, distinct sessions, and rows that differ from the
+# sessions of ev computed in SQL that ended by emitted_until
+my $check_sessions = q{
+WITH o AS (SELECT k, v, ts, CASE WHEN ts - lag(ts) OVER (PARTITION BY k ORDER BY ts, v) < interval '30 seconds'
+								 THEN 0 ELSE 1 END AS brk FROM ev),
+g AS (SELECT k, v, ts, sum(brk) OVER (PARTITION BY k ORDER BY ts, v ROWS UNBOUNDED PRECEDING) AS sid FROM o),
+truth AS (SELECT min(ts) AS window_start, max(ts) + interval '30 seconds' AS window_end, k, count(*), sum(v)
+			FROM g GROUP BY k, sid
+		  HAVING max(ts) + interval '30 seconds' <= (SELECT emitted_until FROM stream_state.queries WHERE name = 's'))
+SELECT (SELECT count(*) FROM sessions) || ' ' ||
+	   (SELECT count(DISTINCT (window_start, k)) FROM sessions) || ' ' ||
+	   (SELECT count(*) FROM ((SELECT * FROM sessions EXCEPT ALL SELECT * FROM truth)
+							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM sessions)) d)};
 
 # the row count of windows emitted, of distinct (window, key), and of rows
 # that differ from the query over each window's rows, up to the last end
@@ -55,12 +73,14 @@ my $minute = sub {
 			+ $m * interval '1 minute' + g * interval '10 seconds' FROM generate_series(0, 5) g";
 };
 
-# wait until everything closed by the watermark is emitted
+# wait until everything closed by the watermark is emitted (sessions: by
+# the watermark floored to the gap)
 my $wait_emitted = sub {
 	my ($what) = @_;
 	ok( $node->poll_query_until(
-			$db, q{SELECT emitted_until >= date_bin('10 seconds', watermark, 'epoch')
-				FROM stream_state.queries WHERE name = 'e'}),
+			$db, q{SELECT bool_and(emitted_until >= date_bin(CASE name WHEN 'e' THEN interval '10 seconds'
+															  ELSE interval '30 seconds' END, watermark, 'epoch'))
+				FROM stream_state.queries WHERE emit_to IS NOT NULL}),
 		"$what: everything closed is emitted");
 };
 
@@ -90,6 +110,9 @@ for my $round (1 .. 10)
 	my ($rows, $distinct, $diff, $missing) = split / /, $node->safe_psql($db, $check);
 	ok($rows > 0 && $rows == $distinct && $diff == 0 && $missing == 0,
 		"round $round: $rows rows emitted, each window once ($distinct distinct), $diff differ, $missing windows missing");
+	my ($srows, $sdistinct, $sdiff) = split / /, $node->safe_psql($db, $check_sessions);
+	ok($srows > 0 && $srows == $sdistinct && $sdiff == 0,
+		"round $round: $srows sessions emitted, each once ($sdistinct distinct), $sdiff differ from the sessions computed in SQL");
 	# the next round's restart starts from a checkpoint every other round
 	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2;
 }

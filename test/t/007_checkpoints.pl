@@ -364,7 +364,7 @@ SELECT extversion || ' ' || to_regprocedure('stream_state.create_query(text, reg
 );
 is( $node->safe_psql(
 		'empty', q{SELECT count(*) FROM stream_state.rocksdb_stats;
-ALTER EXTENSION stream_state UPDATE;
+ALTER EXTENSION stream_state UPDATE TO '0.5.0';
 SELECT extversion || ' ' || to_regprocedure('stream_state.describe_query(text)')::text || ' '
 	   || to_regprocedure('stream_state.alter_query(text, interval)')::text || ' '
 	   || has_function_privilege('public', 'stream_state.describe_query(text)', 'EXECUTE') || ' '
@@ -375,6 +375,17 @@ SELECT extversion || ' ' || to_regprocedure('stream_state.describe_query(text)')
   FROM pg_extension WHERE extname = 'stream_state'}),
 	"0\n0.5.0 stream_state.describe_query(text) stream_state.alter_query(text,interval) true n:aggregate read_cache_keys,read_cache_bytes,read_cache_hits,read_cache_misses",
 	'the 0.4.0 rocksdb_stats view works with the 0.5.0 library; ALTER EXTENSION UPDATE takes 0.4.0 to 0.5.0: describe_query, callable by PUBLIC, alter_query, and rocksdb_stats with the read cache columns'
+);
+is( $node->safe_psql(
+		'empty', q{ALTER EXTENSION stream_state UPDATE;
+SELECT extversion || ' ' || to_regprocedure('stream_state.alter_query(text, interval, interval, text)')::text || ' '
+	   || (to_regprocedure('stream_state.alter_query(text, interval)') IS NULL) || ' '
+	   || to_regclass('stream_state.emit_progress')::text || ' '
+	   || (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+			WHERE attrelid = 'stream_state.queries'::regclass AND attnum > 19)
+  FROM pg_extension WHERE extname = 'stream_state'}),
+	'0.6.0 stream_state.alter_query(text,interval,interval,text) true stream_state.emit_progress emit_to,emitted_until,retention,session_gap',
+	'ALTER EXTENSION UPDATE takes 0.5.0 to 0.6.0: alter_query of retention and emit_to, emit_progress, the new columns of queries'
 );
 like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,

@@ -259,14 +259,41 @@ ts_datum(int64 unix_us)
 }
 
 /*
+ * The INSERT of query info's rows into its emit_to table.  source_fmt is
+ * the SELECT of window_start, window_end and the query's columns, with two
+ * %s: the query's name (a literal) and the column definition list of the
+ * query's columns.
+ */
+static char *
+insert_sql(StreamStateQueryInfo *info, const char *source_fmt)
+{
+	StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
+	StringInfoData ins;
+	StringInfoData defs;
+
+	initStringInfo(&ins);
+	initStringInfo(&defs);
+	appendStringInfo(&ins, "INSERT INTO %s (window_start, window_end", info->emit_to);
+	for (int c = 0; c < an->ncolumns; c++)
+	{
+		appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
+		appendStringInfo(&defs, "%s%s %s", c > 0 ? ", " : "", quote_identifier(an->columns[c].name),
+						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+	}
+	appendStringInfoString(&ins, ") ");
+	appendStringInfo(&ins, source_fmt, quote_literal_cstr(info->name), defs.data);
+	return ins.data;
+}
+
+/*
  * One transaction of query qid: the windows after its progress, up to
- * stream_state.emit_batch of them, closed by now.  Returns true when more are closed.
+ * stream_state.emit_batch of them, closed by now (sessions: every one that
+ * has ended).  Returns true when more are closed.
  */
 static bool
 emit_some(StreamStateDb *db, int32 qid)
 {
 	StreamStateQueryInfo *info;
-	StreamStateCqAnalysis *an;
 	Datum		arg;
 	Oid			argtype = INT4OID;
 	bool		isnull;
@@ -274,10 +301,8 @@ emit_some(StreamStateDb *db, int32 qid)
 	int64		dead_below = PG_INT64_MIN;
 	int64		closed;
 	int64		last;
-	bool		more = false;
 	bool		known_empty = false;
-	StringInfoData ins;
-	StringInfoData q;
+	char	   *ins;
 	SPIPlanPtr	plan;
 	Oid			types[3] = {TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
 	Oid			save_userid;
@@ -327,19 +352,8 @@ emit_some(StreamStateDb *db, int32 qid)
 			report(db, qid, emitted);
 			goto done;
 		}
-		an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
-		initStringInfo(&ins);
-		initStringInfo(&q);
-		appendStringInfo(&ins, "INSERT INTO %s (window_start, window_end", info->emit_to);
-		for (int c = 0; c < an->ncolumns; c++)
-		{
-			appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
-			appendStringInfo(&q, ", %s %s", quote_identifier(an->columns[c].name),
-							 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
-		}
-		appendStringInfo(&ins, ") SELECT * FROM stream_state._session_result(%s, $1, $2) "
-						 "AS t(window_start timestamptz, window_end timestamptz%s)",
-						 quote_literal_cstr(info->name), q.data);
+		ins = insert_sql(info, "SELECT * FROM stream_state._session_result(%s, $1, $2) "
+						 "AS t(window_start timestamptz, window_end timestamptz, %s)");
 		{
 			Datum		args[2];
 			char		nulls[2] = {isnull ? 'n' : ' ', ' '};
@@ -348,7 +362,7 @@ emit_some(StreamStateDb *db, int32 qid)
 			args[1] = ts_datum(closed);
 			GetUserIdAndSecContext(&save_userid, &save_sec);
 			SetUserIdAndSecContext(info->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-			spi_check(SPI_execute_with_args(ins.data, 2, types, args, nulls, false, 0), SPI_OK_INSERT,
+			spi_check(SPI_execute_with_args(ins, 2, types, args, nulls, false, 0), SPI_OK_INSERT,
 					  psprintf("inserting into %s", info->emit_to));
 			SetUserIdAndSecContext(save_userid, save_sec);
 		}
@@ -390,23 +404,11 @@ emit_some(StreamStateDb *db, int32 qid)
 		goto done;
 	}
 
-	/* INSERT INTO target (window_start, window_end, cols) SELECT $1, $2, t.* FROM window_result */
-	an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
-	initStringInfo(&ins);
-	initStringInfo(&q);
-	appendStringInfo(&ins, "INSERT INTO %s (window_start, window_end", info->emit_to);
-	for (int c = 0; c < an->ncolumns; c++)
-	{
-		appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
-		appendStringInfo(&q, "%s%s %s", c > 0 ? ", " : "", quote_identifier(an->columns[c].name),
-						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
-	}
-	appendStringInfo(&ins, ") SELECT $1, $2, t.* FROM stream_state.window_result(%s, $3) AS t(%s)",
-					 quote_literal_cstr(info->name), q.data);
-
+	/* each window: its start and end, and window_result of it */
+	ins = insert_sql(info, "SELECT $1, $2, t.* FROM stream_state.window_result(%s, $3) AS t(%s)");
 	GetUserIdAndSecContext(&save_userid, &save_sec);
 	SetUserIdAndSecContext(info->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
-	plan = SPI_prepare(ins.data, 3, types);
+	plan = SPI_prepare(ins, 3, types);
 	if (plan == NULL)
 		elog(ERROR, "stream_state: could not prepare the insert into %s: %s",
 			 info->emit_to, SPI_result_code_string(SPI_result));
@@ -452,7 +454,7 @@ done:
 	CommitTransactionCommand();
 	if (known_empty)
 		report(db, qid, SSTATE_NO_TIME);
-	return more;
+	return false;
 }
 
 void

@@ -736,6 +736,13 @@ decoded_value(int64 ref, uint32 *len)
 	return p + sizeof(uint32);
 }
 
+/* The value of an entry a scan's key callback gets (a query in SQL's pane) */
+const char *
+sstate_ckpt_entry_value(int64 ref, uint32 *len)
+{
+	return decoded_value(ref, len);
+}
+
 static void
 encode_key(StringInfo buf, int32 qid, const char *key, uint32 keylen,
 		   const StreamStatePane *panes, int npanes, StreamStateStore *values,
@@ -2241,6 +2248,8 @@ typedef struct ExportState
 	bool		have_header;
 	StreamStateCkptHeader hdr;
 	List	   *queries;		/* StreamStateQuery * */
+	StringInfoData layouts;		/* the file's LAYOUTS and OPTIONS blocks */
+	StringInfoData options;
 	bool		started;
 	StringInfoData cur;
 	uint64		nkeys;
@@ -2306,6 +2315,10 @@ export_start(ExportState *e)
 	}
 	export_block(e, CKB_QUERIES, qbuf.data, qbuf.len);
 	pfree(qbuf.data);
+	if (e->layouts.len > 0)
+		export_block(e, CKB_LAYOUTS, e->layouts.data, e->layouts.len);
+	if (e->options.len > 0)
+		export_block(e, CKB_OPTIONS, e->options.data, e->options.len);
 }
 
 static bool
@@ -2325,12 +2338,6 @@ export_query_cb(void *arg, const StreamStateQuery *q, char **why)
 	MemoryContext old;
 	StreamStateQuery *copy;
 
-	if (q->def.sql)
-	{
-		*why = psprintf("continuous query \"%s\" is a query in SQL, which cannot be exported yet",
-						q->def.name);
-		return false;
-	}
 	old = MemoryContextSwitchTo(e->cxt);
 	copy = palloc(sizeof(StreamStateQuery));
 
@@ -2340,14 +2347,58 @@ export_query_cb(void *arg, const StreamStateQuery *q, char **why)
 	return true;
 }
 
+/* The file's aggregates of a query in SQL, copied as they are */
+static bool
+export_layout_cb(void *arg, int32 qid, int naggs, const StreamStateCqWorkerAgg *aggs, char **why)
+{
+	ExportState *e = arg;
+	int32		rec[2] = {qid, naggs};
+
+	appendBinaryStringInfo(&e->layouts, (char *) rec, sizeof(rec));
+	appendBinaryStringInfo(&e->layouts, (const char *) aggs, sizeof(StreamStateCqWorkerAgg) * naggs);
+	return true;
+}
+
+static bool
+export_options_cb(void *arg, int32 qid, int64 retention_us, int64 session_gap_us, char **why)
+{
+	ExportState *e = arg;
+	CkptOptions o;
+	ListCell   *lc;
+
+	memset(&o, 0, sizeof(o));
+	o.id = qid;
+	o.retention_us = retention_us;
+	o.session_gap_us = session_gap_us;
+	appendBinaryStringInfo(&e->options, (char *) &o, sizeof(o));
+	foreach(lc, e->queries)
+	{
+		StreamStateQuery *q = lfirst(lc);
+
+		if (q->def.id == qid)
+			q->def.session_gap_us = session_gap_us;
+	}
+	return true;
+}
+
 static void
 export_key(void *arg, int32 qid, const char *key, uint32 keylen,
 		   const StreamStatePane *panes, int npanes)
 {
 	ExportState *e = arg;
+	bool		values = false;
+	ListCell   *lc;
 
+	foreach(lc, e->queries)
+	{
+		StreamStateQuery *q = lfirst(lc);
+
+		if (q->def.id == qid)
+			values = q->def.sql;
+	}
 	export_start(e);
-	encode_key(&e->cur, qid, key, keylen, panes, npanes, NULL, false);
+	/* a query in SQL's panes hold values, decoded by the scan */
+	encode_key(&e->cur, qid, key, keylen, panes, npanes, NULL, values);
 	e->nkeys++;
 	e->nentries += npanes;
 	if (e->cur.len >= CKPT_BLOCK_TARGET)
@@ -2374,7 +2425,8 @@ int64
 sstate_ckpt_export_file(const char *src, const char *path, sstate_ckpt_rdb_scan rdb_scan,
 						void *arg)
 {
-	StreamStateCkptScan cb = {export_header_cb, export_query_cb, export_key_cb};
+	StreamStateCkptScan cb = {export_header_cb, export_query_cb, export_key_cb, export_layout_cb,
+	export_options_cb};
 	ExportState e;
 	char	   *why = NULL;
 	ListCell   *lc;
@@ -2385,6 +2437,8 @@ sstate_ckpt_export_file(const char *src, const char *path, sstate_ckpt_rdb_scan 
 	e.path = path;
 	e.cxt = CurrentMemoryContext;
 	initStringInfo(&e.cur);
+	initStringInfo(&e.layouts);
+	initStringInfo(&e.options);
 	e.fd = OpenTransientFile(path, O_CREAT | O_EXCL | O_WRONLY | PG_BINARY);
 	if (e.fd < 0)
 		ereport(ERROR,

@@ -105,6 +105,7 @@ typedef void (*sstate_ckpt_rdb_scan) (void *arg, int64 ckpt_id, const StreamStat
 									  sstate_store_scan_cb cb, void *cb_arg);
 extern int64 sstate_ckpt_export_file(const char *src, const char *path,
 									 sstate_ckpt_rdb_scan rdb_scan, void *arg);
+extern const char *sstate_ckpt_entry_value(int64 ref, uint32 *len);
 extern bool sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb,
 								  void *arg, char **why);
 extern List *sstate_ckpt_history(Oid dboid);

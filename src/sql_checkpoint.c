@@ -37,6 +37,8 @@
 
 #include "capture.h"
 #include "checkpoint.h"
+#include "cq_agg.h"
+#include "cq_capture.h"
 #include "rocks.h"
 #include "query.h"
 
@@ -472,6 +474,9 @@ typedef struct ImportQuery
 	StreamStateCapture cap;
 	int64		keys;
 	int64		entries;
+	int			naggs;			/* a query in SQL: its aggregates in the file */
+	StreamStateCqWorkerAgg *aggs;
+	StringInfoData value;		/* a session's value as a commit carries it */
 } ImportQuery;
 
 typedef struct ImportState
@@ -489,12 +494,6 @@ import_query(void *arg, const StreamStateQuery *q, char **why)
 	MemoryContext old;
 	ImportQuery *iq;
 
-	if (q->def.sql)
-	{
-		*why = psprintf("continuous query \"%s\" is a query in SQL, which cannot be imported yet",
-						q->def.name);
-		return false;
-	}
 	old = MemoryContextSwitchTo(is->cxt);
 	iq = palloc0(sizeof(ImportQuery));
 	iq->q = *q;
@@ -521,6 +520,90 @@ import_find(ImportState *is, int32 qid)
 }
 
 static bool
+import_layout(void *arg, int32 qid, int naggs, const StreamStateCqWorkerAgg *aggs, char **why)
+{
+	ImportState *is = arg;
+	ImportQuery *iq = import_find(is, qid);
+
+	if (iq == NULL)
+	{
+		*why = psprintf("it has the aggregates of query id %d, which it does not define", qid);
+		return false;
+	}
+	if (iq->aggs == NULL)
+	{
+		MemoryContext old = MemoryContextSwitchTo(is->cxt);
+
+		iq->naggs = naggs;
+		iq->aggs = palloc(sizeof(StreamStateCqWorkerAgg) * Max(naggs, 1));
+		memcpy(iq->aggs, aggs, sizeof(StreamStateCqWorkerAgg) * naggs);
+		MemoryContextSwitchTo(old);
+	}
+	return true;
+}
+
+static bool
+import_options(void *arg, int32 qid, int64 retention_us, int64 session_gap_us, char **why)
+{
+	ImportQuery *iq = import_find((ImportState *) arg, qid);
+
+	if (iq != NULL)
+	{
+		iq->q.def.retention_us = retention_us;
+		iq->q.def.session_gap_us = session_gap_us;
+	}
+	return true;
+}
+
+/*
+ * Do two aggregates' partial states mean the same?  The same state type and
+ * functions (built-ins by OID, others by library and symbol: their OIDs
+ * differ between servers).
+ */
+static bool
+same_states(const StreamStateCqWorkerAgg *a, const StreamStateCqWorkerAgg *b)
+{
+	if (a->transtype != b->transtype || a->transtyplen != b->transtyplen ||
+		a->transtypbyval != b->transtypbyval || a->has_serial != b->has_serial)
+		return false;
+	for (int k = 0; k < 3; k++)
+	{
+		const StreamStateCqFnRef *x = &a->refs[k];
+		const StreamStateCqFnRef *y = &b->refs[k];
+
+		if (x->builtin != y->builtin || OidIsValid(x->oid) != OidIsValid(y->oid))
+			return false;
+		if (x->builtin ? x->oid != y->oid :
+			(strcmp(x->library, y->library) != 0 || strcmp(x->symbol, y->symbol) != 0))
+			return false;
+	}
+	return true;
+}
+
+/* The file's aggregates of a query in SQL are this database's query's */
+static void
+import_check_sql(ImportQuery *iq, StreamStateQueryInfo *info)
+{
+	StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
+	bool		same = (iq->naggs == an->naggs && iq->aggs != NULL);
+
+	for (int j = 0; same && j < an->naggs; j++)
+	{
+		StreamStateCqWorkerAgg w;
+
+		sstate_cq_worker_agg(&an->aggs[j], &w);
+		same = same_states(&w, &iq->aggs[j]);
+	}
+	if (!same)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("continuous query \"%s\" of the checkpoint has other aggregates than the one of this database",
+						iq->q.def.name),
+				 errdetail("Its partial states would not combine with this query's."),
+				 errhint("Create the query with the same query text.")));
+}
+
+static bool
 import_key(void *arg, int32 qid, const char *key, uint32 keylen,
 		   const StreamStatePane *panes, int npanes, char **why)
 {
@@ -534,6 +617,38 @@ import_key(void *arg, int32 qid, const char *key, uint32 keylen,
 	}
 	if (!is->applying || iq->info == NULL)
 		return true;
+	if (iq->q.def.sql)
+	{
+		/*
+		 * Partial states, as a commit carries them; a session's with its
+		 * first and last event in front (its pane is its first event).
+		 */
+		for (int i = 0; i < npanes; i++)
+		{
+			uint32		len;
+			const char *v = sstate_ckpt_entry_value(panes[i].count, &len);
+			int64		pane = panes[i].pane;
+
+			if (iq->q.def.session_gap_us > 0)
+			{
+				if (len < sizeof(int64))
+				{
+					*why = psprintf("it has a session of query id %d without its end", qid);
+					return false;
+				}
+				resetStringInfo(&iq->value);
+				appendBinaryStringInfo(&iq->value, (const char *) &pane, sizeof(int64));
+				appendBinaryStringInfo(&iq->value, v, len);
+				v = iq->value.data;
+				len = iq->value.len;
+				pane = pane / iq->q.def.session_gap_us;
+			}
+			sstate_capture_value(&iq->cap, key, keylen, pane, 0, v, len);
+		}
+		iq->keys++;
+		iq->entries += npanes;
+		return true;
+	}
 
 	/*
 	 * A classed key's image starts with this server's hash of the value
@@ -577,7 +692,7 @@ stream_state_import_checkpoint(PG_FUNCTION_ARGS)
 {
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	char	   *path = user_path(PG_GETARG_TEXT_PP(0), false);
-	StreamStateCkptScan cb = {NULL, import_query, import_key};
+	StreamStateCkptScan cb = {NULL, import_query, import_key, import_layout, import_options};
 	ImportState is;
 	ListCell   *lc;
 	char	   *why;
@@ -606,7 +721,8 @@ stream_state_import_checkpoint(PG_FUNCTION_ARGS)
 		}
 		sstate_query_check_owner(info);
 		if (info->def.pane_us != iq->q.def.pane_us || info->def.window_us != iq->q.def.window_us ||
-			info->def.slide_us != iq->q.def.slide_us || info->def.processing_time != iq->q.def.processing_time)
+			info->def.slide_us != iq->q.def.slide_us || info->def.processing_time != iq->q.def.processing_time ||
+			info->def.session_gap_us != iq->q.def.session_gap_us)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("continuous query \"%s\" of the checkpoint has other windows than the one of this database",
@@ -618,6 +734,17 @@ stream_state_import_checkpoint(PG_FUNCTION_ARGS)
 					 errmsg("continuous query \"%s\" uses processing time; its state cannot be imported",
 							iq->q.def.name),
 					 errdetail("Its panes are the commit times of the exporting server.")));
+		if (info->def.sql != iq->q.def.sql)
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("continuous query \"%s\" of the checkpoint is %s, the one of this database %s",
+							iq->q.def.name, iq->q.def.sql ? "a query in SQL" : "a windowed count",
+							info->def.sql ? "a query in SQL" : "a windowed count")));
+		if (info->def.sql)
+		{
+			import_check_sql(iq, info);
+			initStringInfo(&iq->value);
+		}
 		iq->info = info;
 	}
 

@@ -62,9 +62,46 @@ $node->restart;
 ss_wait_applied($node, $db, 'after a restart');
 is($node->safe_psql($db, $diff), '7 0', 'after a checkpoint and a restart: exact');
 
-$node->safe_psql($db, q{SELECT stream_state.export_checkpoint(2, 'ss.ckpt')});
-like(ss_error_of($node, $db, q{SELECT * FROM stream_state.import_checkpoint('ss.ckpt')}),
-	qr/cannot be imported yet/, 'import refuses a file with a query in SQL, for now');
+# export and import into another database with the same queries (a session
+# query too, with a rocksdb count beside them, so that the export re-encodes
+# the file): the same rows there
+$node->safe_psql($db,
+	q{SELECT stream_state.create_query('sess', $$SELECT user_id, count(*), sum(amount) FROM ev GROUP BY user_id$$,
+		time_column => 'ts', session_gap => '1 minute', lateness => '1 day');
+	  SELECT stream_state.create_query('rc', 'ev', key_column => 'user_id', time_column => 'ts',
+		window_size => '1 hour', backend => 'rocksdb')});
+ss_wait_applied($node, $db, 'session query');
+my $ck = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+$node->safe_psql($db, qq{SELECT stream_state.export_checkpoint($ck, 'ss.ckpt')});
+$node->safe_psql('postgres', 'CREATE DATABASE other');
+$node->safe_psql('other',
+	q{CREATE EXTENSION stream_state; CREATE EXTENSION hll;
+	  CREATE TABLE ev (user_id bigint, amount numeric, page text, ts timestamptz);
+	  SELECT stream_state.create_query('s', $$SELECT user_id, count(*), sum(amount), avg(amount), max(amount),
+			hll_cardinality(hll_add_agg(hll_hash_text(page))) AS pages FROM ev GROUP BY user_id$$,
+		time_column => 'ts', window_size => '1 hour', slide => '10 minutes', lateness => '1 day');
+	  SELECT stream_state.create_query('sess', $$SELECT user_id, count(*), sum(amount) FROM ev GROUP BY user_id$$,
+		time_column => 'ts', session_gap => '1 minute', lateness => '1 day')});
+like( $node->safe_psql('other',
+		q{SELECT string_agg(query || ':' || keys || ':' || entries, ' ' ORDER BY query)
+			FROM stream_state.import_checkpoint('ss.ckpt')}),
+	qr/^s:7:\d+ sess:7:\d+$/, 'import_checkpoint of queries in SQL: the keys of both');
+my $rows = q{SELECT string_agg(t::text, ' ' ORDER BY t::text) FROM stream_state.window_result('s', '2026-11-24 10:55+00')
+		AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8)};
+my $sessions = q{SELECT string_agg(t::text, ' ' ORDER BY t::text) FROM stream_state._session_result('sess', NULL, 'infinity')
+		AS t(s timestamptz, e timestamptz, user_id bigint, count bigint, sum numeric)};
+ss_wait_applied($node, 'other', 'import');
+is(scalar(() = $node->safe_psql($db, $rows) =~ /\(\d+,/g) . ' ' . scalar(() = $node->safe_psql($db, $sessions) =~ /\("/g),
+	'7 360', 'the exported queries have 7 rows and 360 sessions');
+is($node->safe_psql('other', $rows), $node->safe_psql($db, $rows), 'imported: the same window_result');
+is($node->safe_psql('other', $sessions), $node->safe_psql($db, $sessions), 'imported: the same sessions');
+$node->safe_psql('other',
+	q{SELECT stream_state.drop_query('sess');
+	  SELECT stream_state.create_query('sess', $$SELECT user_id, count(*), max(amount) FROM ev GROUP BY user_id$$,
+		time_column => 'ts', session_gap => '1 minute')});
+like(ss_error_of($node, 'other', q{SELECT * FROM stream_state.import_checkpoint('ss.ckpt')}),
+	qr/ERROR:  22023: continuous query "sess" of the checkpoint has other aggregates than the one of this database/,
+	'import refuses a query in SQL whose aggregates differ (22023)');
 
 # retention comes back from a checkpoint (its options block): created, then
 # checkpointed, so the restarted worker does not replay the definition

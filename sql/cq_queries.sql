@@ -56,7 +56,7 @@ SELECT attname, atttypid::regtype FROM pg_attribute
 
 -- errors
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', backend => 'rocksdb')$$);
-SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', window_size => '1 hour')$$);
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', session_gap => '1 hour')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00') AS t(user_id bigint)$$);
 SELECT ss_test.error_of($$SELECT stream_state.window_count('cq_spend', 1::bigint, '2026-11-24 10:55+00')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_counts('cq_spend', '2026-11-24 10:55+00')$$);
@@ -104,6 +104,37 @@ SELECT (SELECT count(*) FROM truth) AS keys,
 	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
 							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
 SELECT stream_state.drop_query('cq_shared');
+
+-- GROUP BY keys whose equal values can differ in bytes (jsonb, text under a
+-- case-insensitive collation): kept per spelling, merged by reads as GROUP
+-- BY merges them (the smallest image shown)
+CREATE COLLATION cq_ci (provider = icu, locale = 'und-u-ks-level2', deterministic = false);
+CREATE TABLE cq_classed (j jsonb, name text COLLATE cq_ci, v int, ts timestamptz);
+SELECT stream_state.create_query('cq_classed_q',
+	$$SELECT j, name, count(*), sum(v) FROM cq_classed GROUP BY j, name$$,
+	time_column => 'ts', window_size => '1 hour');
+INSERT INTO cq_classed VALUES
+	('{"a": 1}', 'Alice', 1, '2026-11-24 10:00+00'), ('{"a": 1.0}', 'ALICE', 2, '2026-11-24 10:01+00'),
+	('{"a": 1.00}', 'alice', 4, '2026-11-24 10:02+00'), ('{"a": 2}', 'Alice', 8, '2026-11-24 10:03+00'),
+	('{"a": 1}', 'Bob', 16, '2026-11-24 10:04+00'), (NULL, 'bob', 32, '2026-11-24 10:05+00'),
+	(NULL, 'BOB', 64, '2026-11-24 10:06+00');
+INSERT INTO cq_classed VALUES ('{"a": 1.000}', 'aLiCe', 128, '2026-11-24 10:07+00');
+SELECT * FROM stream_state.window_result('cq_classed_q', '2026-11-24 10:30+00')
+	AS t(j jsonb, name text COLLATE cq_ci, count bigint, sum bigint) ORDER BY sum;
+SELECT count(*) AS diff FROM (
+	(SELECT * FROM stream_state.window_result('cq_classed_q', '2026-11-24 10:30+00')
+		AS t(j jsonb, name text COLLATE cq_ci, count bigint, sum bigint)
+	 EXCEPT ALL SELECT j, name, count(*), sum(v) FROM cq_classed GROUP BY j, name)
+	UNION ALL
+	(SELECT j, name, count(*), sum(v) FROM cq_classed GROUP BY j, name
+	 EXCEPT ALL SELECT * FROM stream_state.window_result('cq_classed_q', '2026-11-24 10:30+00')
+		AS t(j jsonb, name text COLLATE cq_ci, count bigint, sum bigint))) d;
+-- the typed view keeps the key's collation
+SELECT attname, attcollation::regcollation FROM pg_attribute
+ WHERE attrelid = 'cq_classed_q'::regclass AND attname = 'name';
+SELECT stream_state.drop_query('cq_classed_q');
+DROP TABLE cq_classed;
+DROP COLLATION cq_ci;
 
 SELECT stream_state.drop_query('cq_spend');
 SELECT to_regclass('cq_spend') AS view_after_drop;

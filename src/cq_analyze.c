@@ -303,6 +303,22 @@ sstate_cq_analyze(const char *sql, const char *name)
  * final values (attribute names are the output column names where there
  * are any).
  */
+/*
+ * Column j's type as a column definition takes it: with its typmod, and
+ * its collation when that is not its type's default (a GROUP BY under a
+ * case-insensitive collation keeps it in the typed view and emit_to).
+ */
+char *
+sstate_cq_column_type_sql(const StreamStateCqAnalysis *an, int j)
+{
+	const StreamStateCqColumn *col = &an->columns[j];
+	char	   *type = format_type_with_typemod(col->type, col->typmod);
+
+	if (OidIsValid(col->collation) && col->collation != get_typcollation(col->type))
+		return psprintf("%s COLLATE %s", type, generate_collation_name(col->collation));
+	return type;
+}
+
 TupleDesc
 sstate_cq_result_desc(const StreamStateCqAnalysis *an)
 {

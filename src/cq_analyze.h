@@ -156,5 +156,6 @@ typedef struct StreamStateCqAnalysis
 extern StreamStateCqAnalysis *sstate_cq_analyze(const char *sql, const char *name);
 extern StreamStateCqAnalysis *sstate_cq_analyze_defined(const char *sql, const char *name);
 extern TupleDesc sstate_cq_result_desc(const StreamStateCqAnalysis *an);
+extern char *sstate_cq_column_type_sql(const StreamStateCqAnalysis *an, int j);
 
 #endif							/* STREAM_STATE_CQ_ANALYZE_H */

@@ -278,7 +278,7 @@ insert_sql(StreamStateQueryInfo *info, const char *source_fmt)
 	{
 		appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
 		appendStringInfo(&defs, "%s%s %s", c > 0 ? ", " : "", quote_identifier(an->columns[c].name),
-						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+						 sstate_cq_column_type_sql(an, c));
 	}
 	appendStringInfoString(&ins, ") ");
 	appendStringInfo(&ins, source_fmt, quote_literal_cstr(info->name), defs.data);

@@ -26,6 +26,7 @@
 #include "access/xlog.h"
 #include "access/xlog_internal.h"
 #include "catalog/dependency.h"
+#include "common/hashfn.h"
 #include "catalog/namespace.h"
 #include "catalog/pg_am.h"
 #include "catalog/pg_opclass.h"
@@ -698,7 +699,7 @@ emit_target(StreamStateCqAnalysis *an, const char *target)
 					 quote_qualified_identifier(get_namespace_name(nsp), rv->relname));
 	for (int c = 0; c < an->ncolumns; c++)
 		appendStringInfo(&q, ", %s %s", quote_identifier(an->columns[c].name),
-						 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+						 sstate_cq_column_type_sql(an, c));
 	appendStringInfoChar(&q, ')');
 	if (SPI_connect() != SPI_OK_CONNECT)
 		elog(ERROR, "SPI_connect failed");
@@ -874,12 +875,25 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 				 errdetail("The rocksdb backend holds windowed counts only, for now."),
 				 errhint("Give backend => 'memory'.")));
 	for (int i = 0; i < an->nkeys; i++)
-		if (!sstate_key_by_image(an->keys[i].type, an->keys[i].collation))
+	{
+		RegProcedure hashfn;
+
+		if (!an->keys[i].classed)
+			continue;
+		/* equal values with other bytes: merged by reads, by hash and equality */
+		if (info.def.session_gap_us > 0)
 			ereport(ERROR,
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("continuous queries in SQL do not support GROUP BY keys of type %s yet",
+					 errmsg("session windows do not support GROUP BY keys of type %s yet",
 							format_type_be(an->keys[i].type)),
-					 errdetail("Equal values of this type (or collation) can differ in their bytes.")));
+					 errdetail("Equal values of this type (or collation) can differ in their bytes, and sessions are kept per byte image.")));
+		if (!get_op_hash_functions(an->keys[i].eqop, &hashfn, NULL))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("continuous queries in SQL do not support GROUP BY keys of type %s",
+							format_type_be(an->keys[i].type)),
+					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
+	}
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));
@@ -956,7 +970,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 		for (int c = 0; c < an->ncolumns; c++)
 			appendStringInfo(&cols, "%s%s %s", c > 0 ? ", " : "",
 							 quote_identifier(an->columns[c].name),
-							 format_type_with_typemod(an->columns[c].type, an->columns[c].typmod));
+							 sstate_cq_column_type_sql(an, c));
 		resetStringInfo(&q);
 		appendStringInfo(&q,
 						 "CREATE VIEW %s AS SELECT * FROM stream_state.window_result(%s) AS t(%s)",
@@ -2055,6 +2069,109 @@ result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 }
 
 /*
+ * Keys whose types (or collations) let equal values differ in bytes are
+ * kept per byte image (the capture groups by image; the worker has no
+ * catalog to compare them): merge the scanned keys that GROUP BY would
+ * take as one, by the key columns' hash functions and equality operators,
+ * into the one with the smallest image (so the value shown is stable).
+ */
+static uint32 *sort_hashes;
+
+static int
+by_hash(const void *a, const void *b)
+{
+	uint32		x = sort_hashes[*(const int *) a];
+	uint32		y = sort_hashes[*(const int *) b];
+
+	return x < y ? -1 : x > y ? 1 : (*(const int *) a - *(const int *) b);
+}
+
+static List *
+merge_classed_keys(CqCompiled *c, List *keys)
+{
+	StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(c);
+	int			n = list_length(keys);
+	FmgrInfo   *hashfns = palloc(sizeof(FmgrInfo) * an->nkeys);
+	FmgrInfo   *eqfns = palloc(sizeof(FmgrInfo) * an->nkeys);
+	Datum	   *vals = palloc(sizeof(Datum) * Max(n, 1) * an->nkeys);
+	bool	   *nulls = palloc(sizeof(bool) * Max(n, 1) * an->nkeys);
+	uint32	   *hashes = palloc(sizeof(uint32) * Max(n, 1));
+	ResultKey **rks = palloc(sizeof(ResultKey *) * Max(n, 1));
+	bool	   *gone = palloc0(sizeof(bool) * Max(n, 1));
+	List	   *result = NIL;
+	int			i = 0;
+	int		   *order;
+	ListCell   *lc;
+
+	for (int k = 0; k < an->nkeys; k++)
+	{
+		RegProcedure hashfn;
+
+		if (!get_op_hash_functions(an->keys[k].eqop, &hashfn, NULL))
+			elog(ERROR, "no hash function for operator %u", an->keys[k].eqop);
+		fmgr_info(hashfn, &hashfns[k]);
+		fmgr_info(get_opcode(an->keys[k].eqop), &eqfns[k]);
+	}
+	foreach(lc, keys)
+	{
+		ResultKey  *rk = lfirst(lc);
+		uint32		h = 0;
+
+		rks[i] = rk;
+		if (!sstate_cq_key_values(c, rk->img, rk->imglen, &vals[i * an->nkeys], &nulls[i * an->nkeys]))
+			elog(ERROR, "stream_state: a key of a continuous query is malformed");
+		for (int k = 0; k < an->nkeys; k++)
+			h = hash_combine(h, nulls[i * an->nkeys + k] ? 0 :
+							 DatumGetUInt32(FunctionCall1Coll(&hashfns[k], an->keys[k].collation,
+															  vals[i * an->nkeys + k])));
+		hashes[i++] = h;
+	}
+	/* candidates are the keys of equal hash: sorted by it, they are neighbours */
+	order = palloc(sizeof(int) * Max(n, 1));
+	for (i = 0; i < n; i++)
+		order[i] = i;
+	sort_hashes = hashes;
+	qsort(order, n, sizeof(int), by_hash);
+	for (int oi = 0; oi < n; oi++)
+	{
+		ResultKey  *keep;
+
+		i = order[oi];
+		if (gone[i])
+			continue;
+		keep = rks[i];
+		for (int oj = oi + 1; oj < n && hashes[order[oj]] == hashes[i]; oj++)
+		{
+			int			j = order[oj];
+			bool		equal = !gone[j];
+
+			for (int k = 0; equal && k < an->nkeys; k++)
+			{
+				bool		n1 = nulls[i * an->nkeys + k];
+				bool		n2 = nulls[j * an->nkeys + k];
+
+				equal = (n1 && n2) ||
+					(!n1 && !n2 &&
+					 DatumGetBool(FunctionCall2Coll(&eqfns[k], an->keys[k].collation,
+													vals[i * an->nkeys + k], vals[j * an->nkeys + k])));
+			}
+			if (!equal)
+				continue;
+			gone[j] = true;
+			keep->values = list_concat(keep->values, rks[j]->values);
+			if (rks[j]->imglen < keep->imglen ||
+				(rks[j]->imglen == keep->imglen && memcmp(rks[j]->img, keep->img, keep->imglen) < 0))
+			{
+				keep->img = rks[j]->img;
+				keep->imglen = rks[j]->imglen;
+			}
+		}
+		result = lappend(result, keep);
+	}
+	return result;
+}
+
+/*
  * The rows of scanned keys: per key (or session) its values combined,
  * finalised, the select list and HAVING evaluated, into rsinfo's store;
  * with bounds, the group's start and end come first.  A query without
@@ -2224,6 +2341,12 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 		PG_END_TRY();
 	}
 	read_end(db);
+	for (int k = 0; k < sstate_cq_compiled_analysis(c)->nkeys; k++)
+		if (sstate_cq_compiled_analysis(c)->keys[k].classed)
+		{
+			rs.keys = merge_classed_keys(c, rs.keys);
+			break;
+		}
 	result_rows(name, c, rs.keys, rsinfo, false, info->def.session_gap_us == 0);
 	return (Datum) 0;
 }

@@ -414,9 +414,6 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	MemoryContext gcxt;
 	Size		limit = (Size) sstate_capture_memory_kb * 1024;
 	bool		session = info->def.session_gap_us > 0;
-	Datum	   *argvals = palloc(sizeof(Datum) * FUNC_MAX_ARGS * Max(an->naggs, 1));
-	bool	   *argnulls = palloc(sizeof(bool) * FUNC_MAX_ARGS * Max(an->naggs, 1));
-	bool	   *pass = palloc(sizeof(bool) * Max(an->naggs, 1));
 	uint64		nrows = 0;
 	Datum	   *keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
 	bool	   *keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
@@ -488,23 +485,6 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		if (key.len <= CAPTURE_INLINE)
 			memcpy(key.inl, img.data, key.len);
 		hash = capture_key_hash(&key);
-
-		/*
-		 * The group's bucket is most likely not in the cache: ask for it,
-		 * and evaluate the aggregates' arguments meanwhile.
-		 */
-		__builtin_prefetch(&groups->data[hash & groups->sizemask]);
-		for (int j = 0; j < an->naggs; j++)
-		{
-			int			nargs = list_length(an->aggs[j].args);
-
-			pass[j] = c->share[j] == j && !c->from_rows[j] &&
-				(filters[j] == NULL || ExecQual(filters[j], econtext));
-			if (pass[j])
-				for (int k = 0; k < nargs; k++)
-					argvals[j * FUNC_MAX_ARGS + k] =
-						ExecEvalExpr(argexprs[j][k], econtext, &argnulls[j * FUNC_MAX_ARGS + k]);
-		}
 		entry = capgroups_insert_hash(groups, key, hash, &found);
 		if (!found)
 		{
@@ -533,9 +513,19 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		if (event_us > g->last)
 			g->last = event_us;
 		for (int j = 0; j < an->naggs; j++)
-			if (pass[j])
-				sstate_cq_state_advance(cx, &fns[j], &g->states[j], &argvals[j * FUNC_MAX_ARGS],
-										&argnulls[j * FUNC_MAX_ARGS], list_length(an->aggs[j].args));
+		{
+			Datum		args[FUNC_MAX_ARGS];
+			bool		nulls[FUNC_MAX_ARGS];
+			int			nargs = list_length(an->aggs[j].args);
+
+			if (c->share[j] != j || c->from_rows[j])
+				continue;
+			if (filters[j] && !ExecQual(filters[j], econtext))
+				continue;
+			for (int k = 0; k < nargs; k++)
+				args[k] = ExecEvalExpr(argexprs[j][k], econtext, &nulls[k]);
+			sstate_cq_state_advance(cx, &fns[j], &g->states[j], args, nulls, nargs);
+		}
 		if (++nrows % 64 == 0 &&
 			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) +
 			(Size) groups->size * sizeof(CaptureEntry) > limit)

@@ -11,18 +11,6 @@ SELECT attname, format_type(atttypid, atttypmod), attnotnull FROM pg_attribute
  WHERE attrelid = 'em_closed'::regclass AND attnum > 0 ORDER BY attnum;
 SELECT emit_to, emitted_until FROM stream_state.queries WHERE name = 'em_sliding';
 
--- wait until a query has emitted every window ending at or before upto
-CREATE FUNCTION ss_test.wait_emitted(q text, upto timestamptz) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	FOR i IN 1 .. 600 LOOP
-		IF (SELECT emitted_until >= upto FROM stream_state.queries WHERE name = q) THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
 
 -- rows of emitted windows that differ from the query over each window's
 -- rows, plus windows missing, plus rows emitted more than once
@@ -121,4 +109,4 @@ DROP VIEW em_view;
 DROP TABLE em_events, em_closed, em_totals, em_tumbling, em_wrong, em_short, em_theirs;
 REVOKE CREATE ON SCHEMA public FROM ss_emit_user;
 DROP ROLE ss_emit_user;
-DROP FUNCTION ss_test.wait_emitted(text, timestamptz), ss_test.emit_diff(timestamptz, timestamptz);
+DROP FUNCTION ss_test.emit_diff(timestamptz, timestamptz);

@@ -46,18 +46,7 @@ SELECT stream_state.create_query('em2_q', $$SELECT k, count(*), sum(v) FROM em2 
 SELECT stream_state.alter_query('em2_q', emit_to => 'em2_out');
 INSERT INTO em2 SELECT g % 2, g, '2026-11-24 10:00+00'::timestamptz + g * interval '1 minute'
   FROM generate_series(41, 70) g;
-CREATE FUNCTION pg_temp.wait_emitted(q text, upto timestamptz) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	FOR i IN 1 .. 600 LOOP
-		IF (SELECT emitted_until >= upto FROM stream_state.queries WHERE name = q) THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
-SELECT pg_temp.wait_emitted('em2_q', '2026-11-24 11:10+00') AS emitted;
+SELECT ss_test.wait_emitted('em2_q', '2026-11-24 11:10+00') AS emitted;
 SELECT e.*, (SELECT count(*) = e.count AND sum(v) = e.sum FROM em2
 			  WHERE k = e.k AND ts >= e.window_start AND ts < e.window_end) AS exact
   FROM em2_out e ORDER BY window_end, k;

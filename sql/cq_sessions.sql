@@ -72,18 +72,7 @@ SELECT ss_test.sv_diff() AS diff_out_of_order;
 
 -- an event days later: every session above ends, and is emitted once
 INSERT INTO sv VALUES (9, 9, '2026-11-27 00:00+00');
-CREATE FUNCTION pg_temp.wait_emitted(q text, upto timestamptz) RETURNS boolean
-LANGUAGE plpgsql AS $$
-BEGIN
-	FOR i IN 1 .. 600 LOOP
-		IF (SELECT emitted_until >= upto FROM stream_state.queries WHERE name = q) THEN
-			RETURN true;
-		END IF;
-		PERFORM pg_sleep(0.05);
-	END LOOP;
-	RETURN false;
-END $$;
-SELECT pg_temp.wait_emitted('sq', '2026-11-26 00:00+00') AS emitted;
+SELECT ss_test.wait_emitted('sq', '2026-11-26 00:00+00') AS emitted;
 SELECT count(*) AS emitted_rows,
 	   (SELECT count(*) FROM ((SELECT * FROM sv_closed EXCEPT ALL
 							   SELECT * FROM ss_test.sv_sessions() WHERE k <> 9)

@@ -74,3 +74,17 @@ BEGIN
 EXCEPTION WHEN OTHERS THEN
 	RETURN SQLSTATE || ': ' || SQLERRM;
 END $$;
+
+-- Wait until query q has emitted every window ending at or before upto
+-- (emit_to); false after 30 seconds.
+CREATE FUNCTION ss_test.wait_emitted(q text, upto timestamptz) RETURNS boolean
+LANGUAGE plpgsql AS $$
+BEGIN
+	FOR i IN 1 .. 600 LOOP
+		IF (SELECT emitted_until >= upto FROM stream_state.queries WHERE name = q) THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN false;
+END $$;

@@ -634,6 +634,23 @@ next_cursor_row(void *arg, TupleTableSlot *slot)
 	return true;
 }
 
+/* The time column of a query: its number and type, which must be a time */
+static void
+time_column_arg(Relation rel, const char *time_column, StreamStateQueryInfo *info)
+{
+	Oid			time_collation;
+
+	info->time_attnum = lookup_column(rel, time_column, &info->time_type, &time_collation);
+	if (info->time_type != TIMESTAMPTZOID && info->time_type != TIMESTAMPOID &&
+		info->time_type != DATEOID)
+		ereport(ERROR,
+				(errcode(ERRCODE_DATATYPE_MISMATCH),
+				 errmsg("time column \"%s\" must be of type timestamp with time zone, timestamp without time zone or date",
+						time_column),
+				 errdetail("Column \"%s\" has type %s.", time_column,
+						   format_type_be(info->time_type))));
+}
+
 /*
  * The table emit_to names, for a query of analysis an: made (as the caller,
  * in the schema the name gives or the current one) with window_start,
@@ -776,7 +793,6 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	Relation	rel;
 	StreamStateQueryInfo info;
 	char	   *time_column = NULL;
-	Oid			time_collation;
 	Interval   *window_iv;
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
@@ -833,15 +849,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	info.query_text = pstrdup(sql);
 	if (time_column != NULL)
 	{
-		info.time_attnum = lookup_column(rel, time_column, &info.time_type, &time_collation);
-		if (info.time_type != TIMESTAMPTZOID && info.time_type != TIMESTAMPOID &&
-			info.time_type != DATEOID)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("time column \"%s\" must be of type timestamp with time zone, timestamp without time zone or date",
-							time_column),
-					 errdetail("Column \"%s\" has type %s.", time_column,
-							   format_type_be(info.time_type))));
+		time_column_arg(rel, time_column, &info);
 		check_column_select(rel, info.time_attnum, time_column);
 	}
 	if (PG_NARGS() > 10 && !PG_ARGISNULL(10))
@@ -995,7 +1003,6 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	Relation	rel;
 	StreamStateQueryInfo info;
 	Oid			key_collation;
-	Oid			time_collation;
 	Interval   *window_iv;
 	Interval   *slide_iv;
 	Interval   *lateness_iv;
@@ -1082,17 +1089,7 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 	info.source = relid;
 	info.key_attnum = lookup_column(rel, key_column, &info.key_type, &key_collation);
 	if (time_column != NULL)
-	{
-		info.time_attnum = lookup_column(rel, time_column, &info.time_type, &time_collation);
-		if (info.time_type != TIMESTAMPTZOID && info.time_type != TIMESTAMPOID &&
-			info.time_type != DATEOID)
-			ereport(ERROR,
-					(errcode(ERRCODE_DATATYPE_MISMATCH),
-					 errmsg("time column \"%s\" must be of type timestamp with time zone, timestamp without time zone or date",
-							time_column),
-					 errdetail("Column \"%s\" has type %s.", time_column,
-							   format_type_be(info.time_type))));
-	}
+		time_column_arg(rel, time_column, &info);
 	check_key_type(info.key_type, key_column);
 
 	window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);

@@ -68,14 +68,15 @@ SELECT count(*) AS state_rows FROM stream_state.state WHERE query = 'cq_spend';
 SELECT stream_state.rebuild('cq_spend');
 SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_rebuild;
 
--- a statement whose groups outgrow stream_state.capture_memory writes
--- them into the delta early, as often as it must: the same result
+-- a statement whose groups outgrow stream_state.capture_memory spills the
+-- rows of the groups that do not fit and reads them again (here one hll
+-- state fills it: a pass per group, several levels deep): the same result
 SET stream_state.capture_memory = '64kB';
 INSERT INTO cq_events SELECT g % 500, g % 9, 'p' || (g % 37), 'purchase',
 	   '2026-11-24 10:00+00'::timestamptz + (g % 50) * interval '1 minute'
   FROM generate_series(1, 3000) g;
 RESET stream_state.capture_memory;
-SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_early_writes;
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_spills;
 SELECT count(*) AS keys FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00')
 	AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8);
 

@@ -339,13 +339,10 @@ capture_key_hash(const CaptureKey *k)
 }
 
 /*
- * Write every group of a statement into the delta and start afresh: at its
- * end, and whenever the groups take more memory than
- * stream_state.capture_memory.  A group of a session query (its pane is
- * floor(event time / gap): its events are less than the gap apart, so in
- * one session) starts its value with its first and last event time.  Partial states written early are combined
- * by the worker like any others; so aggregates with large states (hll's is
- * about 130 kB in memory) never hold more than that per statement.
+ * Write every group of a pass into the delta and start afresh (see
+ * capture_pass).  A group of a session query (its pane is floor(event time
+ * / gap): its events are less than the gap apart, so in one session)
+ * starts its value with its first and last event time.
  */
 static void
 flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
@@ -387,60 +384,66 @@ prepare(Expr *expr)
 }
 
 /*
- * Fold the rows next() gives (into slot, of the source's descriptor) into
- * the current delta of query info.
+ * One statement's capture of one query: what every pass over its rows
+ * shares.
  */
-void
-sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
-					   bool (*next) (void *arg, TupleTableSlot *slot), void *arg)
+typedef struct CaptureRun
 {
-	CqCompiled *c = sstate_cq_compiled(info);
-	StreamStateCqAnalysis *an = c->an;
-	StreamStateCqAggFns *fns = c->fns;
-	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state capture",
-											  ALLOCSET_DEFAULT_SIZES);
-	MemoryContext old = MemoryContextSwitchTo(cxt);
-	EState	   *estate = CreateExecutorState();
-	ExprContext *econtext = GetPerTupleExprContext(estate);
+	const StreamStateQueryInfo *info;
+	CqCompiled *c;
+	StreamStateCqAggFns *fns;
+	ExprContext *econtext;
 	ExprState  *qual;
-	ExprState **keyexprs = palloc0(sizeof(ExprState *) * Max(an->nkeys, 1));
-	ExprState ***argexprs = palloc0(sizeof(ExprState **) * Max(an->naggs, 1));
-	ExprState **filters = palloc0(sizeof(ExprState *) * Max(an->naggs, 1));
+	ExprState **keyexprs;
+	ExprState ***argexprs;
+	ExprState **filters;
 	capgroups_hash *groups;
-	StreamStateCqAggContext *cx = sstate_cq_agg_context_create(cxt);
+	StreamStateCqAggContext *cx;
 	StreamStateCapture cap;
 	StringInfoData img;
 	StringInfoData val;
 	MemoryContext gcxt;
-	Size		limit = (Size) sstate_capture_memory_kb * 1024;
-	bool		session = info->def.session_gap_us > 0;
+	Size		limit;
+	Size		gsize;
+	bool		session;
+	Datum	   *keyvals;
+	bool	   *keynulls;
+	TupleTableSlot *spillslot;	/* rows read back from a spill */
+} CaptureRun;
+
+/*
+ * Groups that do not fit: as PostgreSQL's hash aggregation does, once the
+ * groups take stream_state.capture_memory, rows of groups already there
+ * still advance them, and rows of other groups go to one of SPILL_PARTS
+ * spill files by their hash; when the rows are done, the groups go into
+ * the delta, and each spill file is read again the same way (its rows
+ * split by other bits of their hash if it overflows in turn).  So every
+ * group is written once per statement, and built once: an aggregate with
+ * a large state (hll's is about 130 kB in memory) is not built again for
+ * every few rows, as it was when groups were written early instead.
+ */
+#define SPILL_BITS	4
+#define SPILL_PARTS (1 << SPILL_BITS)
+
+static bool
+next_spilled(void *arg, TupleTableSlot *slot)
+{
+	return tuplestore_gettupleslot((Tuplestorestate *) arg, true, false, slot);
+}
+
+static void
+capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, TupleTableSlot *slot),
+			 void *arg, int level)
+{
+	const StreamStateQueryInfo *info = r->info;
+	CqCompiled *c = r->c;
+	StreamStateCqAnalysis *an = c->an;
+	ExprContext *econtext = r->econtext;
+	Tuplestorestate *spill[SPILL_PARTS] = {0};
+	bool		full = false;
 	uint64		nrows = 0;
-	Datum	   *keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
-	bool	   *keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
-	Size		gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * Max(an->naggs, 1);
 
-	qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
-	for (int i = 0; i < an->nkeys; i++)
-		keyexprs[i] = prepare(an->keys[i].expr);
-	for (int j = 0; j < an->naggs; j++)
-	{
-		ListCell   *lc;
-		int			k = 0;
-
-		if (c->share[j] != j)
-			continue;			/* advanced with the state it shares */
-		argexprs[j] = palloc0(sizeof(ExprState *) * Max(list_length(an->aggs[j].args), 1));
-		foreach(lc, an->aggs[j].args)
-			argexprs[j][k++] = prepare((Expr *) lfirst(lc));
-		filters[j] = an->aggs[j].filter ?
-			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
-	}
-	gcxt = AllocSetContextCreate(cxt, "stream_state capture groups", ALLOCSET_DEFAULT_SIZES);
-	groups = capgroups_create(cxt, 256, NULL);
-	initStringInfo(&img);
-	initStringInfo(&val);
-
-	sstate_capture_begin(&cap, info);
+	check_stack_depth();		/* a pass per level of spilling */
 	while (next(arg, slot))
 	{
 		CaptureKey	key;
@@ -453,7 +456,7 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		CHECK_FOR_INTERRUPTS();
 		ResetExprContext(econtext);
 		econtext->ecxt_scantuple = slot;
-		if (qual && !ExecQual(qual, econtext))
+		if (r->qual && !ExecQual(r->qual, econtext))
 			continue;
 		key.pane = 0;
 		if (!info->def.processing_time)
@@ -464,42 +467,65 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 
 			if (isnull || !sstate_time_to_unix_us(t, info->time_type, &us))
 			{
-				sstate_capture_skip(&cap);
+				sstate_capture_skip(&r->cap);
 				continue;
 			}
 			key.pane = sstate_floor_div(us, info->def.pane_us);
 			event_us = us;
-			sstate_capture_note_event(&cap, us);
+			sstate_capture_note_event(&r->cap, us);
 		}
 		for (int i = 0; i < an->nkeys; i++)
-			keyvals[i] = ExecEvalExpr(keyexprs[i], econtext, &keynulls[i]);
+			r->keyvals[i] = ExecEvalExpr(r->keyexprs[i], econtext, &r->keynulls[i]);
 		{
 			MemoryContext k = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
-			sstate_cq_key_image(c, keyvals, keynulls, &img);
+			sstate_cq_key_image(c, r->keyvals, r->keynulls, &r->img);
 			MemoryContextSwitchTo(k);
 		}
-		key.len = img.len;
-		key.img = img.data;
+		key.len = r->img.len;
+		key.img = r->img.data;
 		key.inl[0] = key.inl[1] = 0;
 		if (key.len <= CAPTURE_INLINE)
-			memcpy(key.inl, img.data, key.len);
+			memcpy(key.inl, r->img.data, key.len);
 		hash = capture_key_hash(&key);
-		entry = capgroups_insert_hash(groups, key, hash, &found);
+		if (full)
+		{
+			entry = capgroups_lookup_hash(r->groups, key, hash);
+			if (entry == NULL)
+			{
+				/* a group that does not fit now: its rows wait in a spill */
+				uint32		h = level * SPILL_BITS < 32 ? hash >> (level * SPILL_BITS) :
+					murmurhash32(hash ^ (uint32) level);
+				int			part = h & (SPILL_PARTS - 1);
+
+				if (spill[part] == NULL)
+				{
+					MemoryContext o = MemoryContextSwitchTo(GetMemoryChunkContext(r->keyvals));
+
+					spill[part] = tuplestore_begin_heap(false, false, work_mem);
+					MemoryContextSwitchTo(o);
+				}
+				tuplestore_puttupleslot(spill[part], slot);
+				continue;
+			}
+			found = true;
+		}
+		else
+			entry = capgroups_insert_hash(r->groups, key, hash, &found);
 		if (!found)
 		{
 			char	   *copy;
 
-			g = MemoryContextAlloc(gcxt, gsize + (key.len > CAPTURE_INLINE ? key.len : 0));
+			g = MemoryContextAlloc(r->gcxt, r->gsize + (key.len > CAPTURE_INLINE ? key.len : 0));
 			g->nrows = 0;
 			g->first = PG_INT64_MAX;
 			g->last = PG_INT64_MIN;
 			for (int j = 0; j < an->naggs; j++)
 				if (c->share[j] == j)
-					sstate_cq_state_init(cx, &fns[j], &g->states[j]);
+					sstate_cq_state_init(r->cx, &r->fns[j], &g->states[j]);
 			if (key.len > CAPTURE_INLINE)
 			{
-				copy = (char *) g + gsize;
+				copy = (char *) g + r->gsize;
 				memcpy(copy, key.img, key.len);
 				entry->key.img = copy;
 			}
@@ -520,19 +546,83 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 
 			if (c->share[j] != j || c->from_rows[j])
 				continue;
-			if (filters[j] && !ExecQual(filters[j], econtext))
+			if (r->filters[j] && !ExecQual(r->filters[j], econtext))
 				continue;
 			for (int k = 0; k < nargs; k++)
-				args[k] = ExecEvalExpr(argexprs[j][k], econtext, &nulls[k]);
-			sstate_cq_state_advance(cx, &fns[j], &g->states[j], args, nulls, nargs);
+				args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
+			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[j], args, nulls, nargs);
 		}
-		if (++nrows % 64 == 0 &&
-			MemoryContextMemAllocated(gcxt, true) + MemoryContextMemAllocated(cx->states, true) +
-			(Size) groups->size * sizeof(CaptureEntry) > limit)
-			flush_groups(c, groups, gcxt, cx, fns, &cap, &val, session);
+		if (!full && ++nrows % 64 == 0 &&
+			MemoryContextMemAllocated(r->gcxt, true) + MemoryContextMemAllocated(r->cx->states, true) +
+			(Size) r->groups->size * sizeof(CaptureEntry) > r->limit)
+			full = true;
 	}
-	flush_groups(c, groups, gcxt, cx, fns, &cap, &val, session);
-	sstate_cq_agg_context_reset(cx);
+	flush_groups(c, r->groups, r->gcxt, r->cx, r->fns, &r->cap, &r->val, r->session);
+	for (int part = 0; part < SPILL_PARTS; part++)
+	{
+		if (spill[part] == NULL)
+			continue;
+		capture_pass(r, r->spillslot, next_spilled, spill[part], level + 1);
+		tuplestore_end(spill[part]);
+	}
+}
+
+/*
+ * Fold the rows next() gives (into slot, of the source's descriptor) into
+ * the current delta of query info.
+ */
+void
+sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
+					   bool (*next) (void *arg, TupleTableSlot *slot), void *arg)
+{
+	CqCompiled *c = sstate_cq_compiled(info);
+	StreamStateCqAnalysis *an = c->an;
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext, "stream_state capture",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	EState	   *estate = CreateExecutorState();
+	CaptureRun	r;
+
+	memset(&r, 0, sizeof(r));
+	r.info = info;
+	r.c = c;
+	r.fns = c->fns;
+	r.econtext = GetPerTupleExprContext(estate);
+	r.keyexprs = palloc0(sizeof(ExprState *) * Max(an->nkeys, 1));
+	r.argexprs = palloc0(sizeof(ExprState **) * Max(an->naggs, 1));
+	r.filters = palloc0(sizeof(ExprState *) * Max(an->naggs, 1));
+	r.cx = sstate_cq_agg_context_create(cxt);
+	r.limit = (Size) sstate_capture_memory_kb * 1024;
+	r.session = info->def.session_gap_us > 0;
+	r.keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
+	r.keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
+	r.gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * Max(an->naggs, 1);
+	r.qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
+	for (int i = 0; i < an->nkeys; i++)
+		r.keyexprs[i] = prepare(an->keys[i].expr);
+	for (int j = 0; j < an->naggs; j++)
+	{
+		ListCell   *lc;
+		int			k = 0;
+
+		if (c->share[j] != j)
+			continue;			/* advanced with the state it shares */
+		r.argexprs[j] = palloc0(sizeof(ExprState *) * Max(list_length(an->aggs[j].args), 1));
+		foreach(lc, an->aggs[j].args)
+			r.argexprs[j][k++] = prepare((Expr *) lfirst(lc));
+		r.filters[j] = an->aggs[j].filter ?
+			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
+	}
+	r.gcxt = AllocSetContextCreate(cxt, "stream_state capture groups", ALLOCSET_DEFAULT_SIZES);
+	r.groups = capgroups_create(cxt, 256, NULL);
+	r.spillslot = MakeSingleTupleTableSlot(slot->tts_tupleDescriptor, &TTSOpsMinimalTuple);
+	initStringInfo(&r.img);
+	initStringInfo(&r.val);
+
+	sstate_capture_begin(&r.cap, info);
+	capture_pass(&r, slot, next, arg, 0);
+	ExecDropSingleTupleTableSlot(r.spillslot);
+	sstate_cq_agg_context_reset(r.cx);
 	FreeExecutorState(estate);
 	MemoryContextSwitchTo(old);
 	MemoryContextDelete(cxt);

@@ -1794,6 +1794,31 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 						 timestamptz_to_str(sstate_unix_us_to_ts(q->dead_below * q->def.pane_us)))));
 }
 
+/* Every key of query info in the memory store, through cb (none if no state yet) */
+static void
+scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg)
+{
+	StreamStateQuery *q;
+	StreamStateDb *db = read_query_begin(info, &q);
+
+	if (db == NULL)
+		return;
+	if (q != NULL)
+	{
+		PG_TRY();
+		{
+			sstate_store_scan(read_table, info->id, cb, arg);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
+	}
+	read_end(db);
+}
+
 static void
 min_pane_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 			const StreamStatePane *panes, int npanes)
@@ -1811,26 +1836,9 @@ min_pane_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 bool
 sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane)
 {
-	StreamStateQuery *q;
-	StreamStateDb *db = read_query_begin(info, &q);
 	int64		min = PG_INT64_MAX;
 
-	if (db == NULL)
-		return false;
-	if (q != NULL)
-	{
-		PG_TRY();
-		{
-			sstate_store_scan(read_table, info->id, min_pane_cb, &min);
-		}
-		PG_CATCH();
-		{
-			read_end(db);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	read_end(db);
+	scan_query(info, min_pane_cb, &min);
 	*pane = min;
 	return min != PG_INT64_MAX;
 }
@@ -2371,8 +2379,6 @@ stream_state_session_result(PG_FUNCTION_ARGS)
 	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
 	StreamStateQueryInfo *info;
 	CqCompiled *c;
-	StreamStateDb *db;
-	StreamStateQuery *q;
 	ResultScan	rs;
 
 	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
@@ -2391,23 +2397,7 @@ stream_state_session_result(PG_FUNCTION_ARGS)
 	rs.lo = PG_ARGISNULL(1) ? PG_INT64_MIN : ts_bound_us(PG_GETARG_TIMESTAMPTZ(1));
 	rs.hi = ts_bound_us(PG_GETARG_TIMESTAMPTZ(2));
 	rs.gap = info->def.session_gap_us;
-	db = read_query_begin(info, &q);
-	if (db == NULL)
-		return (Datum) 0;
-	if (q != NULL)
-	{
-		PG_TRY();
-		{
-			sstate_store_scan(read_table, info->id, result_cb, &rs);
-		}
-		PG_CATCH();
-		{
-			read_end(db);
-			PG_RE_THROW();
-		}
-		PG_END_TRY();
-	}
-	read_end(db);
+	scan_query(info, result_cb, &rs);
 	result_rows(name, c, rs.keys, rsinfo, true, false);
 	return (Datum) 0;
 }

@@ -88,3 +88,20 @@ BEGIN
 	END LOOP;
 	RETURN false;
 END $$;
+
+-- Wait until the boolean SQL expression cond is true; false after 30
+-- seconds.
+CREATE FUNCTION ss_test.wait_until(cond text) RETURNS boolean
+LANGUAGE plpgsql AS $$
+DECLARE
+	ok boolean;
+BEGIN
+	FOR i IN 1 .. 600 LOOP
+		EXECUTE 'SELECT ' || cond INTO ok;
+		IF ok THEN
+			RETURN true;
+		END IF;
+		PERFORM pg_sleep(0.05);
+	END LOOP;
+	RETURN false;
+END $$;

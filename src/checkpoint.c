@@ -23,6 +23,9 @@
  *				  counters; key_flags (0 before 0.3.0) says classed keys
  *				  and, since 0.4.0, a rocksdb query, whose state is in the
  *				  RocksDB checkpoint taken with the file (rocks.c), not here
+ *		LATE	  (0.7.0; any number, about 1 MB each) the late groups of
+ *				  queries with late_to not yet written into their tables:
+ *				  a CkptLate each, then its key image and partial states
  *		ENTRIES	  (any number, about 1 MB each) per key: varint query id,
  *				  varint key length, key image, varint number of panes, then
  *				  per pane the pane (zigzag varint, later ones as a varint
@@ -99,7 +102,8 @@ enum
 	CKB_ENTRIES = 3,
 	CKB_END = 4,
 	CKB_LAYOUTS = 5,			/* 0.5.0: the aggregates of queries in SQL */
-	CKB_OPTIONS = 6				/* 0.6.0: options of queries (CkptOptions) */
+	CKB_OPTIONS = 6,			/* 0.6.0: options of queries (CkptOptions) */
+	CKB_LATE = 7				/* 0.7.0: late groups to write (CkptLate) */
 };
 
 typedef struct CkptPrefix
@@ -137,6 +141,7 @@ typedef struct CkptHeader
 #define CKQ_SQL				0x04	/* 0.5.0: a query in SQL; its entries hold
 									 * values (length and partial states) */
 #define CKQ_EMIT			0x08	/* 0.6.0: its closed windows go to a table */
+#define CKQ_LATE			0x10	/* 0.7.0: its late groups go to a table */
 
 typedef struct CkptQuery
 {
@@ -166,6 +171,20 @@ typedef struct CkptOptions
 	int64		retention_us;
 	int64		session_gap_us;
 } CkptOptions;
+
+/* One record of a LATE block, followed by its key image and states */
+typedef struct CkptLate
+{
+	int32		qid;
+	uint32		keylen;
+	uint32		valuelen;
+	uint32		reserved;
+	uint64		lsn;
+	int64		commit_us;
+	int64		from_us;
+	int64		to_us;
+	int64		count;
+} CkptLate;
 
 typedef struct CkptEnd
 {
@@ -672,7 +691,8 @@ query_record(const StreamStateQuery *q, CkptQuery *cq)
 	cq->key_flags = (q->def.key_classed ? CKQ_KEY_CLASSED : 0) |
 		(q->def.backend == SSB_ROCKSDB ? CKQ_ROCKSDB : 0) |
 		(q->def.sql ? CKQ_SQL : 0) |
-		(q->def.emit ? CKQ_EMIT : 0);
+		(q->def.emit ? CKQ_EMIT : 0) |
+		(q->def.late ? CKQ_LATE : 0);
 	cq->pane_us = q->def.pane_us;
 	cq->window_us = q->def.window_us;
 	cq->slide_us = q->def.slide_us;
@@ -709,6 +729,81 @@ block_make(MemoryContext cxt, uint32 type, const char *data, uint32 len)
 	if (len > 0)
 		memcpy(b->data, data, len);
 	return b;
+}
+
+/* The late groups of queries with late_to, into LATE blocks of about 1 MB */
+typedef struct LateBlocks
+{
+	StringInfo	buf;
+	List	   *blocks;
+	MemoryContext cxt;
+} LateBlocks;
+
+static void
+late_block_cb(void *arg, int32 qid, const StreamStateLateGroup *g)
+{
+	LateBlocks *lb = arg;
+	CkptLate	rec;
+
+	memset(&rec, 0, sizeof(rec));
+	rec.qid = qid;
+	rec.keylen = g->keylen;
+	rec.valuelen = g->valuelen;
+	rec.lsn = g->lsn;
+	rec.commit_us = g->commit_us;
+	rec.from_us = g->from_us;
+	rec.to_us = g->to_us;
+	rec.count = g->count;
+	appendBinaryStringInfo(lb->buf, (char *) &rec, sizeof(rec));
+	appendBinaryStringInfo(lb->buf, g->key, g->keylen);
+	appendBinaryStringInfo(lb->buf, g->value, g->valuelen);
+	if (lb->buf->len >= CKPT_BLOCK_TARGET)
+	{
+		lb->blocks = lappend(lb->blocks, block_make(lb->cxt, CKB_LATE, lb->buf->data, lb->buf->len));
+		resetStringInfo(lb->buf);
+	}
+}
+
+/* Parse a LATE block, calling cb->late for every group */
+static bool
+scan_late(const StreamStateCkptScan *cb, void *arg, const char *data, uint32 len, char **why)
+{
+	const char *p = data;
+	const char *end = data + len;
+
+	while (p < end)
+	{
+		CkptLate	rec;
+		StreamStateLateGroup g;
+
+		if (end - p < (ptrdiff_t) sizeof(rec))
+			break;
+		memcpy(&rec, p, sizeof(rec));
+		p += sizeof(rec);
+		if ((uint64) rec.keylen + rec.valuelen > (uint64) (end - p) || rec.qid <= 0)
+		{
+			p = NULL;
+			break;
+		}
+		g.lsn = rec.lsn;
+		g.commit_us = rec.commit_us;
+		g.from_us = rec.from_us;
+		g.to_us = rec.to_us;
+		g.count = rec.count;
+		g.key = p;
+		g.keylen = rec.keylen;
+		g.value = p + rec.keylen;
+		g.valuelen = rec.valuelen;
+		p += rec.keylen + rec.valuelen;
+		if (cb->late != NULL && !cb->late(arg, rec.qid, &g, why))
+			return false;
+	}
+	if (p != end)
+	{
+		*why = pstrdup("its block of late groups is malformed");
+		return false;
+	}
+	return true;
 }
 
 static void
@@ -988,6 +1083,15 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 	}
 	if (qbuf.len > 0)
 		w->blocks = lappend(w->blocks, block_make(cxt, CKB_OPTIONS, qbuf.data, qbuf.len));
+	resetStringInfo(&qbuf);
+	{
+		LateBlocks	lb = {&qbuf, NIL, cxt};
+
+		sstate_store_late_scan(table, 0, InvalidXLogRecPtr, PG_UINT64_MAX, late_block_cb, &lb);
+		if (qbuf.len > 0)
+			lb.blocks = lappend(lb.blocks, block_make(cxt, CKB_LATE, qbuf.data, qbuf.len));
+		w->blocks = list_concat(w->blocks, lb.blocks);
+	}
 	w->table = table;
 
 	initStringInfo(&w->cur);
@@ -1433,7 +1537,7 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 
 	if (!read_exact(r, head, sizeof(CkptBlockHead), "a block header"))
 		return false;
-	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_OPTIONS)
+	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_LATE)
 	{
 		r->why = psprintf("block %d at byte %lld has a bad header (type %u, length %u)",
 						  r->nblocks + 1, (long long) at, head->type, head->len);
@@ -1455,7 +1559,7 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 	r->nblocks++;
 	if (expect != 0 && head->type != expect &&
 		!(expect == CKB_ENTRIES && (head->type == CKB_END || head->type == CKB_LAYOUTS ||
-									head->type == CKB_OPTIONS)))
+									head->type == CKB_OPTIONS || head->type == CKB_LATE)))
 	{
 		r->why = psprintf("block %d at byte %lld has type %u where %u was expected",
 						  r->nblocks, (long long) at, head->type, expect);
@@ -1637,6 +1741,7 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		q.def.backend = (cq.key_flags & CKQ_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 		q.def.sql = (cq.key_flags & CKQ_SQL) != 0;
 		q.def.emit = (cq.key_flags & CKQ_EMIT) != 0;
+		q.def.late = (cq.key_flags & CKQ_LATE) != 0;
 		if (q.def.sql)
 			r.sql_qids = lappend_int(r.sql_qids, cq.id);
 		q.def.pane_us = cq.pane_us;
@@ -1702,6 +1807,13 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 				r.why = pstrdup("its block of aggregates is malformed");
 				goto out;
 			}
+			pfree(data);
+			continue;
+		}
+		if (head.type == CKB_LATE)
+		{
+			if (!scan_late(cb, arg, data, head.len, &r.why))
+				goto out;
 			pfree(data);
 			continue;
 		}
@@ -1778,6 +1890,7 @@ typedef struct LoadState
 	int			nqueries;
 	int32		last_qid;		/* slot_of cache */
 	StreamStateQuery *last_q;
+	int64		late_lost;		/* late groups that did not fit */
 } LoadState;
 
 static void
@@ -1788,7 +1901,10 @@ clear_state(StreamStateDb *db, StreamStateStore *table)
 	for (int i = 0; i < sstate_shared->max_queries; i++)
 	{
 		if (qs[i].status != SSQ_FREE)
+		{
 			sstate_store_drop_query(table, &qs[i]);
+			sstate_store_late_drop(table, qs[i].def.id);
+		}
 	}
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	memset(qs, 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
@@ -1829,6 +1945,19 @@ load_options(void *arg, int32 qid, int64 retention_us, int64 session_gap_us, cha
 			sstate_db_queries(ls->db)[i].def.session_gap_us = session_gap_us;
 		}
 	LWLockRelease(&ls->db->lock);
+	return true;
+}
+
+static bool
+load_late(void *arg, int32 qid, const StreamStateLateGroup *g, char **why)
+{
+	LoadState  *ls = arg;
+
+	if (!sstate_store_late_add(ls->table, qid, g, false))
+	{
+		/* the checkpoint is fine; the group does not fit */
+		ls->late_lost++;
+	}
 	return true;
 }
 
@@ -1933,7 +2062,8 @@ static bool
 ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 			   StreamStateCkptHeader *hdr_out, char **why)
 {
-	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout, load_options};
+	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout, load_options,
+	load_late};
 	LoadState	ls;
 
 	memset(&ls, 0, sizeof(ls));
@@ -1946,6 +2076,12 @@ ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 		return false;
 	}
 	sstate_store_load_end();
+	if (ls.late_lost > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("stream_state: memory full while restoring late groups; %lld of them will not reach their late_to tables",
+						(long long) ls.late_lost),
+				 errhint("Increase stream_state.memory_limit.")));
 	*hdr_out = ls.hdr;
 	return true;
 }

@@ -76,6 +76,8 @@ typedef struct StreamStateCkptScan
 	/* 0.6.0: a query's retention and session gap, after its definition */
 	bool		(*options) (void *arg, int32 qid, int64 retention_us, int64 session_gap_us,
 							char **why);
+	/* 0.7.0: a late group not yet in its query's late_to table */
+	bool		(*late) (void *arg, int32 qid, const StreamStateLateGroup *g, char **why);
 } StreamStateCkptScan;
 
 /* worker */

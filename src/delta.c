@@ -168,7 +168,8 @@ sstate_delta_put_def(StringInfo buf, const StreamStateQueryDef *def)
 						 (def->sql ? SSM_DEF_SQL : 0) |
 						 (def->emit ? SSM_DEF_EMIT : 0) |
 						 (def->retention_us > 0 ? SSM_DEF_RETENTION : 0) |
-						 (def->session_gap_us > 0 ? SSM_DEF_SESSION : 0));
+						 (def->session_gap_us > 0 ? SSM_DEF_SESSION : 0) |
+						 (def->late ? SSM_DEF_LATE : 0));
 	put_svarint(buf, def->pane_us);
 	put_svarint(buf, def->window_us);
 	put_svarint(buf, def->slide_us);
@@ -196,15 +197,18 @@ sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend)
 
 void
 sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us, const int64 *retention_us,
-					   const bool *emit)
+					   const bool *emit, const bool *late)
 {
 	put_uvarint(buf, (uint64) qid);
 	put_svarint(buf, lateness_us);
-	appendStringInfoChar(buf, (retention_us ? SSM_ALTER_RETENTION : 0) | (emit ? SSM_ALTER_EMIT : 0));
+	appendStringInfoChar(buf, (retention_us ? SSM_ALTER_RETENTION : 0) | (emit ? SSM_ALTER_EMIT : 0) |
+						 (late ? SSM_ALTER_LATE : 0));
 	if (retention_us)
 		put_svarint(buf, *retention_us);
 	if (emit)
 		appendStringInfoChar(buf, *emit ? 1 : 0);
+	if (late)
+		appendStringInfoChar(buf, *late ? 1 : 0);
 }
 
 bool
@@ -353,6 +357,7 @@ sstate_delta_get_def(StreamStateDeltaReader *r, StreamStateQueryDef *def)
 	def->backend = (flags & SSM_DEF_ROCKSDB) ? SSB_ROCKSDB : SSB_MEMORY;
 	def->sql = (flags & SSM_DEF_SQL) != 0;
 	def->emit = (flags & SSM_DEF_EMIT) != 0;
+	def->late = (flags & SSM_DEF_LATE) != 0;
 	memcpy(def->name, r->p, namelen);
 	def->name[namelen] = '\0';
 	r->p += namelen;
@@ -390,7 +395,7 @@ sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend)
 
 bool
 sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us, uint8 *what,
-					   int64 *retention_us, bool *emit)
+					   int64 *retention_us, bool *emit, bool *late)
 {
 	uint8		b;
 
@@ -408,6 +413,12 @@ sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us
 		if (!get_byte(r, &b))
 			return false;
 		*emit = (b != 0);
+	}
+	if (*what & SSM_ALTER_LATE)
+	{
+		if (!get_byte(r, &b))
+			return false;
+		*late = (b != 0);
 	}
 	return true;
 }

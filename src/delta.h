@@ -39,10 +39,12 @@ typedef enum StreamStateMsgKind
 #define SSM_DEF_EMIT			0x10	/* closed windows go to a table (0.6.0) */
 #define SSM_DEF_RETENTION		0x20	/* a retention follows the name (0.6.0) */
 #define SSM_DEF_SESSION			0x40	/* session windows: the gap follows (0.6.0) */
+#define SSM_DEF_LATE			0x80	/* late groups go to a table (0.7.0) */
 
 /* What an ALTER message changes besides the lateness (0.6.0; absent before) */
 #define SSM_ALTER_RETENTION		0x01
 #define SSM_ALTER_EMIT			0x02
+#define SSM_ALTER_LATE			0x04	/* 0.7.0: late_to on or off follows */
 
 typedef struct StreamStateDeltaQuery
 {
@@ -85,7 +87,8 @@ extern void sstate_delta_put_layout(StringInfo buf, int naggs, const void *aggs,
 extern void sstate_delta_put_qid(StringInfo buf, int32 qid);
 extern void sstate_delta_put_backend(StringInfo buf, int32 qid, uint8 backend);
 extern void sstate_delta_put_alter(StringInfo buf, int32 qid, int64 lateness_us,
-								   const int64 *retention_us, const bool *emit);
+								   const int64 *retention_us, const bool *emit,
+								   const bool *late);
 
 /* decoding: each returns false on a malformed message */
 extern bool sstate_delta_open(StreamStateDeltaReader *r, const char *data, Size len);
@@ -99,6 +102,7 @@ extern bool sstate_delta_get_layout(StreamStateDeltaReader *r, int *naggs, const
 extern bool sstate_delta_get_qid(StreamStateDeltaReader *r, int32 *qid);
 extern bool sstate_delta_get_backend(StreamStateDeltaReader *r, int32 *qid, uint8 *backend);
 extern bool sstate_delta_get_alter(StreamStateDeltaReader *r, int32 *qid, int64 *lateness_us,
-								   uint8 *what, int64 *retention_us, bool *emit);
+								   uint8 *what, int64 *retention_us, bool *emit,
+								   bool *late);
 
 #endif							/* STREAM_STATE_DELTA_H */

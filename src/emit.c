@@ -72,6 +72,7 @@
 #include "utils/guc.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/pg_lsn.h"
 #include "utils/snapmgr.h"
 #include "utils/timestamp.h"
 
@@ -83,6 +84,7 @@
 
 #define EMIT_RETRY_MS			1000	/* after a failed or unstartable helper */
 #define EMIT_LOCK_TIMEOUT		"10s"
+#define LATE_BATCH				10000	/* late groups per transaction, about */
 
 PGDLLEXPORT void stream_state_emit_main(Datum arg);
 
@@ -91,6 +93,8 @@ static BackgroundWorkerHandle *helper = NULL;
 static TimestampTz next_try = 0;
 static int64 *asked_end = NULL;	/* per query slot: closed end at the last start */
 static int32 *asked_qid = NULL;
+static XLogRecPtr *asked_late = NULL;	/* per query slot: newest late group
+										 * at the last start */
 
 static StreamStateQuery *
 query_slot(StreamStateDb *db, int32 qid)
@@ -121,6 +125,8 @@ sstate_emit_poll(StreamStateDb *db)
 										   sizeof(int64) * sstate_shared->max_queries);
 		asked_qid = MemoryContextAllocZero(TopMemoryContext,
 										   sizeof(int32) * sstate_shared->max_queries);
+		asked_late = MemoryContextAllocZero(TopMemoryContext,
+											sizeof(XLogRecPtr) * sstate_shared->max_queries);
 	}
 	if (helper != NULL)
 	{
@@ -136,12 +142,16 @@ sstate_emit_poll(StreamStateDb *db)
 		failed = !db->emit_done;
 		SpinLockRelease(&db->mutex);
 		for (int i = 0; i < sstate_shared->max_queries; i++)
+		{
 			if (qs[i].status != SSQ_FREE && qs[i].def.emit)
 				sstate_apply_evict_emitted(&qs[i]);
+			sstate_apply_trim_late(&qs[i]);
+		}
 		if (failed)
 		{
 			/* ask again for everything, after a pause */
 			memset(asked_qid, 0, sizeof(int32) * sstate_shared->max_queries);
+			memset(asked_late, 0, sizeof(XLogRecPtr) * sstate_shared->max_queries);
 			next_try = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), EMIT_RETRY_MS);
 		}
 	}
@@ -153,14 +163,26 @@ sstate_emit_poll(StreamStateDb *db)
 		StreamStateQuery *q = &qs[i];
 		int64		closed;
 
-		if (q->status != SSQ_RUNNING || !q->def.emit)
+		if (q->status != SSQ_RUNNING)
 			continue;
-		closed = sstate_closed_end(q);
 		if (asked_qid[i] != q->def.id)
 		{
 			asked_qid[i] = q->def.id;
 			asked_end[i] = SSTATE_NO_TIME;
+			asked_late[i] = InvalidXLogRecPtr;
 		}
+		if (q->def.late)
+		{
+			/* late groups newer than the last helper saw */
+			XLogRecPtr	last = sstate_apply_late_last(q);
+
+			if (last != InvalidXLogRecPtr && last > asked_late[i] &&
+				(!q->late_known || last > q->late_written))
+				pending = true;
+		}
+		if (!q->def.emit)
+			continue;
+		closed = sstate_closed_end(q);
 		if (!q->emit_known ||
 			(closed != SSTATE_NO_TIME && closed > asked_end[i] &&
 			 (q->emitted_end == SSTATE_NO_TIME || closed > q->emitted_end)))
@@ -190,8 +212,12 @@ sstate_emit_poll(StreamStateDb *db)
 		}
 	}
 	for (int i = 0; i < sstate_shared->max_queries; i++)
+	{
 		if (qs[i].status == SSQ_RUNNING && qs[i].def.emit)
 			asked_end[i] = sstate_closed_end(&qs[i]);
+		if (qs[i].status == SSQ_RUNNING && qs[i].def.late)
+			asked_late[i] = sstate_apply_late_last(&qs[i]);
+	}
 }
 
 /* Is a helper running? (the worker naps shorter meanwhile) */
@@ -457,12 +483,132 @@ done:
 	return false;
 }
 
+static void
+report_late(StreamStateDb *db, int32 qid, XLogRecPtr written)
+{
+	StreamStateQuery *q;
+
+	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
+	q = query_slot(db, qid);
+	if (q != NULL)
+	{
+		q->late_written = written;
+		q->late_known = true;
+	}
+	LWLockRelease(&db->lock);
+	if (db->worker_latch != NULL)
+		SetLatch(db->worker_latch);
+}
+
+/*
+ * One transaction of query qid's late groups: those of commits after its
+ * progress, about LATE_BATCH of them in whole commits, inserted into its
+ * late_to table with the progress moved to the last commit's LSN.  Returns
+ * true when more are there.
+ */
+static bool
+late_some(StreamStateDb *db, int32 qid)
+{
+	StreamStateQueryInfo *info;
+	Datum		arg;
+	Oid			argtype = INT4OID;
+	XLogRecPtr	after = InvalidXLogRecPtr;
+	XLogRecPtr	upto = InvalidXLogRecPtr;
+	bool		found;
+	bool		more = false;
+	int			nest;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+
+	info = sstate_query_by_id(qid);
+	if (info == NULL || info->late_to == NULL)
+		goto done;				/* dropped or switched off meanwhile */
+	pgstat_report_activity(STATE_RUNNING, psprintf("writing late groups of \"%s\"", info->name));
+
+	arg = Int32GetDatum(qid);
+	spi_check(SPI_execute_with_args("SELECT written_until FROM stream_state.late_progress "
+									"WHERE query_id = $1 FOR UPDATE",
+									1, &argtype, &arg, NULL, false, 1),
+			  SPI_OK_SELECT, "reading stream_state.late_progress");
+	if (SPI_processed == 0)
+		spi_check(SPI_execute_with_args("INSERT INTO stream_state.late_progress (query_id) VALUES ($1)",
+										1, &argtype, &arg, NULL, false, 0),
+				  SPI_OK_INSERT, "inserting into stream_state.late_progress");
+	else
+	{
+		bool		isnull;
+		Datum		d = SPI_getbinval(SPI_tuptable->vals[0], SPI_tuptable->tupdesc, 1, &isnull);
+
+		if (!isnull)
+			after = DatumGetLSN(d);
+	}
+	found = sstate_query_late_upto(info, after, LATE_BATCH, &upto);
+	if (found)
+	{
+		StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(sstate_cq_compiled(info));
+		StringInfoData ins;
+		Datum		args[2];
+		char		nulls[2] = {after == InvalidXLogRecPtr ? 'n' : ' ', ' '};
+		Oid			types[2] = {LSNOID, LSNOID};
+		Oid			save_userid;
+		int			save_sec;
+
+		initStringInfo(&ins);
+		appendStringInfo(&ins, "INSERT INTO %s (commit_lsn, committed_at, events_from, events_to",
+						 info->late_to);
+		for (int c = 0; c < an->ncolumns; c++)
+			appendStringInfo(&ins, ", %s", quote_identifier(an->columns[c].name));
+		appendStringInfo(&ins, ") SELECT * FROM stream_state._late_result(%s, $1, $2) "
+						 "AS t(commit_lsn pg_lsn, committed_at timestamptz, events_from timestamptz, events_to timestamptz",
+						 quote_literal_cstr(info->name));
+		for (int c = 0; c < an->ncolumns; c++)
+			appendStringInfo(&ins, ", %s %s", quote_identifier(an->columns[c].name),
+							 sstate_cq_column_type_sql(an, c));
+		appendStringInfoChar(&ins, ')');
+		args[0] = LSNGetDatum(after);
+		args[1] = LSNGetDatum(upto);
+		GetUserIdAndSecContext(&save_userid, &save_sec);
+		SetUserIdAndSecContext(info->owner, save_sec | SECURITY_LOCAL_USERID_CHANGE);
+		spi_check(SPI_execute_with_args(ins.data, 2, types, args, nulls, false, 0), SPI_OK_INSERT,
+				  psprintf("inserting into %s", info->late_to));
+		SetUserIdAndSecContext(save_userid, save_sec);
+
+		args[0] = LSNGetDatum(upto);
+		args[1] = arg;
+		types[1] = INT4OID;
+		spi_check(SPI_execute_with_args("UPDATE stream_state.late_progress SET written_until = $1 "
+										"WHERE query_id = $2",
+										2, types, args, NULL, false, 0),
+				  SPI_OK_UPDATE, "updating stream_state.late_progress");
+		more = true;
+	}
+	else
+		upto = after;			/* nothing after it: what is before is written */
+
+done:
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
+	/* committed: the worker may free what these rows held */
+	if (info != NULL && info->late_to != NULL)
+		report_late(db, qid, upto);
+	return more;
+}
+
 void
 stream_state_emit_main(Datum arg)
 {
 	Oid			dboid = DatumGetObjectId(arg);
 	StreamStateDb *db;
 	List	   *qids = NIL;
+	List	   *late_qids = NIL;
 	ListCell   *lc;
 	bool		ok = true;
 	MemoryContext cxt;
@@ -490,16 +636,24 @@ stream_state_emit_main(Datum arg)
 		PushActiveSnapshot(GetTransactionSnapshot());
 		if (SPI_connect() != SPI_OK_CONNECT)
 			elog(ERROR, "SPI_connect failed");
-		spi_check(SPI_execute("SELECT id FROM stream_state.query_def WHERE emit_to IS NOT NULL ORDER BY id",
+		/* late_to (0.7.0) read by name: a catalog of 0.6.0 has none */
+		spi_check(SPI_execute("SELECT d.id, d.emit_to IS NOT NULL, "
+							  "(pg_catalog.to_jsonb(d) OPERATOR(pg_catalog.->>) 'late_to') IS NOT NULL "
+							  "FROM stream_state.query_def d ORDER BY d.id",
 							  true, 0),
 				  SPI_OK_SELECT, "reading stream_state.query_def");
 		old = MemoryContextSwitchTo(cxt);
 		for (uint64 i = 0; i < SPI_processed; i++)
 		{
 			bool		isnull;
+			HeapTuple	tup = SPI_tuptable->vals[i];
+			TupleDesc	desc = SPI_tuptable->tupdesc;
+			int32		qid = DatumGetInt32(SPI_getbinval(tup, desc, 1, &isnull));
 
-			qids = lappend_int(qids, DatumGetInt32(SPI_getbinval(SPI_tuptable->vals[i],
-																 SPI_tuptable->tupdesc, 1, &isnull)));
+			if (DatumGetBool(SPI_getbinval(tup, desc, 2, &isnull)))
+				qids = lappend_int(qids, qid);
+			if (DatumGetBool(SPI_getbinval(tup, desc, 3, &isnull)))
+				late_qids = lappend_int(late_qids, qid);
 		}
 		MemoryContextSwitchTo(old);
 		SPI_finish();
@@ -513,7 +667,7 @@ stream_state_emit_main(Datum arg)
 		FlushErrorState();
 		AbortCurrentTransaction();
 		ok = false;
-		qids = NIL;
+		qids = late_qids = NIL;
 	}
 	PG_END_TRY();
 
@@ -540,6 +694,34 @@ stream_state_emit_main(Datum arg)
 							qid, edata->message),
 					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
 					 errhint("Its closed windows stay in state until they can be emitted; it is tried again every second.")));
+			FreeErrorData(edata);
+			ok = false;
+		}
+		PG_END_TRY();
+	}
+	foreach(lc, late_qids)
+	{
+		int32		qid = lfirst_int(lc);
+
+		PG_TRY();
+		{
+			while (late_some(db, qid))
+				CHECK_FOR_INTERRUPTS();
+		}
+		PG_CATCH();
+		{
+			ErrorData  *edata;
+
+			MemoryContextSwitchTo(cxt);
+			edata = CopyErrorData();
+			FlushErrorState();
+			AbortCurrentTransaction();
+			ereport(WARNING,
+					(errcode(edata->sqlerrcode),
+					 errmsg("stream_state: could not write the late groups of continuous query %d: %s",
+							qid, edata->message),
+					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+					 errhint("They stay in state until they can be written; it is tried again every second.")));
 			FreeErrorData(edata);
 			ok = false;
 		}

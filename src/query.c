@@ -116,6 +116,7 @@ sstate_query_fill(StreamStateQueryInfo *info)
 	info->def.processing_time = (info->time_attnum == 0);
 	info->def.sql = (info->query_text != NULL);
 	info->def.emit = (info->emit_to != NULL);
+	info->def.late = (info->late_to != NULL);
 	strlcpy(info->def.name, info->name, NAMEDATALEN);
 	if (info->query_text != NULL)
 	{
@@ -154,7 +155,7 @@ sstate_query_fill(StreamStateQueryInfo *info)
 
 /*
  * Does this database's catalog have this column of query_def (query and
- * view: 0.5.0; emit_to: 0.6.0)?  A database whose extension is older reads
+ * view: 0.5.0; emit_to: 0.6.0; late_to: 0.7.0)?  A database whose extension is older reads
  * its queries without them.
  */
 static bool
@@ -181,11 +182,12 @@ load_query(const char *where, Datum arg, Oid argtype)
 	appendStringInfo(&sql,
 					 "SELECT id, name, source, key_attnum, key_type, "
 					 "coalesce(time_attnum, 0), coalesce(time_type, 0), "
-					 "window_size, slide, lateness, owner, readers, backend, %s, %s "
+					 "window_size, slide, lateness, owner, readers, backend, %s, %s, %s "
 					 "FROM stream_state.query_def WHERE %s = $1",
 					 catalog_has_column("query") ? "query, view" : "NULL::text, NULL::text",
 					 catalog_has_column("emit_to") ? "emit_to, retention, session_gap" :
 					 "NULL::text, NULL::interval, NULL::interval",
+					 catalog_has_column("late_to") ? "late_to" : "NULL::text",
 					 where);
 
 	if (SPI_connect() != SPI_OK_CONNECT)
@@ -232,6 +234,9 @@ load_query(const char *where, Datum arg, Oid argtype)
 			qd = SPI_getbinval(tup, desc, 18, &isnull);
 			info->def.session_gap_us = isnull ? 0 :
 				sstate_interval_us(DatumGetIntervalP(qd), "session_gap", false);
+			qd = SPI_getbinval(tup, desc, 19, &isnull);
+			info->late_to = isnull ? NULL :
+				MemoryContextStrdup(query_cache_cxt, TextDatumGetCString(qd));
 		}
 		info->time_attnum = DatumGetInt16(SPI_getbinval(tup, desc, 6, &isnull));
 		info->time_type = DatumGetObjectId(SPI_getbinval(tup, desc, 7, &isnull));

@@ -39,6 +39,8 @@ typedef struct StreamStateQueryInfo
 	char	   *view;			/* its typed view, qualified and quoted */
 	char	   *emit_to;		/* table its closed windows go to, qualified
 								 * and quoted; NULL: none */
+	char	   *late_to;		/* table its late groups go to (0.7.0),
+								 * qualified and quoted; NULL: none */
 } StreamStateQueryInfo;
 
 /* Largest key image kept in a stack buffer by callers */
@@ -60,6 +62,8 @@ extern Datum sstate_key_normalize(uint8 norm, Datum d);
 extern StreamStateQueryInfo *sstate_query_by_name(const char *name, bool missing_ok);
 extern StreamStateQueryInfo *sstate_query_by_id(int32 id);
 extern bool sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane);
+extern bool sstate_query_late_upto(const StreamStateQueryInfo *info, XLogRecPtr after,
+								   int64 limit, XLogRecPtr *upto);
 extern void sstate_query_fill(StreamStateQueryInfo *info);
 extern void sstate_query_cache_reset(void);
 extern void sstate_query_check_read(const StreamStateQueryInfo *info);

@@ -83,6 +83,7 @@ PG_FUNCTION_INFO_V1(stream_state_set_backend);
 PG_FUNCTION_INFO_V1(stream_state_alter_query);
 PG_FUNCTION_INFO_V1(stream_state_window_result);
 PG_FUNCTION_INFO_V1(stream_state_session_result);
+PG_FUNCTION_INFO_V1(stream_state_late_result);
 
 /* This backend's mapping of its database's state table */
 static StreamStateStore *read_table = NULL;
@@ -652,19 +653,67 @@ time_column_arg(Relation rel, const char *time_column, StreamStateQueryInfo *inf
 }
 
 /*
- * The table emit_to names, for a query of analysis an: made (as the caller,
- * in the schema the name gives or the current one) with window_start,
- * window_end and the query's columns when it does not exist; checked to
- * have those columns, with those types, when it does.  Returns its name,
- * qualified and quoted.
+ * The qualified, quoted name of the table target names, existing or to be
+ * made; NULL for NULL or ''.
  */
 static char *
-emit_target(StreamStateCqAnalysis *an, const char *target)
+target_name(const char *target)
+{
+	RangeVar   *rv;
+	Oid			relid;
+
+	if (target == NULL || target[0] == '\0')
+		return NULL;
+	rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
+	relid = RangeVarGetRelid(rv, NoLock, true);
+	if (OidIsValid(relid))
+		return quote_qualified_identifier(get_namespace_name(get_rel_namespace(relid)),
+										  get_rel_name(relid));
+	return quote_qualified_identifier(get_namespace_name(RangeVarGetCreationNamespace(rv)),
+									  rv->relname);
+}
+
+/* emit_to and late_to name two tables */
+static void
+check_two_targets(const char *emit_to, const char *late_to)
+{
+	char	   *e = target_name(emit_to);
+	char	   *l = target_name(late_to);
+
+	if (e != NULL && l != NULL && strcmp(e, l) == 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("emit_to and late_to must be different tables"),
+				 errdetail("Both name %s.", e)));
+}
+
+/*
+ * The leading columns of an emit_to table (closed windows) and of a late_to
+ * table (late groups), before the query's own
+ */
+static const char *const emit_columns[] = {"window_start", "window_end"};
+static const Oid emit_types[] = {TIMESTAMPTZOID, TIMESTAMPTZOID};
+static const char *const late_columns[] = {"commit_lsn", "committed_at", "events_from", "events_to"};
+static const Oid late_types[] = {LSNOID, TIMESTAMPTZOID, TIMESTAMPTZOID, TIMESTAMPTZOID};
+
+/*
+ * The table emit_to (late: late_to) names, for a query of analysis an: made
+ * (as the caller, in the schema the name gives or the current one) with the
+ * leading columns above and the query's columns when it does not exist;
+ * checked to have those columns, with those types, when it does.  Returns
+ * its name, qualified and quoted.
+ */
+static char *
+emit_target(StreamStateCqAnalysis *an, const char *target, bool late)
 {
 	RangeVar   *rv = makeRangeVarFromNameList(stringToQualifiedNameList(target));
 	Oid			relid = RangeVarGetRelid(rv, AccessShareLock, true);
 	Oid			nsp;
 	StringInfoData q;
+	const char *option = late ? "late_to" : "emit_to";
+	const char *const *lead = late ? late_columns : emit_columns;
+	const Oid  *lead_types = late ? late_types : emit_types;
+	int			nlead = late ? lengthof(late_columns) : lengthof(emit_columns);
 
 	if (OidIsValid(relid))
 	{
@@ -676,12 +725,13 @@ emit_target(StreamStateCqAnalysis *an, const char *target)
 			rel->rd_rel->relkind != RELKIND_PARTITIONED_TABLE)
 			ereport(ERROR,
 					(errcode(ERRCODE_WRONG_OBJECT_TYPE),
-					 errmsg("emit_to \"%s\" is not a table", target),
-					 errdetail("Closed windows are inserted into a plain or partitioned table.")));
-		for (int c = -2; c < an->ncolumns; c++)
+					 errmsg("%s \"%s\" is not a table", option, target),
+					 errdetail("%s are inserted into a plain or partitioned table.",
+							   late ? "Late groups" : "Closed windows")));
+		for (int c = -nlead; c < an->ncolumns; c++)
 		{
-			const char *col = c == -2 ? "window_start" : c == -1 ? "window_end" : an->columns[c].name;
-			Oid			type = c < 0 ? TIMESTAMPTZOID : an->columns[c].type;
+			const char *col = c < 0 ? lead[c + nlead] : an->columns[c].name;
+			Oid			type = c < 0 ? lead_types[c + nlead] : an->columns[c].type;
 			AttrNumber	att = InvalidAttrNumber;
 
 			for (int i = 0; i < desc->natts; i++)
@@ -691,15 +741,17 @@ emit_target(StreamStateCqAnalysis *an, const char *target)
 			if (att == InvalidAttrNumber)
 				ereport(ERROR,
 						(errcode(ERRCODE_UNDEFINED_COLUMN),
-						 errmsg("emit_to table \"%s\" has no column \"%s\"", relname, col),
+						 errmsg("%s table \"%s\" has no column \"%s\"", option, relname, col),
+						 late ?
+						 errdetail("Late groups are inserted as commit_lsn, committed_at, events_from, events_to and the query's columns.") :
 						 errdetail("Closed windows are inserted as window_start, window_end and the query's columns."),
 						 errhint("Add the column (of type %s), or name a table that does not exist yet and create_query makes it.",
 								 format_type_be(type))));
 			if (TupleDescAttr(desc, att - 1)->atttypid != type)
 				ereport(ERROR,
 						(errcode(ERRCODE_DATATYPE_MISMATCH),
-						 errmsg("column \"%s\" of emit_to table \"%s\" has type %s, not %s",
-								col, relname, format_type_be(TupleDescAttr(desc, att - 1)->atttypid),
+						 errmsg("column \"%s\" of %s table \"%s\" has type %s, not %s",
+								col, option, relname, format_type_be(TupleDescAttr(desc, att - 1)->atttypid),
 								format_type_be(type))));
 		}
 		if (pg_class_aclcheck(relid, GetUserId(), ACL_INSERT) != ACLCHECK_OK)
@@ -712,8 +764,11 @@ emit_target(StreamStateCqAnalysis *an, const char *target)
 	/* a new table, the caller's */
 	nsp = RangeVarGetCreationNamespace(rv);
 	initStringInfo(&q);
-	appendStringInfo(&q, "CREATE TABLE %s (window_start timestamptz NOT NULL, window_end timestamptz NOT NULL",
+	appendStringInfo(&q, "CREATE TABLE %s (",
 					 quote_qualified_identifier(get_namespace_name(nsp), rv->relname));
+	for (int c = 0; c < nlead; c++)
+		appendStringInfo(&q, "%s%s %s NOT NULL", c > 0 ? ", " : "", lead[c],
+						 format_type_be(lead_types[c]));
 	for (int c = 0; c < an->ncolumns; c++)
 		appendStringInfo(&q, ", %s %s", quote_identifier(an->columns[c].name),
 						 sstate_cq_column_type_sql(an, c));
@@ -801,6 +856,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	const char *relname;
 	const char *view;
 	char	   *emit_to = NULL;
+	char	   *late_to = NULL;
 	Interval   *retention_iv = NULL;
 	int64		info_retention_us = 0;
 
@@ -820,6 +876,14 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 			ereport(ERROR,
 					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 					 errmsg("emit_to must not be empty")));
+	}
+	if (PG_NARGS() > 11 && !PG_ARGISNULL(11))
+	{
+		late_to = text_to_cstring(PG_GETARG_TEXT_PP(11));
+		if (late_to[0] == '\0')
+			ereport(ERROR,
+					(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+					 errmsg("late_to must not be empty")));
 	}
 	if (wal_level < WAL_LEVEL_REPLICA)
 		ereport(ERROR,
@@ -911,8 +975,11 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 				 errmsg("continuous query \"%s\" already exists", name)));
 	view = quote_qualified_identifier(get_namespace_name(RangeVarGetCreationNamespace(makeRangeVar(NULL, pstrdup(name), -1))),
 									  name);
+	check_two_targets(emit_to, late_to);
 	if (emit_to != NULL)
-		emit_to = emit_target(an, emit_to);
+		emit_to = emit_target(an, emit_to, false);
+	if (late_to != NULL)
+		late_to = emit_target(an, late_to, true);
 
 	sstate_ensure_slot(MyDatabaseId);
 	owner_begin(&oc);
@@ -920,11 +987,12 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	initStringInfo(&q);
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
-					 "window_size, slide, lateness, owner, backend, query, view%s%s%s) "
-					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s%s) "
+					 "window_size, slide, lateness, owner, backend, query, view%s%s%s%s) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s%s%s) "
 					 "RETURNING id",
 					 emit_to ? ", emit_to" : "", retention_iv ? ", retention" : "",
 					 info.def.session_gap_us > 0 ? ", session_gap" : "",
+					 late_to ? ", late_to" : "",
 					 quote_literal_cstr(name), an->source,
 					 time_column ? quote_literal_cstr(time_column) : "NULL",
 					 time_column ? psprintf("%d", info.time_attnum) : "NULL",
@@ -939,7 +1007,8 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 																									IntervalPGetDatum(retention_iv))))) : "",
 					 info.def.session_gap_us > 0 ? psprintf(", %s::interval",
 															quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
-																												   IntervalPGetDatum(window_iv))))) : "");
+																												   IntervalPGetDatum(window_iv))))) : "",
+					 late_to ? psprintf(", %s", quote_literal_cstr(late_to)) : "");
 	spi_exec(q.data, SPI_OK_INSERT_RETURNING);
 	{
 		bool		isnull;
@@ -954,6 +1023,14 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 		appendStringInfo(&q, "INSERT INTO stream_state.emit_progress (query_id) VALUES (%d)", info.id);
 		spi_exec(q.data, SPI_OK_INSERT);
 		info.emit_to = emit_to;
+	}
+	if (late_to != NULL)
+	{
+		/* no late group written yet */
+		resetStringInfo(&q);
+		appendStringInfo(&q, "INSERT INTO stream_state.late_progress (query_id) VALUES (%d)", info.id);
+		spi_exec(q.data, SPI_OK_INSERT);
+		info.late_to = late_to;
 	}
 
 	relname = quote_qualified_identifier(get_namespace_name(get_rel_namespace(an->source)),
@@ -1050,6 +1127,12 @@ stream_state_create_query(PG_FUNCTION_ARGS)
 					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 					 errmsg("retention needs a continuous query in SQL"),
 					 errdetail("A windowed count keeps a key only as long as its windows need it."),
+					 errhint("Write the query as SQL: create_query(name, 'SELECT key, count(*) FROM table GROUP BY key', ...).")));
+		if (PG_NARGS() > 11 && !PG_ARGISNULL(11))
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("late_to needs a continuous query in SQL"),
+					 errdetail("A windowed count counts its late events in stream_state.queries.late_events."),
 					 errhint("Write the query as SQL: create_query(name, 'SELECT key, count(*) FROM table GROUP BY key', ...).")));
 		if (PG_NARGS() > 8 && !PG_ARGISNULL(8))
 			ereport(ERROR,
@@ -1207,6 +1290,13 @@ stream_state_drop_query(PG_FUNCTION_ARGS)
 		appendStringInfo(&sql, "DELETE FROM stream_state.emit_progress WHERE query_id = %d", id);
 		spi_exec(sql.data, SPI_OK_DELETE);
 	}
+	if (info->late_to != NULL)
+	{
+		/* and so does the table of its late groups */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM stream_state.late_progress WHERE query_id = %d", id);
+		spi_exec(sql.data, SPI_OK_DELETE);
+	}
 
 	owner_end(&oc);
 	if (info->view != NULL)
@@ -1320,11 +1410,16 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	int64		retention_us = 0;
 	bool		have_retention = PG_NARGS() > 2 && !PG_ARGISNULL(2);
 	bool		have_emit = PG_NARGS() > 3 && !PG_ARGISNULL(3);
+	bool		have_late = PG_NARGS() > 4 && !PG_ARGISNULL(4);
 	char	   *emit_to = NULL;
+	char	   *late_to = NULL;
 	bool		emit = false;
+	bool		late = false;
 	bool		change_lateness;
 	bool		change_retention = false;
 	bool		change_emit = false;
+	bool		change_late = false;
+	bool		late_was_on = false;
 
 	sstate_shmem_check();
 	if (PG_ARGISNULL(0))
@@ -1334,15 +1429,16 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
-	if (PG_ARGISNULL(1) && !have_retention && !have_emit)
+	if (PG_ARGISNULL(1) && !have_retention && !have_emit && !have_late)
 		ereport(ERROR,
 				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
 				 errmsg("alter_query needs something to change"),
-				 errhint("Give lateness, retention or emit_to.  A query's text, source, key or window cannot change: create another query, which computes its state from the table.")));
-	if ((have_retention || have_emit) && !info->def.sql)
+				 errhint("Give lateness, retention, emit_to or late_to.  A query's text, source, key or window cannot change: create another query, which computes its state from the table.")));
+	if ((have_retention || have_emit || have_late) && !info->def.sql)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("%s needs a continuous query in SQL", have_retention ? "retention" : "emit_to"),
+				 errmsg("%s needs a continuous query in SQL",
+						have_retention ? "retention" : have_emit ? "emit_to" : "late_to"),
 				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
@@ -1351,18 +1447,33 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("retention does not apply to session windows"),
 				 errdetail("A session ends, and leaves state, session_gap after its key's last event.")));
+	check_two_targets(have_emit ? text_to_cstring(PG_GETARG_TEXT_PP(3)) : info->emit_to,
+					  have_late ? text_to_cstring(PG_GETARG_TEXT_PP(4)) : info->late_to);
 	if (have_emit)
 	{
 		emit_to = text_to_cstring(PG_GETARG_TEXT_PP(3));
 		emit = (emit_to[0] != '\0');	/* '' stops emitting */
 		if (emit)
-			emit_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), emit_to);
+			emit_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), emit_to, false);
+	}
+	if (have_late)
+	{
+		late_to = text_to_cstring(PG_GETARG_TEXT_PP(4));
+		late = (late_to[0] != '\0');	/* '' stops writing late groups */
+		if (late && info->def.backend != SSB_MEMORY)
+			ereport(ERROR,
+					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+					 errmsg("late_to needs the memory backend"),
+					 errdetail("Continuous query \"%s\" keeps its state in RocksDB.", name),
+					 errhint("Move it first: SELECT stream_state.set_backend('%s', 'memory').", name)));
+		if (late)
+			late_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), late_to, true);
 	}
 
 	owner_begin(&oc);
 	initStringInfo(&sql);
 	appendStringInfo(&sql,
-					 "SELECT lateness, retention, emit_to FROM stream_state.query_def WHERE id = %d FOR UPDATE",
+					 "SELECT lateness, retention, emit_to, late_to FROM stream_state.query_def WHERE id = %d FOR UPDATE",
 					 info->id);
 	spi_exec(sql.data, SPI_OK_SELECT);
 	if (SPI_processed != 1)
@@ -1388,10 +1499,17 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 
 		change_emit = emit ? (old == NULL || strcmp(old, emit_to) != 0) : (old != NULL);
 	}
-	if (!change_lateness && !change_retention && !change_emit)
+	if (have_late)
+	{
+		char	   *old = SPI_getvalue(tup, desc, 4);
+
+		late_was_on = (old != NULL);
+		change_late = late ? (old == NULL || strcmp(old, late_to) != 0) : (old != NULL);
+	}
+	if (!change_lateness && !change_retention && !change_emit && !change_late)
 	{
 		owner_end(&oc);
-		if (!have_retention && !have_emit)
+		if (!have_retention && !have_emit && !have_late)
 			ereport(NOTICE,
 					(errmsg("continuous query \"%s\" already has lateness %s, skipping", name,
 							DatumGetCString(DirectFunctionCall1(interval_out,
@@ -1413,6 +1531,8 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 																						 PG_GETARG_DATUM(2))))));
 	if (change_emit)
 		appendStringInfo(&sql, ", emit_to = %s", emit ? quote_literal_cstr(emit_to) : "NULL");
+	if (change_late)
+		appendStringInfo(&sql, ", late_to = %s", late ? quote_literal_cstr(late_to) : "NULL");
 	appendStringInfo(&sql, " WHERE id = %d", info->id);
 	spi_exec(sql.data, SPI_OK_UPDATE);
 	if (change_emit)
@@ -1429,12 +1549,31 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 			spi_exec(sql.data, SPI_OK_INSERT);
 		}
 	}
+	if (change_late && (!late || !late_was_on))
+	{
+		/*
+		 * late_to switched on: the groups of commits after this one (the
+		 * worker records from then on); off: no table, no progress.  A new
+		 * table in place of another gets what was not written to the old
+		 * one: the progress stays.
+		 */
+		resetStringInfo(&sql);
+		appendStringInfo(&sql, "DELETE FROM stream_state.late_progress WHERE query_id = %d", info->id);
+		spi_exec(sql.data, SPI_OK_DELETE);
+		if (late)
+		{
+			resetStringInfo(&sql);
+			appendStringInfo(&sql, "INSERT INTO stream_state.late_progress (query_id) VALUES (%d)",
+							 info->id);
+			spi_exec(sql.data, SPI_OK_INSERT);
+		}
+	}
 	owner_end(&oc);
 
 	initStringInfo(&msg);
 	sstate_delta_begin(&msg, SSM_ALTER);
 	sstate_delta_put_alter(&msg, info->id, lateness_us, change_retention ? &retention_us : NULL,
-						   change_emit ? &emit : NULL);
+						   change_emit ? &emit : NULL, change_late ? &late : NULL);
 	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
 }
@@ -2017,7 +2156,18 @@ typedef struct ResultKey
 	List	   *values;			/* of StringInfo: one per pane in the window */
 	int64		start;			/* sessions: first event, last event + gap */
 	int64		end;
+	XLogRecPtr	lsn;			/* late groups: the commit's */
+	int64		commit_us;
 } ResultKey;
+
+/* What result_rows puts before the query's columns */
+typedef enum ResultLead
+{
+	RESULT_PLAIN,
+	RESULT_BOUNDS,				/* window_start, window_end */
+	RESULT_LATE					/* commit_lsn, committed_at, events_from,
+								 * events_to */
+} ResultLead;
 
 static ResultKey *
 result_key(ResultScan *rs, const char *key, uint32 keylen)
@@ -2179,11 +2329,13 @@ merge_classed_keys(CqCompiled *c, List *keys)
 /*
  * The rows of scanned keys: per key (or session) its values combined,
  * finalised, the select list and HAVING evaluated, into rsinfo's store;
- * with bounds, the group's start and end come first.  A query without
+ * with lead RESULT_BOUNDS, the group's start and end come first, with
+ * RESULT_LATE its commit's LSN and time and its events' time range (and
+ * HAVING, a condition on whole groups, is not evaluated).  A query without
  * GROUP BY gives one row even for no rows, unless sessions were scanned.
  */
 static void
-result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, bool bounds,
+result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, ResultLead lead,
 			bool empty_row)
 {
 	StreamStateCqAnalysis *an = sstate_cq_compiled_analysis(c);
@@ -2194,7 +2346,7 @@ result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, 
 	ExprContext *econtext = CreateStandaloneExprContext();
 	ExprState **colexprs = palloc0(sizeof(ExprState *) * Max(an->ncolumns, 1));
 	ExprState  *having;
-	int			off = bounds ? 2 : 0;
+	int			off = lead == RESULT_BOUNDS ? 2 : lead == RESULT_LATE ? 4 : 0;
 	Datum	   *ovals = palloc(sizeof(Datum) * (an->ncolumns + off));
 	bool	   *onulls = palloc0(sizeof(bool) * (an->ncolumns + off));
 	bool		any = false;
@@ -2202,7 +2354,7 @@ result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, 
 
 	for (int i = 0; i < an->ncolumns; i++)
 		colexprs[i] = ExecInitExpr(expression_planner(an->columns[i].expr), NULL);
-	having = an->having ?
+	having = an->having && lead != RESULT_LATE ?
 		ExecInitQual(make_ands_implicit(expression_planner(an->having)), NULL) : NULL;
 	for (lc = list_head(keys);; lc = lnext(keys, lc))
 	{
@@ -2246,7 +2398,14 @@ result_rows(const char *name, CqCompiled *c, List *keys, ReturnSetInfo *rsinfo, 
 		econtext->ecxt_outertuple = resslot;
 		if (having == NULL || ExecQual(having, econtext))
 		{
-			if (bounds)
+			if (lead == RESULT_LATE)
+			{
+				ovals[0] = LSNGetDatum(rk->lsn);
+				ovals[1] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->commit_us));
+				ovals[2] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->start));
+				ovals[3] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->end));
+			}
+			else if (lead == RESULT_BOUNDS)
 			{
 				ovals[0] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->start));
 				ovals[1] = TimestampTzGetDatum(sstate_unix_us_to_ts(rk->end));
@@ -2352,7 +2511,7 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 			rs.keys = merge_classed_keys(c, rs.keys);
 			break;
 		}
-	result_rows(name, c, rs.keys, rsinfo, false, info->def.session_gap_us == 0);
+	result_rows(name, c, rs.keys, rsinfo, RESULT_PLAIN, info->def.session_gap_us == 0);
 	return (Datum) 0;
 }
 
@@ -2398,7 +2557,104 @@ stream_state_session_result(PG_FUNCTION_ARGS)
 	rs.hi = ts_bound_us(PG_GETARG_TIMESTAMPTZ(2));
 	rs.gap = info->def.session_gap_us;
 	scan_query(info, result_cb, &rs);
-	result_rows(name, c, rs.keys, rsinfo, true, false);
+	result_rows(name, c, rs.keys, rsinfo, RESULT_BOUNDS, false);
+	return (Datum) 0;
+}
+
+/*
+ * _late_result(name, after, upto): the late groups of a query with late_to
+ * committed in (after, upto] and not yet trimmed, oldest first, with their
+ * commit's LSN and time and their events' time range first (what the
+ * helper inserts into the late_to table; after NULL: from the first).
+ */
+static void
+late_cb(void *arg, int32 qid, const StreamStateLateGroup *g)
+{
+	List	  **keys = arg;
+	ResultKey  *rk = palloc0(sizeof(ResultKey));
+	StringInfo	si = makeStringInfo();
+
+	rk->img = palloc(Max(g->keylen, 1));
+	memcpy(rk->img, g->key, g->keylen);
+	rk->imglen = g->keylen;
+	rk->start = g->from_us;
+	rk->end = g->to_us;
+	rk->lsn = g->lsn;
+	rk->commit_us = g->commit_us;
+	appendBinaryStringInfo(si, g->value, g->valuelen);
+	rk->values = list_make1(si);
+	*keys = lappend(*keys, rk);
+}
+
+typedef struct LateUpto
+{
+	int64		limit;
+	int64		seen;
+	XLogRecPtr	upto;
+} LateUpto;
+
+static void
+late_upto_cb(void *arg, int32 qid, const StreamStateLateGroup *g)
+{
+	LateUpto   *lu = arg;
+
+	/* whole commits: the limit falls on a commit boundary */
+	if (lu->seen < lu->limit || g->lsn == lu->upto)
+	{
+		lu->upto = g->lsn;
+		lu->seen++;
+	}
+}
+
+/*
+ * The commit LSN up to which query info's late groups after after come to
+ * about limit groups, counting whole commits (emit.c); false if it has none
+ * after after.
+ */
+bool
+sstate_query_late_upto(const StreamStateQueryInfo *info, XLogRecPtr after, int64 limit,
+					   XLogRecPtr *upto)
+{
+	StreamStateQuery *q;
+	StreamStateDb *db = read_query_begin(info, &q);
+	LateUpto	lu = {limit, 0, InvalidXLogRecPtr};
+
+	if (db == NULL)
+		return false;
+	if (q != NULL)
+		sstate_store_late_scan(read_table, info->id, after, PG_UINT64_MAX, late_upto_cb, &lu);
+	read_end(db);
+	*upto = lu.upto;
+	return lu.seen > 0;
+}
+
+Datum
+stream_state_late_result(PG_FUNCTION_ARGS)
+{
+	char	   *name;
+	ReturnSetInfo *rsinfo = (ReturnSetInfo *) fcinfo->resultinfo;
+	StreamStateQueryInfo *info;
+	CqCompiled *c;
+	StreamStateDb *db;
+	StreamStateQuery *q;
+	List	   *keys = NIL;
+
+	if (PG_ARGISNULL(0) || PG_ARGISNULL(2))
+		ereport(ERROR,
+				(errcode(ERRCODE_NULL_VALUE_NOT_ALLOWED),
+				 errmsg("name and upto must not be NULL")));
+	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
+	info = sstate_query_by_name(name, false);
+	c = result_query(fcinfo, name, info, 4);
+	db = read_query_begin(info, &q);
+	if (db == NULL)
+		return (Datum) 0;
+	if (q != NULL)
+		sstate_store_late_scan(read_table, info->id,
+							   PG_ARGISNULL(1) ? InvalidXLogRecPtr : PG_GETARG_LSN(1),
+							   PG_GETARG_LSN(2), late_cb, &keys);
+	read_end(db);
+	result_rows(name, c, keys, rsinfo, RESULT_LATE, false);
 	return (Datum) 0;
 }
 

@@ -72,6 +72,34 @@ extern void sstate_store_values_commit(StreamStateStore *store);
 extern void sstate_store_values_undo(StreamStateStore *store,
 									 StreamStateQuery *(*owner) (int32 qid));
 
+/*
+ * late_to: groups of late events of a query, each from one commit, kept
+ * until written into the late_to table (store_memory.c, "Late groups")
+ */
+typedef struct StreamStateLateGroup
+{
+	XLogRecPtr	lsn;			/* the commit's record */
+	int64		commit_us;		/* its time, Unix us */
+	int64		from_us;		/* the events' times: a pane [from, to); a */
+	int64		to_us;			/* session group's first and last event */
+	int64		count;
+	const char *key;
+	uint32		keylen;
+	const char *value;			/* partial states (none for counts) */
+	uint32		valuelen;
+} StreamStateLateGroup;
+
+typedef void (*sstate_store_late_cb) (void *arg, int32 qid, const StreamStateLateGroup *g);
+
+extern bool sstate_store_late_add(StreamStateStore *store, int32 qid,
+								  const StreamStateLateGroup *g, bool journal);
+extern void sstate_store_late_trim(StreamStateStore *store, int32 qid, XLogRecPtr upto);
+extern void sstate_store_late_drop(StreamStateStore *store, int32 qid);
+extern void sstate_store_late_info(StreamStateStore *store, int32 qid, int64 *count,
+								   int64 *bytes, XLogRecPtr *last);
+extern void sstate_store_late_scan(StreamStateStore *store, int32 qid, XLogRecPtr after,
+								   XLogRecPtr upto, sstate_store_late_cb cb, void *arg);
+
 /* read caches of rocksdb queries (rocks_cache.c): negated query ids */
 extern bool sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q,
 									const char *key, uint32 keylen,

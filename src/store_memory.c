@@ -83,11 +83,29 @@ typedef struct Partition
 
 #define MAX_VALUE_QUERIES	256
 
+/*
+ * The late groups of one query with late_to, oldest first: a list of
+ * LateRecord chunks (see "Late groups" below).
+ */
+typedef struct LateList
+{
+	int32		qid;			/* 0: free */
+	int32		reserved;
+	dsa_pointer head;
+	dsa_pointer tail;
+	int64		count;
+	int64		bytes;
+	XLogRecPtr	last_lsn;
+} LateList;
+
 typedef struct StoreHeader
 {
 	uint32		magic;
 	Partition	parts[PARTITIONS];
 	int32		value_qids[MAX_VALUE_QUERIES];	/* queries in SQL: 0 free */
+	LWLock		late_lock;		/* the late lists: the worker changes them
+								 * exclusively, readers look shared */
+	LateList	late[MAX_VALUE_QUERIES];
 } StoreHeader;
 
 struct StreamStateStore
@@ -125,7 +143,10 @@ load_release(void)
 
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
 static bool is_value_qid(const StoreHeader *hdr, int32 qid);
+static void late_commit(void);
+static void late_undo(StreamStateStore *store);
 static dsa_pointer value_alloc(dsa_area *area, const char *bytes, uint32 len);
+static void late_free_list(dsa_area *area, LateList *l, XLogRecPtr upto, bool all);
 static void free_slot(dsa_area *area, StreamStateQuery *q, Slot *s);
 
 /*
@@ -387,7 +408,7 @@ sstate_store_attach(dsa_area *area, dsa_pointer handle)
 	return store;
 }
 
-/* ERROR when the area cannot hold the (4 kB) header */
+/* ERROR when the area cannot hold the (16 kB) header */
 StreamStateStore *
 sstate_store_create(dsa_area *area)
 {
@@ -396,6 +417,7 @@ sstate_store_create(dsa_area *area)
 	int			i;
 
 	hdr->magic = STORE_MAGIC;
+	LWLockInitialize(&hdr->late_lock, sstate_shared->lwtranche);
 	for (i = 0; i < PARTITIONS; i++)
 	{
 		LWLockInitialize(&hdr->parts[i].lock, sstate_shared->lwtranche);
@@ -456,6 +478,9 @@ sstate_store_destroy(StreamStateStore *store)
 		}
 		dsa_free(area, p->slots);
 	}
+	for (i = 0; i < MAX_VALUE_QUERIES; i++)
+		if (store->hdr->late[i].qid != 0)
+			late_free_list(area, &store->hdr->late[i], InvalidXLogRecPtr, true);
 	dsa_free(area, store->handle);
 	pfree(store);
 }
@@ -890,6 +915,7 @@ sstate_store_values_commit(StreamStateStore *store)
 		pfree(changes[i].key);
 	}
 	nchanges = 0;
+	late_commit();
 }
 
 /*
@@ -902,6 +928,7 @@ sstate_store_values_undo(StreamStateStore *store, StreamStateQuery *(*owner) (in
 	dsa_area   *area = store->area;
 
 	load_release();
+	late_undo(store);
 	for (int i = nchanges - 1; i >= 0; i--)
 	{
 		ValueChange *c = &changes[i];
@@ -1618,4 +1645,289 @@ sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_c
 		}
 		LWLockRelease(&p->lock);
 	}
+}
+
+/* ---------------------------------------------------------------------
+ * Late groups (late_to)
+ *
+ * The groups of events that arrived after their window closed, of queries
+ * with late_to, kept until a helper has inserted them into the late_to
+ * table (emit.c) and trimmed then.  One list per query, in commit order:
+ * each record a DSA chunk holding the commit's LSN and time, the group's
+ * event time range, its count, key image and partial states.  Only the
+ * worker changes the lists, under late_lock exclusively; readers copy what
+ * they need under late_lock shared.  Records added while applying a commit
+ * go into a journal, so that a commit that fails half-way (memory full)
+ * takes them out again (values_undo).
+ * ---------------------------------------------------------------------
+ */
+typedef struct LateRecord
+{
+	dsa_pointer next;
+	XLogRecPtr	lsn;
+	int64		commit_us;
+	int64		from_us;
+	int64		to_us;
+	int64		count;
+	uint32		keylen;
+	uint32		valuelen;
+	char		data[FLEXIBLE_ARRAY_MEMBER];	/* key, then value */
+} LateRecord;
+
+typedef struct LateAdded
+{
+	int			list;
+	dsa_pointer rec;
+	dsa_pointer prev_tail;
+	XLogRecPtr	prev_last;
+	Size		size;
+} LateAdded;
+
+static LateAdded *late_added = NULL;
+static int	nlate_added = 0;
+static int	late_added_cap = 0;
+
+static LateList *
+late_list(StoreHeader *hdr, int32 qid, bool create)
+{
+	LateList   *free_one = NULL;
+
+	for (int i = 0; i < MAX_VALUE_QUERIES; i++)
+	{
+		if (hdr->late[i].qid == qid)
+			return &hdr->late[i];
+		if (hdr->late[i].qid == 0 && free_one == NULL)
+			free_one = &hdr->late[i];
+	}
+	if (!create)
+		return NULL;
+	if (free_one == NULL)
+		elog(ERROR, "stream_state: more than %d queries with late_to in one database",
+			 MAX_VALUE_QUERIES);
+	memset(free_one, 0, sizeof(LateList));
+	free_one->head = free_one->tail = InvalidDsaPointer;
+	free_one->qid = qid;
+	return free_one;
+}
+
+/* Free l's records up to lsn upto (all: every one, and the list) */
+static void
+late_free_list(dsa_area *area, LateList *l, XLogRecPtr upto, bool all)
+{
+	while (DsaPointerIsValid(l->head))
+	{
+		LateRecord *r = dsa_get_address(area, l->head);
+		dsa_pointer next = r->next;
+
+		if (!all && r->lsn > upto)
+			break;
+		l->count--;
+		l->bytes -= offsetof(LateRecord, data) + r->keylen + r->valuelen;
+		dsa_free(area, l->head);
+		l->head = next;
+	}
+	if (!DsaPointerIsValid(l->head))
+	{
+		l->tail = InvalidDsaPointer;
+		l->count = 0;
+		l->bytes = 0;
+	}
+	if (all)
+		memset(l, 0, sizeof(LateList));
+}
+
+/*
+ * Append a late group of query qid (worker only).  With journal, a failed
+ * commit takes it out again; loads of checkpoints go without.  False when
+ * memory is full (nothing changed).
+ */
+bool
+sstate_store_late_add(StreamStateStore *store, int32 qid, const StreamStateLateGroup *g,
+					  bool journal)
+{
+	dsa_area   *area = store->area;
+	Size		size = offsetof(LateRecord, data) + g->keylen + g->valuelen;
+	dsa_pointer dp;
+	LateRecord *r;
+	LateList   *l;
+
+	load_release();
+	dp = dsa_allocate_extended(area, size, DSA_ALLOC_NO_OOM);
+	if (!DsaPointerIsValid(dp))
+		return false;
+	r = dsa_get_address(area, dp);
+	r->next = InvalidDsaPointer;
+	r->lsn = g->lsn;
+	r->commit_us = g->commit_us;
+	r->from_us = g->from_us;
+	r->to_us = g->to_us;
+	r->count = g->count;
+	r->keylen = g->keylen;
+	r->valuelen = g->valuelen;
+	if (g->keylen > 0)
+		memcpy(r->data, g->key, g->keylen);
+	if (g->valuelen > 0)
+		memcpy(r->data + g->keylen, g->value, g->valuelen);
+
+	if (journal && nlate_added == late_added_cap)
+	{
+		int			cap = Max(16, late_added_cap * 2);
+
+		late_added = late_added == NULL ?
+			MemoryContextAlloc(TopMemoryContext, sizeof(LateAdded) * cap) :
+			repalloc(late_added, sizeof(LateAdded) * cap);
+		late_added_cap = cap;
+	}
+
+	LWLockAcquire(&store->hdr->late_lock, LW_EXCLUSIVE);
+	l = late_list(store->hdr, qid, true);
+	if (journal)
+	{
+		LateAdded  *a = &late_added[nlate_added++];
+
+		a->list = l - store->hdr->late;
+		a->rec = dp;
+		a->prev_tail = l->tail;
+		a->prev_last = l->last_lsn;
+		a->size = size;
+	}
+	if (DsaPointerIsValid(l->tail))
+		((LateRecord *) dsa_get_address(area, l->tail))->next = dp;
+	else
+		l->head = dp;
+	l->tail = dp;
+	l->count++;
+	l->bytes += size;
+	l->last_lsn = Max(l->last_lsn, g->lsn);
+	LWLockRelease(&store->hdr->late_lock);
+	return true;
+}
+
+/* The commit applied: its late groups stay */
+static void
+late_commit(void)
+{
+	nlate_added = 0;
+}
+
+/* The commit failed: take its late groups out, newest first */
+static void
+late_undo(StreamStateStore *store)
+{
+	if (nlate_added == 0)
+		return;
+	LWLockAcquire(&store->hdr->late_lock, LW_EXCLUSIVE);
+	for (int i = nlate_added - 1; i >= 0; i--)
+	{
+		LateAdded  *a = &late_added[i];
+		LateList   *l = &store->hdr->late[a->list];
+
+		Assert(l->tail == a->rec);
+		l->tail = a->prev_tail;
+		if (DsaPointerIsValid(a->prev_tail))
+			((LateRecord *) dsa_get_address(store->area, a->prev_tail))->next = InvalidDsaPointer;
+		else
+			l->head = InvalidDsaPointer;
+		l->count--;
+		l->bytes -= a->size;
+		l->last_lsn = a->prev_last;
+		dsa_free(store->area, a->rec);
+	}
+	LWLockRelease(&store->hdr->late_lock);
+	nlate_added = 0;
+}
+
+/* Free the late groups of query qid committed at or before upto (worker) */
+void
+sstate_store_late_trim(StreamStateStore *store, int32 qid, XLogRecPtr upto)
+{
+	LateList   *l;
+
+	load_release();
+	LWLockAcquire(&store->hdr->late_lock, LW_EXCLUSIVE);
+	l = late_list(store->hdr, qid, false);
+	if (l != NULL && DsaPointerIsValid(l->head))
+		late_free_list(store->area, l, upto, false);
+	LWLockRelease(&store->hdr->late_lock);
+}
+
+/* Free every late group of query qid, and its list (worker) */
+void
+sstate_store_late_drop(StreamStateStore *store, int32 qid)
+{
+	LateList   *l;
+
+	load_release();
+	LWLockAcquire(&store->hdr->late_lock, LW_EXCLUSIVE);
+	l = late_list(store->hdr, qid, false);
+	if (l != NULL)
+		late_free_list(store->area, l, InvalidXLogRecPtr, true);
+	LWLockRelease(&store->hdr->late_lock);
+}
+
+/*
+ * How many late groups query qid holds, their bytes and the newest one's
+ * commit LSN (InvalidXLogRecPtr: none).
+ */
+void
+sstate_store_late_info(StreamStateStore *store, int32 qid, int64 *count, int64 *bytes,
+					   XLogRecPtr *last)
+{
+	LateList   *l;
+
+	load_release();
+	*count = *bytes = 0;
+	*last = InvalidXLogRecPtr;
+	LWLockAcquire(&store->hdr->late_lock, LW_SHARED);
+	l = late_list(store->hdr, qid, false);
+	if (l != NULL && DsaPointerIsValid(l->head))
+	{
+		*count = l->count;
+		*bytes = l->bytes;
+		*last = l->last_lsn;
+	}
+	LWLockRelease(&store->hdr->late_lock);
+}
+
+/*
+ * Every late group of query qid (0: of every query) committed after after
+ * and at or before upto, oldest first, through cb.  cb runs under the lock
+ * and must not raise an ERROR (copy, then work on the copy).
+ */
+void
+sstate_store_late_scan(StreamStateStore *store, int32 qid, XLogRecPtr after, XLogRecPtr upto,
+					   sstate_store_late_cb cb, void *arg)
+{
+	load_release();
+	LWLockAcquire(&store->hdr->late_lock, LW_SHARED);
+	for (int i = 0; i < MAX_VALUE_QUERIES; i++)
+	{
+		LateList   *l = &store->hdr->late[i];
+		dsa_pointer dp;
+
+		if (l->qid == 0 || (qid != 0 && l->qid != qid))
+			continue;
+		for (dp = l->head; DsaPointerIsValid(dp);)
+		{
+			LateRecord *r = dsa_get_address(store->area, dp);
+			StreamStateLateGroup g;
+
+			dp = r->next;
+			if (r->lsn <= after)
+				continue;
+			if (r->lsn > upto)
+				break;
+			g.lsn = r->lsn;
+			g.commit_us = r->commit_us;
+			g.from_us = r->from_us;
+			g.to_us = r->to_us;
+			g.count = r->count;
+			g.keylen = r->keylen;
+			g.key = r->data;
+			g.valuelen = r->valuelen;
+			g.value = r->data + r->keylen;
+			cb(arg, l->qid, &g);
+		}
+	}
+	LWLockRelease(&store->hdr->late_lock);
 }

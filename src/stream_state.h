@@ -83,6 +83,8 @@ typedef struct StreamStateQueryDef
 	bool		sql;			/* a query in SQL: values are partial states */
 	bool		emit;			/* closed windows are written into a table
 								 * (emit.c): panes are kept until then */
+	bool		late;			/* late groups are written into a table
+								 * (late_to, 0.7.0): kept until then */
 	int64		pane_us;		/* gcd(window, slide) */
 	int64		window_us;
 	int64		slide_us;
@@ -119,6 +121,10 @@ typedef struct StreamStateQuery
 	int64		emitted_end;	/* every window ending at or before this
 								 * (Unix us) has been emitted; SSTATE_NO_TIME:
 								 * none yet */
+	bool		late_known;		/* late_written read from the catalog since
+								 * the worker started (def.late) */
+	XLogRecPtr	late_written;	/* late groups of commits at or before this
+								 * are in the late_to table */
 	int64		idle_below;		/* retention: keys whose newest pane is
 								 * below this have been dropped; session
 								 * windows: sessions closed by this (Unix

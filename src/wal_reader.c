@@ -279,11 +279,13 @@ merge_values(void *arg, const char *old, uint32 oldlen, const char *add, uint32 
  * a larger one evicts nothing more, and brings nothing back (dead_below
  * never goes down).  A retention drops idle keys from now on.  emit_to
  * switched on keeps every pane until a helper has said what it emitted
- * (emit.c); switched off, what it kept goes.
+ * (emit.c); switched off, what it kept goes.  late_to switched on records
+ * late groups from the next commit on; switched off, those not written yet
+ * go.
  */
 static void
 alter_query(StreamStateQuery *q, int64 lateness_us, uint8 what, int64 retention_us, bool emit,
-			XLogRecPtr lsn)
+			bool late, XLogRecPtr lsn)
 {
 	bool		changed = false;
 
@@ -305,20 +307,30 @@ alter_query(StreamStateQuery *q, int64 lateness_us, uint8 what, int64 retention_
 		q->emit_known = false;
 		changed = true;
 	}
+	if ((what & SSM_ALTER_LATE) && q->def.late != late)
+	{
+		q->def.late = late;
+		q->late_known = false;
+		changed = true;
+	}
 	LWLockRelease(&apply_db->lock);
 	if (!changed)
 		return;					/* replayed */
+	if (!q->def.late)
+		sstate_store_late_drop(apply_table, q->def.id);
 	evict_to(q, q->max_event_us);
 	ereport(LOG,
-			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us, retention %lld us and %s from %X/%X on",
+			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us, retention %lld us, %s and %s from %X/%X on",
 					q->def.name, (long long) q->def.lateness_us, (long long) q->def.retention_us,
-					q->def.emit ? "emit_to" : "no emit_to", LSN_FORMAT_ARGS(lsn))));
+					q->def.emit ? "emit_to" : "no emit_to", q->def.late ? "late_to" : "no late_to",
+					LSN_FORMAT_ARGS(lsn))));
 }
 
 static void
 drop_query(StreamStateQuery *q)
 {
 	drop_state(q);
+	sstate_store_late_drop(apply_table, q->def.id);
 	if (q->def.sql)
 	{
 		sstate_cq_layout_forget(q->def.id);
@@ -686,6 +698,30 @@ report_malformed(XLogRecPtr lsn)
 }
 
 /*
+ * Keep a late group of q for its late_to table (emit.c writes it): the
+ * entry's states after skip bytes, the events' time range and the commit.
+ * False when memory is full.
+ */
+static bool
+record_late(StreamStateQuery *q, XLogRecPtr lsn, int64 commit_us, int64 from_us, int64 to_us,
+			const StreamStateDeltaEntry *e, uint32 skip)
+{
+	StreamStateLateGroup g;
+
+	g.lsn = lsn;
+	g.commit_us = commit_us;
+	g.from_us = from_us;
+	g.to_us = to_us;
+	g.count = e->count;
+	g.key = e->key;
+	g.keylen = e->keylen;
+	g.value = e->value ? e->value + skip : NULL;
+	g.valuelen = e->value ? e->valuelen - skip : 0;
+	return sstate_store_late_add(apply_table, q->def.id, &g, true) ||
+		(sstate_rdb_cache_shrink() && sstate_store_late_add(apply_table, q->def.id, &g, true));
+}
+
+/*
  * Walk the DATA messages of a committed transaction.  With undo_limit < 0,
  * apply them: add every entry that is not late, update the counters, and
  * stop at the first add that finds memory full (returns false, *failed
@@ -778,8 +814,16 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 						first = last = commit_us;
 					if (wm_before != SSTATE_NO_TIME && last + q->def.session_gap_us <= wm_before)
 					{
-						if (!undo)
-							q->late_events += e.count;
+						if (undo)
+							continue;
+						if (q->def.late &&
+							!record_late(q, lsn, commit_us, first, last, &e,
+										 2 * sizeof(int64)))
+						{
+							*failed = q;
+							return false;
+						}
+						q->late_events += e.count;
 						continue;
 					}
 					if (undo)
@@ -810,8 +854,16 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 				}
 				if (pane < dead_before)
 				{
-					if (!undo)
-						q->late_events += e.count;
+					if (undo)
+						continue;
+					if (q->def.late &&
+						!record_late(q, lsn, commit_us, pane * q->def.pane_us,
+									 (pane + 1) * q->def.pane_us, &e, 0))
+					{
+						*failed = q;
+						return false;
+					}
+					q->late_events += e.count;
 					continue;
 				}
 				if (undo)
@@ -951,13 +1003,14 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			uint8		what;
 			int64		retention_us = 0;
 			bool		emit = false;
+			bool		late = false;
 			StreamStateQuery *q;
 
 			/* whoever applies the query's data changes it, in WAL order */
-			if (sstate_delta_get_alter(&r, &qid, &lateness_us, &what, &retention_us, &emit) &&
+			if (sstate_delta_get_alter(&r, &qid, &lateness_us, &what, &retention_us, &emit, &late) &&
 				(q = find_query(qid)) != NULL &&
 				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
-				alter_query(q, lateness_us, what, retention_us, emit, lsn);
+				alter_query(q, lateness_us, what, retention_us, emit, late, lsn);
 		}
 		else if (a->only != NULL)
 			continue;			/* catch-up: definitions are the main reader's */
@@ -1118,6 +1171,32 @@ sstate_apply_evict_emitted(StreamStateQuery *q)
 {
 	if (q->status != SSQ_FREE)
 		evict_to(q, q->max_event_us);
+}
+
+/*
+ * The commit LSN of the newest late group q keeps for its late_to table
+ * (InvalidXLogRecPtr: none).  Worker only.
+ */
+XLogRecPtr
+sstate_apply_late_last(StreamStateQuery *q)
+{
+	int64		count,
+				bytes;
+	XLogRecPtr	last;
+
+	sstate_store_late_info(apply_table, q->def.id, &count, &bytes, &last);
+	return last;
+}
+
+/*
+ * Free the late groups of q that a helper has written into its late_to
+ * table (emit.c).  Worker only.
+ */
+void
+sstate_apply_trim_late(StreamStateQuery *q)
+{
+	if (q->status != SSQ_FREE && q->def.late && q->late_known)
+		sstate_store_late_trim(apply_table, q->def.id, q->late_written);
 }
 
 static bool

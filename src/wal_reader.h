@@ -34,5 +34,7 @@ extern int	sstate_apply_catch_up(XLogRecPtr upto);
 extern bool sstate_apply_any_paused(void);
 extern int	sstate_apply_limit_kept_wal(XLogRecPtr applied);
 extern void sstate_apply_evict_emitted(StreamStateQuery *q);
+extern XLogRecPtr sstate_apply_late_last(StreamStateQuery *q);
+extern void sstate_apply_trim_late(StreamStateQuery *q);
 
 #endif							/* STREAM_STATE_WAL_READER_H */

@@ -17,16 +17,16 @@ SELECT function_returns('stream_state', 'create_query',
 	ARRAY['text', 'regclass', 'text', 'text', 'interval', 'interval', 'interval', 'text'], 'void',
 	'create_query returns void');
 SELECT has_function('stream_state', 'create_query',
-	ARRAY['text', 'text', 'text', 'text', 'interval', 'interval', 'interval', 'text', 'text', 'interval', 'interval'],
-	'create_query(name text, source text, ..., emit_to text, retention interval, session_gap interval): a table with a key column, or a query in SQL');
+	ARRAY['text', 'text', 'text', 'text', 'interval', 'interval', 'interval', 'text', 'text', 'interval', 'interval', 'text'],
+	'create_query(name text, source text, ..., emit_to text, retention interval, session_gap interval, late_to text): a table with a key column, or a query in SQL');
 SELECT has_function('stream_state', 'window_result', ARRAY['text', 'timestamp with time zone'],
 	'window_result(name text, at timestamptz)');
 SELECT function_returns('stream_state', 'window_result', ARRAY['text', 'timestamp with time zone'],
 	'setof record', 'window_result returns setof record');
 
-SELECT has_function('stream_state', 'alter_query', ARRAY['text', 'interval', 'interval', 'text'],
-	'alter_query(name text, lateness interval, retention interval, emit_to text)');
-SELECT function_returns('stream_state', 'alter_query', ARRAY['text', 'interval', 'interval', 'text'], 'void',
+SELECT has_function('stream_state', 'alter_query', ARRAY['text', 'interval', 'interval', 'text', 'text'],
+	'alter_query(name text, lateness interval, retention interval, emit_to text, late_to text)');
+SELECT function_returns('stream_state', 'alter_query', ARRAY['text', 'interval', 'interval', 'text', 'text'], 'void',
 	'alter_query returns void');
 SELECT has_function('stream_state', 'drop_query', ARRAY['text'],
 	'drop_query(name text)');
@@ -161,7 +161,8 @@ SELECT columns_are('stream_state', 'queries', ARRAY[
 	'name', 'source', 'key_column', 'time_column', 'window_size', 'slide',
 	'lateness', 'backend', 'owner', 'status', 'applied_lsn', 'lag_bytes',
 	'events_applied', 'late_events', 'skipped', 'keys', 'panes', 'state_bytes',
-	'watermark', 'emit_to', 'emitted_until', 'retention', 'session_gap'],
+	'watermark', 'emit_to', 'emitted_until', 'retention', 'session_gap', 'late_to',
+	'late_written_until'],
 	'stream_state.queries has the documented columns');
 SELECT is(
 	(SELECT array_agg(attname::text ORDER BY attnum) FROM pg_attribute
@@ -169,7 +170,8 @@ SELECT is(
 	ARRAY['name', 'source', 'key_column', 'time_column', 'window_size', 'slide',
 		  'lateness', 'backend', 'owner', 'status', 'applied_lsn', 'lag_bytes',
 		  'events_applied', 'late_events', 'skipped', 'keys', 'panes', 'state_bytes',
-		  'watermark', 'emit_to', 'emitted_until', 'retention', 'session_gap'],
+		  'watermark', 'emit_to', 'emitted_until', 'retention', 'session_gap', 'late_to',
+	'late_written_until'],
 	'stream_state.queries columns are in the documented order');
 SELECT has_view('stream_state', 'state', 'view stream_state.state exists');
 SELECT columns_are('stream_state', 'state',

@@ -59,7 +59,7 @@ SELECT is(
 	   FROM pg_extension e, unnest(e.extconfig) cfg, pg_class c
 	  WHERE e.extname = 'stream_state' AND c.oid = cfg),
 	ARRAY['emit_progress', 'query_def', 'query_id_seq'],
-	'pg_dump dumps the catalog, its sequence and the emit_to progress (extension configuration)');
+	'pg_dump dumps the catalog, its sequence and the emit_to progress (extension configuration), not late_to''s (WAL positions of this cluster)');
 
 -- who may call what
 SELECT ok(NOT has_function_privilege('public', 'stream_state.checkpoint(text)', 'EXECUTE'),

@@ -377,7 +377,7 @@ SELECT extversion || ' ' || to_regprocedure('stream_state.describe_query(text)')
 	'the 0.4.0 rocksdb_stats view works with the 0.5.0 library; ALTER EXTENSION UPDATE takes 0.4.0 to 0.5.0: describe_query, callable by PUBLIC, alter_query, and rocksdb_stats with the read cache columns'
 );
 is( $node->safe_psql(
-		'empty', q{ALTER EXTENSION stream_state UPDATE;
+		'empty', q{ALTER EXTENSION stream_state UPDATE TO '0.6.0';
 SELECT extversion || ' ' || to_regprocedure('stream_state.alter_query(text, interval, interval, text)')::text || ' '
 	   || (to_regprocedure('stream_state.alter_query(text, interval)') IS NULL) || ' '
 	   || to_regclass('stream_state.emit_progress')::text || ' '
@@ -386,6 +386,18 @@ SELECT extversion || ' ' || to_regprocedure('stream_state.alter_query(text, inte
   FROM pg_extension WHERE extname = 'stream_state'}),
 	'0.6.0 stream_state.alter_query(text,interval,interval,text) true stream_state.emit_progress emit_to,emitted_until,retention,session_gap',
 	'ALTER EXTENSION UPDATE takes 0.5.0 to 0.6.0: alter_query of retention and emit_to, emit_progress, the new columns of queries'
+);
+is( $node->safe_psql(
+		'empty', q{ALTER EXTENSION stream_state UPDATE TO '0.7.0';
+SELECT extversion || ' ' || to_regprocedure('stream_state.alter_query(text, interval, interval, text, text)')::text || ' '
+	   || (to_regprocedure('stream_state.alter_query(text, interval, interval, text)') IS NULL) || ' '
+	   || to_regclass('stream_state.late_progress')::text || ' '
+	   || to_regprocedure('stream_state._late_result(text, pg_lsn, pg_lsn)')::text || ' '
+	   || (SELECT string_agg(attname, ',' ORDER BY attnum) FROM pg_attribute
+			WHERE attrelid = 'stream_state.queries'::regclass AND attnum > 23)
+  FROM pg_extension WHERE extname = 'stream_state'}),
+	'0.7.0 stream_state.alter_query(text,interval,interval,text,text) true stream_state.late_progress stream_state._late_result(text,pg_lsn,pg_lsn) late_to,late_written_until',
+	'ALTER EXTENSION UPDATE takes 0.6.0 to 0.7.0: late_to in create_query and alter_query, late_progress, _late_result, the new columns of queries'
 );
 like(ss_error_of($node, 'empty', q{SELECT stream_state.checkpoint()}),
 	qr/ERROR:  55000: this database has no stream_state state to checkpoint\nHINT:  Create a continuous query first\./,

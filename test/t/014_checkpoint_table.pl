@@ -467,7 +467,7 @@ like(ss_error_of($node, 'old', "SELECT stream_state.checkpoint(target => 'table'
 is( $node->safe_psql(
 		'old', q{ALTER EXTENSION stream_state UPDATE;
 SELECT extversion FROM pg_extension WHERE extname = 'stream_state'}),
-	'0.6.0', 'ALTER EXTENSION UPDATE takes 0.2.0 to the current version, 0.6.0');
+	'0.7.0', 'ALTER EXTENSION UPDATE takes 0.2.0 to the current version, 0.7.0');
 is($node->safe_psql('old', "SELECT stream_state.checkpoint(target => 'table')"),
 	'2', 'after the update, checkpoints go to the table');
 is( $node->safe_psql(

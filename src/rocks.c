@@ -208,6 +208,9 @@ static Size values_bytes = 0;
 static ValueUndo *vjournal = NULL;
 static int	nvjournal = 0;
 static int	vjournal_cap = 0;
+static ValueEntry **dirty = NULL;	/* the dirty entries, each once */
+static int	ndirty = 0;
+static int	dirty_cap = 0;
 static int32 *deleted_qids = NULL;	/* state deleted by the pending batch */
 static int	ndeleted_qids = 0;
 
@@ -814,7 +817,24 @@ values_reset(void)
 	values = NULL;
 	values_bytes = 0;
 	nvjournal = 0;
+	ndirty = 0;
 	ndeleted_qids = 0;
+}
+
+/* e becomes dirty: on the list flush_values walks (rather than the table) */
+static void
+mark_dirty(ValueEntry *e)
+{
+	if (e->dirty)
+		return;
+	if (ndirty == dirty_cap)
+	{
+		dirty_cap = Max(dirty_cap * 2, 1024);
+		dirty = dirty ? repalloc(dirty, sizeof(ValueEntry *) * dirty_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(ValueEntry *) * dirty_cap);
+	}
+	dirty[ndirty++] = e;
+	e->dirty = true;
 }
 
 /*
@@ -829,6 +849,15 @@ values_forget_query(int32 qid)
 	ValueEntry *e;
 	int			n = 0;
 
+	for (int i = 0; i < nvjournal; i++)
+		if (vjournal[i].e->qid != qid)
+			vjournal[n++] = vjournal[i];
+	nvjournal = n;
+	n = 0;
+	for (int i = 0; i < ndirty; i++)
+		if (dirty[i]->qid != qid)
+			dirty[n++] = dirty[i];
+	ndirty = n;
 	if (values != NULL)
 	{
 		hash_seq_init(&seq, values);
@@ -836,10 +865,6 @@ values_forget_query(int32 qid)
 			if (e->qid == qid)
 				(void) hash_search(values, &e->key, HASH_REMOVE, NULL);
 	}
-	for (int i = 0; i < nvjournal; i++)
-		if (vjournal[i].e->qid != qid)
-			vjournal[n++] = vjournal[i];
-	nvjournal = n;
 	for (int i = 0; i < ndeleted_qids; i++)
 		if (deleted_qids[i] == qid)
 			return;
@@ -937,7 +962,7 @@ value_set(ValueEntry *e, const char *value, uint32 len, bool journal)
 	e->value = MemoryContextAlloc(value_cxt, Max(len, 1));
 	memcpy(e->value, value, len);
 	e->len = len;
-	e->dirty = true;
+	mark_dirty(e);
 	values_bytes += len;
 	rdb_pending = true;
 }
@@ -1014,7 +1039,7 @@ sstate_rdb_values_undo(void)
 		u->e->value = u->value;
 		u->e->len = u->len;
 		/* Put again even if it was clean: the batch may hold a newer one */
-		u->e->dirty = true;
+		mark_dirty(u->e);
 	}
 	nvjournal = 0;
 }
@@ -1038,33 +1063,12 @@ value_entry_cmp(const void *a, const void *b)
 static void
 flush_values(void)
 {
-	HASH_SEQ_STATUS seq;
 	ValueEntry *e;
-	ValueEntry **dirty;
-	int			n = 0;
-	int			cap = 256;
+	int			n = ndirty;
 	StringInfoData buf;
 
-	if (values == NULL)
-		return;
-	dirty = palloc(sizeof(ValueEntry *) * cap);
-	hash_seq_init(&seq, values);
-	while ((e = hash_seq_search(&seq)) != NULL)
-	{
-		if (!e->dirty)
-			continue;
-		if (n == cap)
-		{
-			cap *= 2;
-			dirty = repalloc(dirty, sizeof(ValueEntry *) * cap);
-		}
-		dirty[n++] = e;
-	}
 	if (n == 0)
-	{
-		pfree(dirty);
 		return;
-	}
 	qsort(dirty, n, sizeof(ValueEntry *), value_entry_cmp);
 	initStringInfo(&buf);
 	for (int i = 0; i < n; i++)
@@ -1083,7 +1087,7 @@ flush_values(void)
 		rocksdb_writebatch_put(rdb_batch, e->key.data, e->key.len, buf.data, buf.len);
 	}
 	pfree(buf.data);
-	pfree(dirty);
+	ndirty = 0;
 	/* the journal may still refer to them: an undo makes them dirty again */
 	rdb_pending = true;
 }

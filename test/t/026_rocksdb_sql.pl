@@ -118,7 +118,11 @@ END
 for my $round (1 .. 4)
 {
 	my @writers = map { start_writer() } (1 .. 2);
-	usleep(500_000 + int(rand(2_000_000)));
+	usleep(500_000 + int(rand(1_000_000)));
+	# a checkpoint (and its RocksDB checkpoint) amid the writes: the restart
+	# restores it and applies the WAL after it
+	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2 == 0;
+	usleep(int(rand(1_000_000)));
 	ss_kill9_and_restart($node);
 	ss_bg_abandon($_) for @writers;
 	check("round $round, after kill -9 during inserts");

@@ -173,6 +173,15 @@ SELECT stream_state.create_query('lt_bad', $$SELECT k, count(*) FROM lt_events G
 	time_column => 'ts', window_size => '5 minutes', emit_to => 'lt_same', late_to => 'lt_same');
 SELECT to_regclass('lt_same') AS not_made;
 SELECT stream_state.alter_query('lt_sliding', emit_to => 'lt_late');
+-- the rocksdb backend keeps no late groups yet
+SELECT stream_state.create_query('lt_bad', $$SELECT k, count(*) FROM lt_events GROUP BY k$$,
+	time_column => 'ts', window_size => '5 minutes', late_to => 'lt_x', backend => 'rocksdb');
+SELECT stream_state.set_backend('lt_sliding', 'rocksdb');
+SELECT stream_state.create_query('lt_rocks', $$SELECT k, count(*) FROM lt_events GROUP BY k$$,
+	time_column => 'ts', window_size => '5 minutes', backend => 'rocksdb');
+SELECT stream_state.alter_query('lt_rocks', late_to => 'lt_x');
+SELECT to_regclass('lt_x') AS not_made;
+SELECT stream_state.drop_query('lt_rocks');
 SELECT stream_state.create_query('lt_count', 'lt_events', key_column => 'k', time_column => 'ts',
 	window_size => '5 minutes');
 SELECT stream_state.alter_query('lt_count', late_to => 'lt_count_late');

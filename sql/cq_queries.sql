@@ -1,6 +1,7 @@
--- cq_queries: continuous queries in SQL (memory backend): window_result
--- and the typed view equal the query run over the window's rows, through
--- backfill, statements, rollbacks and savepoints.
+-- cq_queries: continuous queries in SQL: window_result and the typed view
+-- equal the query run over the window's rows, through backfill, statements,
+-- rollbacks and savepoints.  Also run with every query on the rocksdb
+-- backend (make installcheck-rocksdb), with the same output.
 CREATE EXTENSION IF NOT EXISTS hll;
 CREATE TABLE cq_events (user_id bigint, amount numeric, page text, kind text, ts timestamptz);
 INSERT INTO cq_events
@@ -55,12 +56,34 @@ SELECT attname, atttypid::regtype FROM pg_attribute
  WHERE attrelid = 'cq_spend'::regclass AND attnum > 0 ORDER BY attnum;
 
 -- errors
-SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', backend => 'rocksdb')$$);
+-- the rocksdb backend keeps fixed and sliding windows only
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', session_gap => '1 hour', backend => 'rocksdb')$$);
+SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', retention => '2 hours', backend => 'rocksdb')$$);
+SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', window_size => '1 hour', backend => 'rocksdb');
+SELECT ss_test.error_of($$SELECT stream_state.alter_query('cq_r', retention => '2 hours')$$);
+SELECT stream_state.drop_query('cq_r');
+SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', window_size => '1 hour', retention => '2 hours', backend => 'memory');
+SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_r', 'rocksdb')$$);
+SELECT stream_state.drop_query('cq_r');
+SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', session_gap => '1 hour', backend => 'memory');
+SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_r', 'rocksdb')$$);
+SELECT stream_state.drop_query('cq_r');
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', session_gap => '1 hour')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00') AS t(user_id bigint)$$);
 SELECT ss_test.error_of($$SELECT stream_state.window_count('cq_spend', 1::bigint, '2026-11-24 10:55+00')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_counts('cq_spend', '2026-11-24 10:55+00')$$);
-SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_spend', 'rocksdb')$$);
+-- moved to the other backend and back (on either, at the commit, before
+-- its rows): the same result
+SELECT stream_state.set_backend('cq_spend', CASE current_setting('stream_state.default_backend')
+	WHEN 'memory' THEN 'rocksdb' ELSE 'memory' END);
+INSERT INTO cq_events VALUES (4, 6, 'p4', 'purchase', '2026-11-24 10:58:30+00');
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_moved;
+SELECT stream_state.set_backend('cq_spend', current_setting('stream_state.default_backend'));
+INSERT INTO cq_events VALUES (4, 7, 'p6', 'purchase', '2026-11-24 10:58:40+00');
+SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_moved_back;
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_t', 'cq_events', NULL, 'ts', '1 hour')$$);
 SELECT count(*) AS state_rows FROM stream_state.state WHERE query = 'cq_spend';
 -- rebuild recomputes it from the table (rebuild_sql_during_inserts.spec

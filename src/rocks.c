@@ -16,6 +16,23 @@
  * int64 count; the worker writes only Merge operands (a count to add), and
  * the merge operator adds them up.  A meta key holds StreamStateRdbMeta.
  *
+ * Queries in SQL.  The value of a (key, pane) of a query in SQL is a tag
+ * byte (VALUE_TAG) and the query's aggregates' partial states, serialised
+ * (cq_worker.c).  Combining them calls PostgreSQL's functions, which must
+ * not run on RocksDB's threads, so there is no merge operator for them:
+ * the worker reads, combines and Puts (sstate_rdb_merge_value).  What it
+ * read or wrote is kept in a worker-local table of values (key -> value):
+ * the round's dirty values, which go into the batch sorted at the round's
+ * end, and clean ones of earlier rounds as a write-through cache, so a key
+ * is read from RocksDB at most once while it stays there.  A Get never
+ * sees the pending batch, so a query whose state the pending batch deletes
+ * (drop, reset, a move) is marked: its keys read as absent until the batch
+ * is written.  A commit that fails mid-way (another query's memory full)
+ * puts the values it replaced back from a journal
+ * (sstate_rdb_values_undo), as the memory store does; a batch that could
+ * not be written drops the whole table.  The tag keeps every value from
+ * looking like a count of 0 to the compaction filter.
+ *
  * Durability.  The worker collects a round of applied commits in one
  * WriteBatch and writes it, together with the meta of every rocksdb query
  * (its applied and restart positions, watermark and counters), before it
@@ -58,12 +75,14 @@
 #include <rocksdb/c.h>
 
 #include "common/file_perm.h"
+#include "common/hashfn.h"
 #include "port/pg_bswap.h"
 #include "miscadmin.h"
 #include "nodes/pg_list.h"
 #include "replication/slot.h"
 #include "storage/copydir.h"
 #include "storage/fd.h"
+#include "utils/hsearch.h"
 #include "utils/memutils.h"
 
 #include "rocks.h"
@@ -151,6 +170,53 @@ typedef struct DeadEntry
 
 static DeadEntry *dead_table = NULL;
 static int	dead_size = 0;
+
+/*
+ * Values of queries in SQL (see the file header): raw RocksDB key -> the
+ * value without its tag.  Worker-local, in value_cxt.
+ */
+#define VALUE_TAG			'v'
+#define VALUE_CACHE_BYTES	(64 * 1024 * 1024)	/* clean values kept past a
+												 * round */
+
+typedef struct ValueKey
+{
+	const char *data;
+	uint32		len;
+} ValueKey;
+
+typedef struct ValueEntry
+{
+	ValueKey	key;			/* hash key: the raw RocksDB key */
+	int32		qid;
+	char	   *value;			/* NULL: no value (absent in RocksDB) */
+	uint32		len;
+	bool		dirty;			/* not in the pending batch yet */
+} ValueEntry;
+
+typedef struct ValueUndo
+{
+	ValueEntry *e;
+	char	   *value;
+	uint32		len;
+	bool		dirty;
+} ValueUndo;
+
+static HTAB *values = NULL;
+static MemoryContext value_cxt = NULL;
+static Size values_bytes = 0;
+static ValueUndo *vjournal = NULL;
+static int	nvjournal = 0;
+static int	vjournal_cap = 0;
+static ValueEntry **dirty = NULL;	/* the dirty entries, each once */
+static int	ndirty = 0;
+static int	dirty_cap = 0;
+static int32 *deleted_qids = NULL;	/* state deleted by the pending batch */
+static int	ndeleted_qids = 0;
+
+static void values_reset(void);
+static void values_forget_query(int32 qid);
+static void flush_values(void);
 
 static void iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 					   sstate_store_scan_cb cb, void *arg);
@@ -524,6 +590,7 @@ sstate_rdb_close(void)
 	pending_n = 0;
 	pending_keys_len = 0;
 	rdb_pending = false;
+	values_reset();
 }
 
 /* Close it if open and remove this database's RocksDB directory. */
@@ -660,6 +727,7 @@ flush_adds(void)
 
 	bool		cached = sstate_rdb_cache_active();
 
+	flush_values();
 	if (pending_n == 0)
 		return;
 	sort_pending(pending, pending_n);
@@ -696,6 +764,334 @@ flush_adds(void)
 	}
 }
 
+/* ---------------------------------------------------------------------
+ * Values of queries in SQL: read, combine, Put (see the file header)
+ * ---------------------------------------------------------------------
+ */
+
+static uint32
+value_key_hash(const void *key, Size keysize)
+{
+	const ValueKey *k = key;
+
+	return hash_bytes((const unsigned char *) k->data, (int) k->len);
+}
+
+static int
+value_key_match(const void *a, const void *b, Size keysize)
+{
+	const ValueKey *x = a;
+	const ValueKey *y = b;
+
+	if (x->len != y->len)
+		return 1;
+	return memcmp(x->data, y->data, x->len);
+}
+
+static void
+values_init(void)
+{
+	HASHCTL		ctl;
+
+	if (values != NULL)
+		return;
+	if (value_cxt == NULL)
+		value_cxt = AllocSetContextCreate(TopMemoryContext, "stream_state rocksdb values",
+										  ALLOCSET_DEFAULT_SIZES);
+	ctl.keysize = sizeof(ValueKey);
+	ctl.entrysize = sizeof(ValueEntry);
+	ctl.hash = value_key_hash;
+	ctl.match = value_key_match;
+	ctl.hcxt = value_cxt;
+	values = hash_create("stream_state rocksdb values", 1024, &ctl,
+						 HASH_ELEM | HASH_FUNCTION | HASH_COMPARE | HASH_CONTEXT);
+	values_bytes = 0;
+}
+
+/* Forget every value (dirty ones too: the batch they were for is gone). */
+static void
+values_reset(void)
+{
+	if (value_cxt != NULL)
+		MemoryContextReset(value_cxt);
+	values = NULL;
+	values_bytes = 0;
+	nvjournal = 0;
+	ndirty = 0;
+	ndeleted_qids = 0;
+}
+
+/* e becomes dirty: on the list flush_values walks (rather than the table) */
+static void
+mark_dirty(ValueEntry *e)
+{
+	if (e->dirty)
+		return;
+	if (ndirty == dirty_cap)
+	{
+		dirty_cap = Max(dirty_cap * 2, 1024);
+		dirty = dirty ? repalloc(dirty, sizeof(ValueEntry *) * dirty_cap) :
+			MemoryContextAlloc(TopMemoryContext, sizeof(ValueEntry *) * dirty_cap);
+	}
+	dirty[ndirty++] = e;
+	e->dirty = true;
+}
+
+/*
+ * The pending batch deletes query qid's state: forget its values (dirty
+ * ones would come before the deletion, they are gone with it) and read its
+ * keys as absent until the batch is written.
+ */
+static void
+values_forget_query(int32 qid)
+{
+	HASH_SEQ_STATUS seq;
+	ValueEntry *e;
+	int			n = 0;
+
+	for (int i = 0; i < nvjournal; i++)
+		if (vjournal[i].e->qid != qid)
+			vjournal[n++] = vjournal[i];
+	nvjournal = n;
+	n = 0;
+	for (int i = 0; i < ndirty; i++)
+		if (dirty[i]->qid != qid)
+			dirty[n++] = dirty[i];
+	ndirty = n;
+	if (values != NULL)
+	{
+		hash_seq_init(&seq, values);
+		while ((e = hash_seq_search(&seq)) != NULL)
+			if (e->qid == qid)
+				(void) hash_search(values, &e->key, HASH_REMOVE, NULL);
+	}
+	for (int i = 0; i < ndeleted_qids; i++)
+		if (deleted_qids[i] == qid)
+			return;
+	if (deleted_qids == NULL)
+		deleted_qids = MemoryContextAlloc(TopMemoryContext,
+										  sizeof(int32) * Max(2 * sstate_max_queries, 1));
+	if (ndeleted_qids < 2 * Max(sstate_max_queries, 1))
+		deleted_qids[ndeleted_qids++] = qid;
+	else
+		elog(ERROR, "stream_state: too many queries deleted in one RocksDB batch");
+}
+
+static bool
+deleted_in_batch(int32 qid)
+{
+	for (int i = 0; i < ndeleted_qids; i++)
+		if (deleted_qids[i] == qid)
+			return true;
+	return false;
+}
+
+/*
+ * The entry of raw key k (len bytes) of query qid, read from RocksDB when
+ * it is not in the table yet.  An error reading RocksDB is an ERROR: the
+ * worker restarts and goes on from RocksDB's meta.
+ */
+static ValueEntry *
+value_entry(int32 qid, const char *k, uint32 len)
+{
+	ValueKey	vk;
+	ValueEntry *e;
+	bool		found;
+
+	values_init();
+	vk.data = k;
+	vk.len = len;
+	e = hash_search(values, &vk, HASH_ENTER, &found);
+	if (found)
+		return e;
+	e->key.data = MemoryContextAlloc(value_cxt, len);
+	memcpy((char *) e->key.data, k, len);
+	e->key.len = len;
+	e->qid = qid;
+	e->value = NULL;
+	e->len = 0;
+	e->dirty = false;
+	values_bytes += len + sizeof(ValueEntry);
+	if (!deleted_in_batch(qid))
+	{
+		char	   *err = NULL;
+		size_t		vlen;
+		char	   *v = rocksdb_get(rdb, rdb_ropts, k, len, &vlen, &err);
+
+		if (err != NULL)
+		{
+			char	   *msg = pstrdup(err);
+
+			rocksdb_free(err);
+			(void) hash_search(values, &vk, HASH_REMOVE, NULL);
+			ereport(ERROR,
+					(errcode(ERRCODE_IO_ERROR),
+					 errmsg("stream_state: could not read RocksDB: %s", msg)));
+		}
+		if (v != NULL && vlen >= 1 && v[0] == VALUE_TAG)
+		{
+			e->len = (uint32) vlen - 1;
+			e->value = MemoryContextAlloc(value_cxt, Max(e->len, 1));
+			memcpy(e->value, v + 1, e->len);
+			values_bytes += e->len;
+		}
+		if (v != NULL)
+			rocksdb_free(v);
+	}
+	return e;
+}
+
+static void
+value_set(ValueEntry *e, const char *value, uint32 len, bool journal)
+{
+	if (journal)
+	{
+		if (nvjournal == vjournal_cap)
+		{
+			vjournal_cap = Max(vjournal_cap * 2, 256);
+			vjournal = vjournal ? repalloc(vjournal, sizeof(ValueUndo) * vjournal_cap) :
+				MemoryContextAlloc(TopMemoryContext, sizeof(ValueUndo) * vjournal_cap);
+		}
+		vjournal[nvjournal].e = e;
+		vjournal[nvjournal].value = e->value;
+		vjournal[nvjournal].len = e->len;
+		vjournal[nvjournal].dirty = e->dirty;
+		nvjournal++;
+	}
+	/* the old value stays allocated (the journal, or until the reset) */
+	e->value = MemoryContextAlloc(value_cxt, Max(len, 1));
+	memcpy(e->value, value, len);
+	e->len = len;
+	mark_dirty(e);
+	values_bytes += len;
+	rdb_pending = true;
+}
+
+static ValueEntry *
+value_entry_of(const StreamStateQueryDef *def, const char *key, uint32 keylen, int64 pane)
+{
+	Size		klen = key_prefix_len(def, keylen) + 8;
+	char	   *k = palloc(klen);
+	ValueEntry *e;
+
+	put_key_prefix(k, def, key, keylen);
+	put_pane(k + klen - 8, pane);
+	e = value_entry(def->id, k, (uint32) klen);
+	pfree(k);
+	return e;
+}
+
+/*
+ * Combine value (a commit's partial states for (query, key, pane)) into
+ * the pane's value with merge, or make it the pane's value, in the pending
+ * batch; journalled until sstate_rdb_values_commit or _undo.  Worker only.
+ */
+void
+sstate_rdb_merge_value(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+					   int64 pane, const char *value, uint32 len,
+					   sstate_store_merge_cb merge, void *arg)
+{
+	ValueEntry *e;
+
+	Assert(rdb != NULL);
+	e = value_entry_of(def, key, keylen, pane);
+	if (e->value != NULL)
+	{
+		const char *merged;
+		uint32		mlen;
+
+		if (!merge(arg, e->value, e->len, value, len, &merged, &mlen))
+			elog(ERROR, "stream_state: a partial state of continuous query \"%s\" is malformed",
+				 def->name);
+		value_set(e, merged, mlen, true);
+	}
+	else
+		value_set(e, value, len, true);
+}
+
+/*
+ * Make value the value of (query, key, pane), not journalled: a query
+ * moving in from the memory backend, whose state here was deleted first.
+ */
+void
+sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+					 int64 pane, const char *value, uint32 len)
+{
+	Assert(rdb != NULL);
+	value_set(value_entry_of(def, key, keylen, pane), value, len, false);
+}
+
+/* The commit applied: its replaced values are no longer needed. */
+void
+sstate_rdb_values_commit(void)
+{
+	nvjournal = 0;
+}
+
+/* The commit failed: put back every value it replaced, newest first. */
+void
+sstate_rdb_values_undo(void)
+{
+	for (int i = nvjournal - 1; i >= 0; i--)
+	{
+		ValueUndo  *u = &vjournal[i];
+
+		u->e->value = u->value;
+		u->e->len = u->len;
+		/* Put again even if it was clean: the batch may hold a newer one */
+		mark_dirty(u->e);
+	}
+	nvjournal = 0;
+}
+
+static int
+value_entry_cmp(const void *a, const void *b)
+{
+	const ValueEntry *x = *(ValueEntry *const *) a;
+	const ValueEntry *y = *(ValueEntry *const *) b;
+	int			c = memcmp(x->key.data, y->key.data, Min(x->key.len, y->key.len));
+
+	if (c != 0)
+		return c;
+	return (x->key.len > y->key.len) - (x->key.len < y->key.len);
+}
+
+/*
+ * Put the dirty values into the batch, in key order (as flush_adds does,
+ * for the memtable's sake); they stay in the table, clean.
+ */
+static void
+flush_values(void)
+{
+	ValueEntry *e;
+	int			n = ndirty;
+	StringInfoData buf;
+
+	if (n == 0)
+		return;
+	qsort(dirty, n, sizeof(ValueEntry *), value_entry_cmp);
+	initStringInfo(&buf);
+	for (int i = 0; i < n; i++)
+	{
+		e = dirty[i];
+		resetStringInfo(&buf);
+		e->dirty = false;
+		if (e->value == NULL)
+		{
+			/* an undone new value that a flush had put already */
+			rocksdb_writebatch_delete(rdb_batch, e->key.data, e->key.len);
+			continue;
+		}
+		appendStringInfoChar(&buf, VALUE_TAG);
+		appendBinaryStringInfo(&buf, e->value, e->len);
+		rocksdb_writebatch_put(rdb_batch, e->key.data, e->key.len, buf.data, buf.len);
+	}
+	pfree(buf.data);
+	ndirty = 0;
+	/* the journal may still refer to them: an undo makes them dirty again */
+	rdb_pending = true;
+}
+
 /* Delete a query's state and meta (in the pending batch). */
 void
 sstate_rdb_drop_query(int32 qid)
@@ -706,6 +1102,7 @@ sstate_rdb_drop_query(int32 qid)
 
 	if (rdb == NULL)
 		return;
+	values_forget_query(qid);
 	flush_adds();
 	sstate_rdb_cache_drop(qid);
 	put_be32(lo, (uint32) qid);
@@ -817,6 +1214,9 @@ sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart, char
 	rocksdb_write(rdb, rdb_wopts, rdb_batch, &err);
 	rocksdb_writebatch_clear(rdb_batch);
 	rdb_pending = false;
+	ndeleted_qids = 0;			/* the batch deleted what they said */
+	if (err != NULL || values_bytes > VALUE_CACHE_BYTES)
+		values_reset();			/* on error: it has what RocksDB has not */
 	if (err != NULL)
 	{
 		sstate_rdb_cache_drop(0);	/* it has what RocksDB has not */
@@ -919,13 +1319,14 @@ sstate_rdb_update_sizes(StreamStateDb *db)
 
 /*
  * The state entry under iterator it, if it is a live one of a query like
- * def (pane at or after dead_below, count not 0): its raw key, the key
- * image in it, the pane and the count.
+ * def (pane at or after dead_below; a count not 0, or a value): its raw
+ * key, the key image in it, the pane, and the count or (queries in SQL)
+ * the value without its tag.
  */
 static bool
 live_entry(rocksdb_iterator_t *it, const StreamStateQueryDef *def, int64 dead_below,
 		   const char **key, size_t *keylen, const char **img, uint32 *ilen,
-		   int64 *pane, int64 *count)
+		   int64 *pane, int64 *count, const char **value, uint32 *valuelen)
 {
 	uint32		off = 4 + (def->key_classed ? SSTATE_CLASS_PREFIX : 0);
 	const char *k = rocksdb_iter_key(it, keylen);
@@ -941,9 +1342,22 @@ live_entry(rocksdb_iterator_t *it, const StreamStateQueryDef *def, int64 dead_be
 	if (*pane < dead_below)
 		return false;
 	v = rocksdb_iter_value(it, &vlen);
-	*count = value_count(v, vlen);
-	if (*count == 0)
-		return false;
+	if (def->sql)
+	{
+		if (vlen < 1 || v[0] != VALUE_TAG)
+			return false;
+		*value = v + 1;
+		*valuelen = (uint32) vlen - 1;
+		*count = 0;
+	}
+	else
+	{
+		*count = value_count(v, vlen);
+		if (*count == 0)
+			return false;
+		*value = NULL;
+		*valuelen = 0;
+	}
 	*key = k;
 	*img = k + off + 4;
 	return true;
@@ -1110,10 +1524,15 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 		uint32		ilen;
 		int64		pane;
 		int64		count;
+		const char *value;
+		uint32		vlen;
+		uint32		psize;
 		bool		same;
 
-		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count))
+		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count,
+						&value, &vlen))
 			continue;
+		psize = def->sql ? 8 + 4 + vlen : 16;
 
 		same = in_record && cur_len == ilen && memcmp(cur_img, img, ilen) == 0;
 		if (!same)
@@ -1121,12 +1540,12 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 			/* close the current record, open a new one */
 			if (in_record)
 				memcpy(buf + rec + 4 + cur_len, &npanes, 4);
-			if (pos + 4 + ilen + 4 + 16 > bufsize)
+			if (pos + 4 + ilen + 4 + psize > bufsize)
 			{
 				if (!in_record)
 				{
 					/* not even one pane of this key fits: ask for more room */
-					*need = 4 + ilen + 4 + 16;
+					*need = 4 + ilen + 4 + psize;
 					break;
 				}
 				*cursor = palloc(klen);
@@ -1144,7 +1563,7 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 			npanes = 0;
 			in_record = true;
 		}
-		else if (pos + 16 > bufsize)
+		else if (pos + psize > bufsize)
 		{
 			memcpy(buf + rec + 4 + cur_len, &npanes, 4);
 			*cursor = palloc(klen);
@@ -1154,8 +1573,14 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 			break;
 		}
 		memcpy(buf + pos, &pane, 8);
-		memcpy(buf + pos + 8, &count, 8);
-		pos += 16;
+		if (def->sql)
+		{
+			memcpy(buf + pos + 8, &vlen, 4);
+			memcpy(buf + pos + 12, value, vlen);
+		}
+		else
+			memcpy(buf + pos + 8, &count, 8);
+		pos += psize;
 		npanes++;
 	}
 	if (in_record)
@@ -1646,6 +2071,38 @@ sstate_rdb_checkpoint_scan(Oid dboid, int64 id, const StreamStateQuery *q,
 }
 
 static void
+free_value_chunks(StreamStatePane *panes, int npanes)
+{
+	for (int i = 0; i < npanes; i++)
+		pfree((void *) (uintptr_t) panes[i].count);
+}
+
+/*
+ * Scans and iterations of a query in SQL give each pane's value as its
+ * count: a pointer to a palloc'd chunk of uint32 length and bytes, the form
+ * checkpoint.c decodes values into (sstate_ckpt_entry_value), valid during
+ * the callback.
+ */
+int64
+sstate_rdb_value_chunk(const char *value, uint32 len)
+{
+	char	   *chunk = palloc(sizeof(uint32) + Max(len, 1));
+
+	memcpy(chunk, &len, sizeof(uint32));
+	memcpy(chunk + sizeof(uint32), value, len);
+	return (int64) (uintptr_t) chunk;
+}
+
+const char *
+sstate_rdb_value(int64 ref, uint32 *len)
+{
+	const char *p = (const char *) (uintptr_t) ref;
+
+	memcpy(len, p, sizeof(uint32));
+	return p + sizeof(uint32);
+}
+
+static void
 iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 		   sstate_store_scan_cb cb, void *arg)
 {
@@ -1672,13 +2129,18 @@ iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 		uint32		ilen;
 		int64		pane;
 		int64		count;
+		const char *value;
+		uint32		vlen;
 
-		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count))
+		if (!live_entry(it, def, dead_below, &k, &klen, &img, &ilen, &pane, &count,
+						&value, &vlen))
 			continue;
 		if (key == NULL || keylen != ilen || memcmp(key, img, ilen) != 0)
 		{
 			if (key != NULL && npanes > 0)
 				cb(arg, def->id, key, keylen, panes, npanes);
+			if (def->sql)
+				free_value_chunks(panes, npanes);
 			if (key != NULL)
 				pfree(key);
 			key = palloc(Max(ilen, 1));
@@ -1692,11 +2154,13 @@ iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 			panes = repalloc(panes, sizeof(StreamStatePane) * cap);
 		}
 		panes[npanes].pane = pane;
-		panes[npanes].count = count;
+		panes[npanes].count = def->sql ? sstate_rdb_value_chunk(value, vlen) : count;
 		npanes++;
 	}
 	if (key != NULL && npanes > 0)
 		cb(arg, def->id, key, keylen, panes, npanes);
+	if (def->sql)
+		free_value_chunks(panes, npanes);
 	rocksdb_iter_get_error(it, &err);
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
@@ -1811,6 +2275,7 @@ sstate_rdb_fail(StreamStateDb *db, XLogRecPtr at, const char *error)
 	pending_n = 0;
 	pending_keys_len = 0;
 	rdb_pending = false;
+	values_reset();
 	sstate_rdb_close();
 	rdb_broken = true;
 	rdb_full = false;

@@ -58,6 +58,13 @@ extern List *sstate_rdb_meta_qids(void);
 extern void sstate_rdb_add(const StreamStateQueryDef *def, const char *key, uint32 keylen,
 						   int64 pane, int64 count);
 extern void sstate_rdb_drop_query(int32 qid);
+extern void sstate_rdb_merge_value(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+								   int64 pane, const char *value, uint32 len,
+								   sstate_store_merge_cb merge, void *arg);
+extern void sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+								 int64 pane, const char *value, uint32 len);
+extern void sstate_rdb_values_commit(void);
+extern void sstate_rdb_values_undo(void);
 extern void sstate_rdb_set_dead_below(int32 qid, int64 dead_below);
 extern bool sstate_rdb_dirty(void);
 extern bool sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart,
@@ -109,8 +116,17 @@ extern int64 sstate_rdb_cache_read(StreamStateDb *db, const StreamStateQueryDef 
 								   const char *key, uint32 keylen, int64 lo, int64 hi);
 
 /*
+ * Scans and iterations of queries in SQL give a pane's value as its count:
+ * a pointer to uint32 length and bytes (palloc'd, valid during the
+ * callback), read with sstate_rdb_value.
+ */
+extern int64 sstate_rdb_value_chunk(const char *value, uint32 len);
+extern const char *sstate_rdb_value(int64 ref, uint32 *len);
+
+/*
  * A scan writes records into buf: uint32 image length, image, uint32 number
- * of panes, then per pane int64 pane and int64 count.  It stops before the
+ * of panes, then per pane int64 pane and int64 count (queries in SQL:
+ * int64 pane, uint32 value length, value).  It stops before the
  * record that would not fit and says where to go on (*cursor, a raw RocksDB
  * key, palloc'd; *cursorlen 0 when done).  One key's panes may be split over
  * two records; readers merge neighbours with the same image.  When not even

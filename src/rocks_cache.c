@@ -29,6 +29,10 @@
  *	  meta, restore, a failed write, a pause) drops the query's copies.
  * Readers use the cache of a query only while it is running.  Queries with
  * classed keys are not cached: a read of one merges every image of a class.
+ * Nor are queries in SQL on the rocksdb backend: the cache holds counts
+ * only, their panes hold values (partial states, rocks.c), and the one
+ * read it serves, window_count, refuses them; their values never go
+ * through flush_adds, and no read of them asks for a copy.
  *
  * Size.  stream_state.rocksdb_read_cache_size per database.  A full cache
  * drops every copy in one partition of the table (round robin) before it

@@ -27,9 +27,12 @@
  * the answer holds every commit the read must see: the worker writes a
  * round's commits to RocksDB before it publishes the round's position.
  *
- * Scans (window_counts, the state view) go a page at a time, each
- * continuing at the raw RocksDB key where the last one stopped; a key's
- * panes split over two pages are merged again here.
+ * Scans (window_counts, window_result, the state view, emit_to) go a page
+ * at a time, each continuing at the raw RocksDB key where the last one
+ * stopped; a key's panes split over two pages are merged again here.  A
+ * page of a query in SQL carries each pane's value (its partial states)
+ * instead of a count; a value larger than half a page gets a page of its
+ * own in a DSM segment, as a large key does.
  *
  * IDENTIFICATION
  *	  src/rocks_request.c
@@ -481,6 +484,7 @@ typedef struct Gather
 	int			npanes;
 	int			panecap;
 	bool		have;
+	bool		values;			/* a query in SQL: counts are value chunks */
 } Gather;
 
 static void
@@ -488,10 +492,14 @@ gather_flush(Gather *g, int32 qid, sstate_store_scan_cb cb, void *arg)
 {
 	if (g->have && g->npanes > 0)
 		cb(arg, qid, g->key, g->keylen, g->panes, g->npanes);
+	if (g->values)
+		for (int i = 0; i < g->npanes; i++)
+			pfree((void *) (uintptr_t) g->panes[i].count);
 	g->have = false;
 	g->npanes = 0;
 }
 
+/* A page's records (see rocks.h); a value is copied out of the page */
 static void
 gather_page(Gather *g, int32 qid, const char *page, uint32 used,
 			sstate_store_scan_cb cb, void *arg)
@@ -528,16 +536,28 @@ gather_page(Gather *g, int32 qid, const char *page, uint32 used,
 				g->panes = repalloc(g->panes, sizeof(StreamStatePane) * g->panecap);
 			}
 			memcpy(&g->panes[g->npanes].pane, page + pos, 8);
-			memcpy(&g->panes[g->npanes].count, page + pos + 8, 8);
+			if (g->values)
+			{
+				uint32		vlen;
+
+				memcpy(&vlen, page + pos + 8, 4);
+				g->panes[g->npanes].count = sstate_rdb_value_chunk(page + pos + 12, vlen);
+				pos += 12 + vlen;
+			}
+			else
+			{
+				memcpy(&g->panes[g->npanes].count, page + pos + 8, 8);
+				pos += 16;
+			}
 			g->npanes++;
-			pos += 16;
 		}
 	}
 }
 
 /*
  * Scan a rocksdb query's live panes (all keys, or with class_key the keys
- * of its class), calling cb once per key, as sstate_store_scan does.
+ * of its class), calling cb once per key, as sstate_store_scan does.  Of a
+ * query in SQL, each pane's count is its value (sstate_rdb_value).
  */
 void
 sstate_rdb_request_scan(StreamStateDb *db, const StreamStateQueryDef *def,
@@ -552,6 +572,7 @@ sstate_rdb_request_scan(StreamStateDb *db, const StreamStateQueryDef *def,
 	Size		want = RQ_BUF;
 
 	memset(&g, 0, sizeof(g));
+	g.values = def->sql;
 	g.keycap = 64;
 	g.key = palloc(g.keycap);
 	g.panecap = 16;

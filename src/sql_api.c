@@ -95,6 +95,8 @@ static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, const char *column);
+static void check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us, bool late,
+							  const char *hint);
 
 /* ---------------------------------------------------------------------
  * Waiting for the worker
@@ -940,12 +942,6 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	}
 	else
 		window_args(fcinfo, &info, &window_iv, &slide_iv, &lateness_iv);
-	if (info.def.backend != SSB_MEMORY)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("continuous queries in SQL keep their state in the memory backend"),
-				 errdetail("The rocksdb backend holds windowed counts only, for now."),
-				 errhint("Give backend => 'memory'.")));
 	for (int i = 0; i < an->nkeys; i++)
 	{
 		RegProcedure hashfn;
@@ -966,6 +962,9 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 							format_type_be(an->keys[i].type)),
 					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
 	}
+	if (info.def.backend == SSB_ROCKSDB)
+		check_rocksdb_sql(name, info.def.session_gap_us, info_retention_us, late_to != NULL,
+						  "Give backend => 'memory'.");
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));
@@ -988,7 +987,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 	appendStringInfo(&q,
 					 "INSERT INTO stream_state.query_def (name, source, time_column, time_attnum, time_type, "
 					 "window_size, slide, lateness, owner, backend, query, view%s%s%s%s) "
-					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, 'memory', %s, %s%s%s%s%s) "
+					 "VALUES (%s, %u, %s, %s, %s, %s::interval, %s::interval, %s::interval, %u, %s, %s, %s%s%s%s%s) "
 					 "RETURNING id",
 					 emit_to ? ", emit_to" : "", retention_iv ? ", retention" : "",
 					 info.def.session_gap_us > 0 ? ", session_gap" : "",
@@ -1000,7 +999,8 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(window_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(slide_iv)))),
 					 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out, IntervalPGetDatum(lateness_iv)))),
-					 GetUserId(), quote_literal_cstr(sql), quote_literal_cstr(view),
+					 GetUserId(), quote_literal_cstr(sstate_backend_name(info.def.backend)),
+					 quote_literal_cstr(sql), quote_literal_cstr(view),
 					 emit_to ? psprintf(", %s", quote_literal_cstr(emit_to)) : "",
 					 retention_iv ? psprintf(", %s::interval",
 											 quote_literal_cstr(DatumGetCString(DirectFunctionCall1(interval_out,
@@ -1348,12 +1348,10 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	bname = text_to_cstring(PG_GETARG_TEXT_PP(1));
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
-	if (info->def.sql)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("continuous queries in SQL keep their state in the memory backend"),
-				 errdetail("The rocksdb backend holds windowed counts only, for now.")));
 	backend = sstate_backend_from_text(bname);
+	if (info->def.sql && backend == SSB_ROCKSDB)
+		check_rocksdb_sql(name, info->def.session_gap_us, info->def.retention_us,
+						  info->late_to != NULL, "Keep it on backend memory.");
 	id = info->id;
 
 	owner_begin(&oc);
@@ -1384,6 +1382,42 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	sstate_delta_put_backend(&msg, id, backend);
 	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
+}
+
+/*
+ * A query in SQL on the rocksdb backend: fixed and sliding windows only.
+ * Session windows keep a key's sessions sorted and merge them as events
+ * bridge them, and retention drops whole keys by a walk of the query's
+ * state; neither is built for RocksDB yet.  Nor is late_to: its late
+ * groups wait in the memory store and in checkpoint files, while a rocksdb
+ * query comes back after a crash from RocksDB's own position, past commits
+ * whose groups would then be lost.
+ */
+static void
+check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us, bool late,
+				  const char *hint)
+{
+	if (session_gap_us > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("session windows need the memory backend"),
+				 errdetail("Continuous query \"%s\" has session_gap; the rocksdb backend keeps fixed and sliding windows of queries in SQL only.",
+						   name),
+				 errhint("%s", hint)));
+	if (retention_us > 0)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("retention needs the memory backend"),
+				 errdetail("Continuous query \"%s\" has a retention; the rocksdb backend does not drop idle keys yet.",
+						   name),
+				 errhint("%s", hint)));
+	if (late)
+		ereport(ERROR,
+				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
+				 errmsg("late_to needs the memory backend"),
+				 errdetail("Continuous query \"%s\" has late_to; the rocksdb backend does not keep late groups yet.",
+						   name),
+				 errhint("%s", hint)));
 }
 
 /*
@@ -1442,6 +1476,9 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
+	if (retention_us > 0 && info->def.backend == SSB_ROCKSDB && info->def.session_gap_us == 0)
+		check_rocksdb_sql(name, 0, retention_us, false,
+						  "Move it to backend memory first with stream_state.set_backend.");
 	if (retention_us > 0 && info->def.session_gap_us > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
@@ -1460,12 +1497,9 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	{
 		late_to = text_to_cstring(PG_GETARG_TEXT_PP(4));
 		late = (late_to[0] != '\0');	/* '' stops writing late groups */
-		if (late && info->def.backend != SSB_MEMORY)
-			ereport(ERROR,
-					(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-					 errmsg("late_to needs the memory backend"),
-					 errdetail("Continuous query \"%s\" keeps its state in RocksDB.", name),
-					 errhint("Move it first: SELECT stream_state.set_backend('%s', 'memory').", name)));
+		if (late && info->def.backend == SSB_ROCKSDB)
+			check_rocksdb_sql(name, 0, 0, true,
+							  "Move it to backend memory first with stream_state.set_backend.");
 		if (late)
 			late_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), late_to, true);
 	}
@@ -1933,20 +1967,31 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 						 timestamptz_to_str(sstate_unix_us_to_ts(q->dead_below * q->def.pane_us)))));
 }
 
-/* Every key of query info in the memory store, through cb (none if no state yet) */
+/*
+ * Every key of query q (read_query_begin gave db and q, db's lock held),
+ * through cb; releases the lock.  Of a rocksdb query the worker answers,
+ * asked without the lock.  The panes of a query in SQL refer to their
+ * values: in the memory store (sstate_store_value), or, when *rocksdb is
+ * set (before cb is called), in the scan's copies (sstate_rdb_value).
+ */
 static void
-scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg)
+scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb cb, void *arg,
+				  bool *rocksdb)
 {
-	StreamStateQuery *q;
-	StreamStateDb *db = read_query_begin(info, &q);
+	*rocksdb = (q != NULL && q->def.backend == SSB_ROCKSDB);
+	if (*rocksdb)
+	{
+		StreamStateQueryDef def = q->def;
 
-	if (db == NULL)
+		read_end(db);
+		sstate_rdb_request_scan(db, &def, NULL, 0, cb, arg);
 		return;
+	}
 	if (q != NULL)
 	{
 		PG_TRY();
 		{
-			sstate_store_scan(read_table, info->id, cb, arg);
+			sstate_store_scan(read_table, q->def.id, cb, arg);
 		}
 		PG_CATCH();
 		{
@@ -1956,6 +2001,19 @@ scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg)
 		PG_END_TRY();
 	}
 	read_end(db);
+}
+
+/* Every key of query info, through cb (none if no state yet); see above */
+static void
+scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg, bool *rocksdb)
+{
+	StreamStateQuery *q;
+	StreamStateDb *db = read_query_begin(info, &q);
+
+	*rocksdb = false;
+	if (db == NULL)
+		return;
+	scan_query_locked(db, q, cb, arg, rocksdb);
 }
 
 static void
@@ -1976,8 +2034,9 @@ bool
 sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane)
 {
 	int64		min = PG_INT64_MAX;
+	bool		rocksdb;
 
-	scan_query(info, min_pane_cb, &min);
+	scan_query(info, min_pane_cb, &min, &rocksdb);
 	*pane = min;
 	return min != PG_INT64_MAX;
 }
@@ -2143,6 +2202,7 @@ typedef enum ResultScanMode
 typedef struct ResultScan
 {
 	ResultScanMode mode;
+	bool		rocksdb;		/* values come from a RocksDB scan */
 	int64		lo;
 	int64		hi;
 	int64		gap;
@@ -2191,7 +2251,8 @@ result_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	for (int i = 0; i < npanes; i++)
 	{
 		uint32		len;
-		const char *v = sstate_store_value(read_table, panes[i].count, &len);
+		const char *v = rs->rocksdb ? sstate_rdb_value(panes[i].count, &len) :
+			sstate_store_value(read_table, panes[i].count, &len);
 		StringInfo	si;
 
 		if (rs->mode == SCAN_PANES)
@@ -2495,7 +2556,6 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 				rs.lo = start_us / q->def.pane_us;
 				rs.hi = end_us / q->def.pane_us;
 			}
-			sstate_store_scan(read_table, info->id, result_cb, &rs);
 		}
 		PG_CATCH();
 		{
@@ -2504,7 +2564,7 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
-	read_end(db);
+	scan_query_locked(db, q, result_cb, &rs, &rs.rocksdb);
 	for (int k = 0; k < sstate_cq_compiled_analysis(c)->nkeys; k++)
 		if (sstate_cq_compiled_analysis(c)->keys[k].classed)
 		{
@@ -2556,7 +2616,7 @@ stream_state_session_result(PG_FUNCTION_ARGS)
 	rs.lo = PG_ARGISNULL(1) ? PG_INT64_MIN : ts_bound_us(PG_GETARG_TIMESTAMPTZ(1));
 	rs.hi = ts_bound_us(PG_GETARG_TIMESTAMPTZ(2));
 	rs.gap = info->def.session_gap_us;
-	scan_query(info, result_cb, &rs);
+	scan_query(info, result_cb, &rs, &rs.rocksdb);
 	result_rows(name, c, rs.keys, rsinfo, RESULT_BOUNDS, false);
 	return (Datum) 0;
 }
@@ -3030,8 +3090,10 @@ stream_state_state(PG_FUNCTION_ARGS)
 		List	   *rdefs = NIL;
 		ListCell   *dc;
 
+		/* queries in SQL have values, not counts: see window_result */
 		for (int i = 0; i < sstate_shared->max_queries; i++)
-			if (qs[i].status == SSQ_RUNNING && qs[i].def.backend == SSB_ROCKSDB)
+			if (qs[i].status == SSQ_RUNNING && qs[i].def.backend == SSB_ROCKSDB &&
+				!qs[i].def.sql)
 			{
 				StreamStateQueryDef *d = palloc(sizeof(StreamStateQueryDef));
 

@@ -555,7 +555,25 @@ move_to_rdb_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	StreamStateQuery *q = arg;
 
 	for (int i = 0; i < npanes; i++)
-		sstate_rdb_add(&q->def, key, keylen, panes[i].pane, panes[i].count);
+	{
+		if (q->def.sql)
+		{
+			uint32		len;
+			const char *v = sstate_store_value(apply_table, panes[i].count, &len);
+
+			sstate_rdb_put_value(&q->def, key, keylen, panes[i].pane, v, len);
+		}
+		else
+			sstate_rdb_add(&q->def, key, keylen, panes[i].pane, panes[i].count);
+	}
+}
+
+/* A move's values need no undo: the journal holds none of the commit's yet */
+static bool
+merge_none(void *arg, const char *old, uint32 oldlen, const char *add, uint32 addlen,
+		   const char **out, uint32 *outlen)
+{
+	return false;
 }
 
 typedef struct MoveToMemory
@@ -571,8 +589,20 @@ move_to_memory_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	MoveToMemory *m = arg;
 
 	for (int i = 0; i < npanes && !m->full; i++)
-		if (!sstate_store_add(apply_table, m->q, key, keylen, panes[i].pane, panes[i].count))
+	{
+		if (m->q->def.sql)
+		{
+			uint32		len;
+			const char *v = sstate_rdb_value(panes[i].count, &len);
+
+			/* a new pane: merge_none is never called */
+			if (!sstate_store_merge_value(apply_table, m->q, key, keylen, panes[i].pane,
+										  v, len, merge_none, NULL))
+				m->full = true;
+		}
+		else if (!sstate_store_add(apply_table, m->q, key, keylen, panes[i].pane, panes[i].count))
 			m->full = true;
+	}
 }
 
 /*
@@ -662,6 +692,8 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 		q->bytes = 0;
 		if (q->status != SSQ_NEEDS_REBUILD)
 			sstate_rdb_iterate(&q->def, q->dead_below, move_to_memory_cb, &mm);
+		/* values moved in are kept (or dropped below) whatever the commit does */
+		sstate_store_values_commit(apply_table);
 		if (mm.full)
 		{
 			sstate_store_drop_query(apply_table, q);
@@ -888,7 +920,10 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 						report_malformed(msg->lsn);
 						break;
 					}
-					if (!sstate_store_merge_value(apply_table, q, e.key, e.keylen, pane,
+					if (q->def.backend == SSB_ROCKSDB)
+						sstate_rdb_merge_value(&q->def, e.key, e.keylen, pane,
+											   e.value, e.valuelen, merge_values, l);
+					else if (!sstate_store_merge_value(apply_table, q, e.key, e.keylen, pane,
 												  e.value, e.valuelen, merge_values, l) &&
 						!(sstate_rdb_cache_shrink() &&
 						  sstate_store_merge_value(apply_table, q, e.key, e.keylen, pane,
@@ -1069,7 +1104,10 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 	 */
 	ok = walk_data(a, msgs, commit_us, lsn, &saved, -1, &napplied, failed);
 	if (ok)
+	{
 		sstate_store_values_commit(apply_table);
+		sstate_rdb_values_commit();
+	}
 	else
 	{
 		long		undone;
@@ -1077,6 +1115,7 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 
 		(void) walk_data(a, msgs, commit_us, lsn, &saved, napplied, &undone, failed);
 		sstate_store_values_undo(apply_table, find_query);
+		sstate_rdb_values_undo();
 		foreach(lc2, saved)
 		{
 			SavedQuery *sq = lfirst(lc2);

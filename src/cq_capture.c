@@ -33,7 +33,9 @@
 #include "executor/executor.h"
 #include "miscadmin.h"
 #include "nodes/makefuncs.h"
+#include "nodes/nodeFuncs.h"
 #include "optimizer/optimizer.h"
+#include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
 
@@ -373,8 +375,7 @@ flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 							 val->data, val->len);
 	}
 	capgroups_reset(groups);
-	MemoryContextReset(gcxt);
-	sstate_cq_agg_context_reset(cx);
+	sstate_cq_agg_context_reset(cx);	/* the groups too: gcxt is the states' */
 }
 
 static ExprState *
@@ -409,7 +410,38 @@ typedef struct CaptureRun
 	Datum	   *keyvals;
 	bool	   *keynulls;
 	TupleTableSlot *spillslot;	/* rows read back from a spill */
+
+	/* the batch of rows whose groups are looked up together (below) */
+	struct PendingRow *pending;
+	int			npending;
+	int			nargs;			/* arguments of all advanced aggregates */
+	int		   *argoff;			/* per aggregate: its first in a row's args */
+	int16	   *argtyplen;		/* per argument: its type's length and */
+	bool	   *argbyval;		/* by-value flag, to copy it */
+	MemoryContext batchcxt;		/* by-reference arguments and long images */
 } CaptureRun;
+
+/*
+ * Rows are folded in batches of CAPTURE_BATCH (as long as the groups fit):
+ * each row's key image, pane, hash, FILTER results and arguments are taken
+ * when it is read, and its bucket in the hash table prefetched; when the
+ * batch is full its groups are looked up (and their memory prefetched),
+ * then their states advanced.  With 100,000 keys nearly every row's bucket,
+ * group and state are cache misses, which a row at a time waits for one
+ * after another; a batch has them in flight together.
+ */
+#define CAPTURE_BATCH	16
+
+typedef struct PendingRow
+{
+	CaptureKey	key;
+	uint32		hash;
+	int64		event_us;
+	CaptureGroup *g;
+	bool	   *pass;			/* per aggregate: its FILTER held */
+	Datum	   *args;			/* r->nargs */
+	bool	   *nulls;
+} PendingRow;
 
 /*
  * Groups that do not fit: as PostgreSQL's hash aggregation does, once the
@@ -431,6 +463,114 @@ next_spilled(void *arg, TupleTableSlot *slot)
 	return tuplestore_gettupleslot((Tuplestorestate *) arg, true, false, slot);
 }
 
+/* A new group of the statement for entry, its states initialised */
+static CaptureGroup *
+new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
+{
+	CaptureGroup *g = MemoryContextAlloc(r->gcxt, r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
+
+	g->nrows = 0;
+	g->first = PG_INT64_MAX;
+	g->last = PG_INT64_MIN;
+	for (int j = 0; j < r->c->an->naggs; j++)
+		if (r->c->share[j] == j)
+			sstate_cq_state_init(r->cx, &r->fns[j], &g->states[j]);
+	if (key->len > CAPTURE_INLINE)
+	{
+		char	   *copy = (char *) g + r->gsize;
+
+		memcpy(copy, key->img, key->len);
+		entry->key.img = copy;
+	}
+	entry->g = g;
+	return g;
+}
+
+/*
+ * The row in econtext's scan slot into the batch: its key (the image
+ * copied when it is not inline), FILTER results and arguments (copied when
+ * by reference: the slot and the per-row memory go with the next row).
+ */
+static void
+batch_add(CaptureRun *r, const CaptureKey *key, uint32 hash, int64 event_us, ExprContext *econtext)
+{
+	CqCompiled *c = r->c;
+	StreamStateCqAnalysis *an = c->an;
+	PendingRow *p = &r->pending[r->npending++];
+
+	p->key = *key;
+	if (key->len > CAPTURE_INLINE)
+		p->key.img = MemoryContextAlloc(r->batchcxt, key->len);
+	if (key->len > CAPTURE_INLINE)
+		memcpy((char *) p->key.img, key->img, key->len);
+	p->hash = hash;
+	p->event_us = event_us;
+	__builtin_prefetch(&r->groups->data[hash & r->groups->sizemask]);
+	for (int j = 0; j < an->naggs; j++)
+	{
+		int			nargs;
+
+		if (c->share[j] != j || c->from_rows[j])
+			continue;
+		p->pass[j] = r->filters[j] == NULL || ExecQual(r->filters[j], econtext);
+		if (!p->pass[j])
+			continue;
+		nargs = list_length(an->aggs[j].args);
+		for (int k = 0; k < nargs; k++)
+		{
+			int			a = r->argoff[j] + k;
+			Datum		d = ExecEvalExpr(r->argexprs[j][k], econtext, &p->nulls[a]);
+
+			if (!p->nulls[a] && !r->argbyval[a])
+			{
+				MemoryContext o = MemoryContextSwitchTo(r->batchcxt);
+
+				d = datumCopy(d, false, r->argtyplen[a]);
+				MemoryContextSwitchTo(o);
+			}
+			p->args[a] = d;
+		}
+	}
+}
+
+/* Fold the batch in: look its groups up (or make them), then advance them */
+static void
+batch_fold(CaptureRun *r)
+{
+	CqCompiled *c = r->c;
+	StreamStateCqAnalysis *an = c->an;
+
+	for (int i = 0; i < r->npending; i++)
+	{
+		PendingRow *p = &r->pending[i];
+		bool		found;
+		CaptureEntry *entry = capgroups_insert_hash(r->groups, p->key, p->hash, &found);
+
+		p->g = found ? entry->g : new_group(r, entry, &p->key);
+		__builtin_prefetch(p->g, 1);
+	}
+	for (int i = 0; i < r->npending; i++)
+	{
+		PendingRow *p = &r->pending[i];
+		CaptureGroup *g = p->g;
+
+		g->nrows++;
+		if (p->event_us < g->first)
+			g->first = p->event_us;
+		if (p->event_us > g->last)
+			g->last = p->event_us;
+		for (int j = 0; j < an->naggs; j++)
+		{
+			if (c->share[j] != j || c->from_rows[j] || !p->pass[j])
+				continue;
+			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[j], &p->args[r->argoff[j]],
+									&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
+		}
+	}
+	r->npending = 0;
+	MemoryContextReset(r->batchcxt);
+}
+
 static void
 capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, TupleTableSlot *slot),
 			 void *arg, int level)
@@ -441,7 +581,6 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 	ExprContext *econtext = r->econtext;
 	Tuplestorestate *spill[SPILL_PARTS] = {0};
 	bool		full = false;
-	uint64		nrows = 0;
 
 	check_stack_depth();		/* a pass per level of spilling */
 	while (next(arg, slot))
@@ -450,7 +589,6 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 		CaptureEntry *entry;
 		CaptureGroup *g;
 		uint32		hash;
-		bool		found;
 		int64		event_us = 0;
 
 		CHECK_FOR_INTERRUPTS();
@@ -488,51 +626,38 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 		if (key.len <= CAPTURE_INLINE)
 			memcpy(key.inl, r->img.data, key.len);
 		hash = capture_key_hash(&key);
-		if (full)
+		if (!full)
 		{
-			entry = capgroups_lookup_hash(r->groups, key, hash);
-			if (entry == NULL)
+			batch_add(r, &key, hash, event_us, econtext);
+			if (r->npending == CAPTURE_BATCH)
 			{
-				/* a group that does not fit now: its rows wait in a spill */
-				uint32		h = level * SPILL_BITS < 32 ? hash >> (level * SPILL_BITS) :
-					murmurhash32(hash ^ (uint32) level);
-				int			part = h & (SPILL_PARTS - 1);
-
-				if (spill[part] == NULL)
-				{
-					MemoryContext o = MemoryContextSwitchTo(GetMemoryChunkContext(r->keyvals));
-
-					spill[part] = tuplestore_begin_heap(false, false, work_mem);
-					MemoryContextSwitchTo(o);
-				}
-				tuplestore_puttupleslot(spill[part], slot);
-				continue;
+				batch_fold(r);
+				if (MemoryContextMemAllocated(r->cx->states, true) +
+					(Size) r->groups->size * sizeof(CaptureEntry) > r->limit)
+					full = true;
 			}
-			found = true;
+			continue;
 		}
-		else
-			entry = capgroups_insert_hash(r->groups, key, hash, &found);
-		if (!found)
+
+		/* the groups are full: a row a time, new groups' rows spilled */
+		entry = capgroups_lookup_hash(r->groups, key, hash);
+		if (entry == NULL)
 		{
-			char	   *copy;
+			uint32		h = level * SPILL_BITS < 32 ? hash >> (level * SPILL_BITS) :
+				murmurhash32(hash ^ (uint32) level);
+			int			part = h & (SPILL_PARTS - 1);
 
-			g = MemoryContextAlloc(r->gcxt, r->gsize + (key.len > CAPTURE_INLINE ? key.len : 0));
-			g->nrows = 0;
-			g->first = PG_INT64_MAX;
-			g->last = PG_INT64_MIN;
-			for (int j = 0; j < an->naggs; j++)
-				if (c->share[j] == j)
-					sstate_cq_state_init(r->cx, &r->fns[j], &g->states[j]);
-			if (key.len > CAPTURE_INLINE)
+			if (spill[part] == NULL)
 			{
-				copy = (char *) g + r->gsize;
-				memcpy(copy, key.img, key.len);
-				entry->key.img = copy;
+				MemoryContext o = MemoryContextSwitchTo(GetMemoryChunkContext(r->keyvals));
+
+				spill[part] = tuplestore_begin_heap(false, false, work_mem);
+				MemoryContextSwitchTo(o);
 			}
-			entry->g = g;
+			tuplestore_puttupleslot(spill[part], slot);
+			continue;
 		}
-		else
-			g = entry->g;
+		g = entry->g;
 		g->nrows++;
 		if (event_us < g->first)
 			g->first = event_us;
@@ -552,11 +677,8 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 				args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
 			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[j], args, nulls, nargs);
 		}
-		if (!full && ++nrows % 64 == 0 &&
-			MemoryContextMemAllocated(r->gcxt, true) + MemoryContextMemAllocated(r->cx->states, true) +
-			(Size) r->groups->size * sizeof(CaptureEntry) > r->limit)
-			full = true;
 	}
+	batch_fold(r);
 	flush_groups(c, r->groups, r->gcxt, r->cx, r->fns, &r->cap, &r->val, r->session);
 	for (int part = 0; part < SPILL_PARTS; part++)
 	{
@@ -613,7 +735,43 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		r.filters[j] = an->aggs[j].filter ?
 			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
 	}
-	r.gcxt = AllocSetContextCreate(cxt, "stream_state capture groups", ALLOCSET_DEFAULT_SIZES);
+	/*
+	 * Groups live in the states' context: a group and the state its first
+	 * row makes (avg's, hll's) are then allocated one after the other, and
+	 * a row's group and state are usually one cache miss, not two.
+	 */
+	r.gcxt = r.cx->states;
+	r.argoff = palloc0(sizeof(int) * Max(an->naggs, 1));
+	for (int j = 0; j < an->naggs; j++)
+	{
+		r.argoff[j] = r.nargs;
+		if (c->share[j] == j && !c->from_rows[j])
+			r.nargs += list_length(an->aggs[j].args);
+	}
+	r.argtyplen = palloc(sizeof(int16) * Max(r.nargs, 1));
+	r.argbyval = palloc(sizeof(bool) * Max(r.nargs, 1));
+	for (int j = 0; j < an->naggs; j++)
+	{
+		ListCell   *lc;
+		int			k = 0;
+
+		if (c->share[j] != j || c->from_rows[j])
+			continue;
+		foreach(lc, an->aggs[j].args)
+		{
+			get_typlenbyval(exprType((Node *) lfirst(lc)), &r.argtyplen[r.argoff[j] + k],
+							&r.argbyval[r.argoff[j] + k]);
+			k++;
+		}
+	}
+	r.pending = palloc(sizeof(PendingRow) * CAPTURE_BATCH);
+	for (int i = 0; i < CAPTURE_BATCH; i++)
+	{
+		r.pending[i].pass = palloc0(sizeof(bool) * Max(an->naggs, 1));
+		r.pending[i].args = palloc0(sizeof(Datum) * Max(r.nargs, 1));
+		r.pending[i].nulls = palloc0(sizeof(bool) * Max(r.nargs, 1));
+	}
+	r.batchcxt = AllocSetContextCreate(cxt, "stream_state capture batch", ALLOCSET_DEFAULT_SIZES);
 	r.groups = capgroups_create(cxt, 256, NULL);
 	r.spillslot = MakeSingleTupleTableSlot(slot->tts_tupleDescriptor, &TTSOpsMinimalTuple);
 	initStringInfo(&r.img);

@@ -2128,14 +2128,15 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 		if (lost)
 		{
 			sstate_rdb_drop_query(q->def.id);
+			sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 			continue;
 		}
 		if (!fresh && sstate_rdb_get_meta(q->def.id, &m) && m.applied >= ckpt_applied)
 		{
 			sstate_rdb_adopt_meta(q, &m, SSQ_RUNNING);
 			q->paused_lsn = InvalidXLogRecPtr;
-			if (q->def.late)
-				sstate_rdb_late_load(q->def.id);
+			/* whatever its late_to now: an ALTER replayed below may set it */
+			sstate_rdb_late_load(q->def.id);
 			continue;
 		}
 		ereport(WARNING,
@@ -2145,6 +2146,7 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 				 errhint("Run SELECT stream_state.rebuild('%s') to recompute it from its source table.",
 						 q->def.name)));
 		sstate_rdb_drop_query(q->def.id);
+		sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 		q->status = SSQ_NEEDS_REBUILD;
 	}
 	if (sstate_rdb_dirty() && !sstate_rdb_write(db, ckpt_applied, ckpt_applied, &error))
@@ -2545,8 +2547,7 @@ sstate_rdb_retry(StreamStateDb *db)
 
 		if (q->status != SSQ_PAUSED_DISK)
 			continue;
-		if (q->def.late)
-			reload = lappend_int(reload, q->def.id);
+		reload = lappend_int(reload, q->def.id);
 		if (sstate_rdb_get_meta(q->def.id, &m) && m.status != SSTATE_RDB_FROZEN)
 		{
 			sstate_rdb_adopt_meta(q, &m, SSQ_PAUSED_MEMORY);

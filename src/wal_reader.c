@@ -245,7 +245,8 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 		}
 	}
 	LWLockRelease(&apply_db->lock);
-	if (adopted && def->late)
+	/* whatever its late_to: an ALTER replayed later may switch it on */
+	if (adopted)
 		sstate_rdb_late_load(def->id);
 	if (open_error != NULL)
 		sstate_rdb_fail(apply_db, lsn, open_error);
@@ -666,7 +667,7 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 			LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 			q->def.backend = SSB_ROCKSDB;
 			LWLockRelease(&apply_db->lock);
-			if (adopt_rdb_meta(q, lsn) && q->def.late)
+			if (adopt_rdb_meta(q, lsn))
 				sstate_rdb_late_load(q->def.id);
 			return;
 		}
@@ -738,7 +739,10 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 			return;
 		}
 		if (q->status == SSQ_NEEDS_REBUILD)
+		{
 			sstate_rdb_drop_query(q->def.id);
+			sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
+		}
 		else
 			sstate_rdb_freeze(q, lsn);
 		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);

@@ -50,7 +50,7 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_s
 # cq_late, whose retention, session windows and late_to need the memory
 # backend; and the isolation specs.  Same expected output: the backend
 # must not show.
-REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate cq_retention cq_sessions cq_late,$(REGRESS))
+REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate cq_retention cq_sessions,$(REGRESS))
 
 ISOLATION = concurrent_writers concurrent_writers_sql create_during_inserts rebuild_during_inserts rebuild_sql_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \

@@ -124,9 +124,11 @@ SELECT events_from, events_to, n, a FROM lt_total_late ORDER BY events_from;
 
 -- session windows: a late group is a key's events of one gap bucket whose
 -- session had ended; events_from and events_to are its first and last
+-- (sessions need the memory backend, also in make installcheck-rocksdb)
 CREATE TABLE lt_clicks (u int, ts timestamptz);
 SELECT stream_state.create_query('lt_sessions', $$SELECT u, count(*) AS n FROM lt_clicks GROUP BY u$$,
-	time_column => 'ts', session_gap => '10 minutes', late_to => 'lt_session_late');
+	time_column => 'ts', session_gap => '10 minutes', late_to => 'lt_session_late',
+	backend => 'memory');
 INSERT INTO lt_clicks VALUES (1, '2026-11-24 10:00+00'), (1, '2026-11-24 10:05+00');
 INSERT INTO lt_clicks VALUES (2, '2026-11-24 11:00+00');
 -- user 1's session ended at 10:15, before the watermark (11:00): late
@@ -173,15 +175,6 @@ SELECT stream_state.create_query('lt_bad', $$SELECT k, count(*) FROM lt_events G
 	time_column => 'ts', window_size => '5 minutes', emit_to => 'lt_same', late_to => 'lt_same');
 SELECT to_regclass('lt_same') AS not_made;
 SELECT stream_state.alter_query('lt_sliding', emit_to => 'lt_late');
--- the rocksdb backend keeps no late groups yet
-SELECT stream_state.create_query('lt_bad', $$SELECT k, count(*) FROM lt_events GROUP BY k$$,
-	time_column => 'ts', window_size => '5 minutes', late_to => 'lt_x', backend => 'rocksdb');
-SELECT stream_state.set_backend('lt_sliding', 'rocksdb');
-SELECT stream_state.create_query('lt_rocks', $$SELECT k, count(*) FROM lt_events GROUP BY k$$,
-	time_column => 'ts', window_size => '5 minutes', backend => 'rocksdb');
-SELECT stream_state.alter_query('lt_rocks', late_to => 'lt_x');
-SELECT to_regclass('lt_x') AS not_made;
-SELECT stream_state.drop_query('lt_rocks');
 SELECT stream_state.create_query('lt_count', 'lt_events', key_column => 'k', time_column => 'ts',
 	window_size => '5 minutes');
 SELECT stream_state.alter_query('lt_count', late_to => 'lt_count_late');
@@ -196,6 +189,64 @@ SELECT stream_state.create_query('lt_theirs_q', $$SELECT count(*) AS n, avg(v) A
 RESET ROLE;
 SELECT count(*) AS queries FROM stream_state.queries WHERE name LIKE 'lt\_%';
 SELECT name, late_to FROM stream_state.queries WHERE name LIKE 'lt\_%' ORDER BY name;
+
+-- the rocksdb backend keeps late groups too (in RocksDB, with the state):
+-- create_query and alter_query of late_to there, and set_backend there and
+-- back while groups wait for a table that refuses rows
+CREATE TABLE lt_rtotal (v int, ts timestamptz);
+SELECT stream_state.create_query('lt_rocks', $$SELECT count(*) AS n, sum(v) AS s FROM lt_rtotal$$,
+	time_column => 'ts', window_size => '1 minute', late_to => 'lt_rocks_late', backend => 'rocksdb');
+INSERT INTO lt_rtotal VALUES (1, '2026-11-24 10:00:30+00'), (2, '2026-11-24 10:05:00+00');
+INSERT INTO lt_rtotal VALUES (3, '2026-11-24 10:01:10+00'), (4, '2026-11-24 10:01:20+00');
+SELECT ss_test.wait_until($$(SELECT count(*) FROM lt_rocks_late) = 1$$) AS written;
+SELECT stream_state.alter_query('lt_rocks', late_to => '');
+INSERT INTO lt_rtotal VALUES (5, '2026-11-24 10:02:00+00');
+SELECT stream_state.wait_applied();
+SELECT stream_state.alter_query('lt_rocks', late_to => 'lt_rocks_late');
+CREATE TABLE lt_block (blocked bool);
+CREATE FUNCTION lt_refuse() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+	IF EXISTS (SELECT FROM public.lt_block) THEN
+		RAISE EXCEPTION 'lt_rocks_late is blocked';
+	END IF;
+	RETURN NEW;
+END $$;
+CREATE TRIGGER lt_refuse BEFORE INSERT ON lt_rocks_late FOR EACH ROW EXECUTE FUNCTION public.lt_refuse();
+INSERT INTO lt_block VALUES (true);
+INSERT INTO lt_rtotal VALUES (6, '2026-11-24 10:03:00+00'), (7, '2026-11-24 10:03:10+00');
+INSERT INTO lt_rtotal VALUES (8, '2026-11-24 10:04:00+00'), (9, '2026-11-24 10:02:40+00');
+SELECT stream_state.wait_applied();
+CREATE VIEW pg_temp.lt_rocks_pending AS
+	SELECT * FROM stream_state._late_result('lt_rocks',
+		(SELECT coalesce(late_written_until, '0/0') FROM stream_state.queries WHERE name = 'lt_rocks'),
+		'FFFFFFFF/FFFFFFFF')
+	AS t(commit_lsn pg_lsn, committed_at timestamptz, events_from timestamptz, events_to timestamptz,
+		 n bigint, s bigint);
+SELECT events_from, n, s FROM pg_temp.lt_rocks_pending ORDER BY commit_lsn, events_from;
+-- to memory, back to rocksdb, and on to the default backend (a no-op for
+-- make installcheck-rocksdb): the groups stay pending
+SET client_min_messages = warning;
+SELECT stream_state.set_backend('lt_rocks', 'memory');
+SELECT stream_state.set_backend('lt_rocks', 'rocksdb');
+SELECT stream_state.set_backend('lt_rocks', current_setting('stream_state.default_backend'));
+RESET client_min_messages;
+INSERT INTO lt_rtotal VALUES (10, '2026-11-24 10:04:30+00');
+SELECT stream_state.wait_applied();
+SELECT events_from, n, s FROM pg_temp.lt_rocks_pending ORDER BY commit_lsn, events_from;
+SELECT count(*) AS blocked_rows FROM lt_rocks_late;
+DELETE FROM lt_block;
+SELECT ss_test.wait_until($$(SELECT count(*) FROM lt_rocks_late) = 5$$) AS written;
+-- each late row once, against the late rows of the table: v 5 was late
+-- with late_to off, so it is counted and not written
+SELECT events_from, n, s FROM lt_rocks_late ORDER BY commit_lsn, events_from;
+SELECT count(*) = count(DISTINCT (commit_lsn, events_from)) AS once FROM lt_rocks_late;
+SELECT late_events, late_written_until = (SELECT max(commit_lsn) FROM lt_rocks_late) AS progress
+  FROM stream_state.queries WHERE name = 'lt_rocks';
+SELECT count(*) AS pending FROM pg_temp.lt_rocks_pending;
+SELECT stream_state.drop_query('lt_rocks');
+DROP VIEW pg_temp.lt_rocks_pending;
+DROP TABLE lt_rtotal, lt_rocks_late, lt_block;
+DROP FUNCTION lt_refuse();
 
 -- dropping a query leaves its late_to table, and no progress
 SELECT stream_state.drop_query('lt_sessions');

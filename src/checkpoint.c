@@ -25,7 +25,9 @@
  *				  RocksDB checkpoint taken with the file (rocks.c), not here
  *		LATE	  (0.7.0; any number, about 1 MB each) the late groups of
  *				  queries with late_to not yet written into their tables:
- *				  a CkptLate each, then its key image and partial states
+ *				  a CkptLate each, then its key image and partial states;
+ *				  memory queries' only: a rocksdb query's groups are in
+ *				  RocksDB with its state (rocks.c), and loaded from there
  *		ENTRIES	  (any number, about 1 MB each) per key: varint query id,
  *				  varint key length, key image, varint number of panes, then
  *				  per pane the pane (zigzag varint, later ones as a varint
@@ -737,13 +739,28 @@ typedef struct LateBlocks
 	StringInfo	buf;
 	List	   *blocks;
 	MemoryContext cxt;
+	StreamStateQuery *qs;		/* the database's queries */
+	int			nqs;
 } LateBlocks;
+
+/* Is qid a rocksdb query of qs[0..nqs)?  Its late groups are in RocksDB. */
+static bool
+late_in_rocksdb(const StreamStateQuery *qs, int nqs, int32 qid)
+{
+	for (int i = 0; i < nqs; i++)
+		if (qs[i].status != SSQ_FREE && qs[i].def.id == qid)
+			return qs[i].def.backend == SSB_ROCKSDB;
+	return false;
+}
 
 static void
 late_block_cb(void *arg, int32 qid, const StreamStateLateGroup *g)
 {
 	LateBlocks *lb = arg;
 	CkptLate	rec;
+
+	if (late_in_rocksdb(lb->qs, lb->nqs, qid))
+		return;
 
 	memset(&rec, 0, sizeof(rec));
 	rec.qid = qid;
@@ -1085,7 +1102,7 @@ sstate_ckpt_begin(StreamStateDb *db, StreamStateStore *table, XLogRecPtr applied
 		w->blocks = lappend(w->blocks, block_make(cxt, CKB_OPTIONS, qbuf.data, qbuf.len));
 	resetStringInfo(&qbuf);
 	{
-		LateBlocks	lb = {&qbuf, NIL, cxt};
+		LateBlocks	lb = {&qbuf, NIL, cxt, qs, sstate_shared->max_queries};
 
 		sstate_store_late_scan(table, 0, InvalidXLogRecPtr, PG_UINT64_MAX, late_block_cb, &lb);
 		if (qbuf.len > 0)
@@ -1953,6 +1970,9 @@ load_late(void *arg, int32 qid, const StreamStateLateGroup *g, char **why)
 {
 	LoadState  *ls = arg;
 
+	/* none are written; RocksDB's are loaded with its state (rocks.c) */
+	if (late_in_rocksdb(sstate_db_queries(ls->db), ls->nqueries, qid))
+		return true;
 	if (!sstate_store_late_add(ls->table, qid, g, false))
 	{
 		/* the checkpoint is fine; the group does not fit */

@@ -10,9 +10,12 @@
  *	state	query id (4), [class prefix (4), classed keys only], key image
  *			length (4), key image, pane (8, sign bit flipped)
  *	meta	0 (4), 'm', query id (4)
+ *	late	0 (4), 'l', query id (4), commit LSN (8), sequence (8)
  *
  * so the panes of one key are one contiguous range, in pane order, and a
- * query's state is the range of its id.  The value of a state key is an
+ * query's state is the range of its id.  Meta and late keys live under id
+ * 0, which no query has: the compaction filter, the scans, the size
+ * estimates and drop_query's DeleteRange of a query's id never see them.  The value of a state key is an
  * int64 count; the worker writes only Merge operands (a count to add), and
  * the merge operator adds them up.  A meta key holds StreamStateRdbMeta.
  *
@@ -49,6 +52,22 @@
  * filter drops them (and counts that add up to zero) as RocksDB compacts.
  * It runs on RocksDB's threads and so reads only a plain C array of
  * (query id, dead_below) that the worker updates with atomic stores.
+ *
+ * Late groups (late_to, 0.7.0).  The memory store's list of a query's late
+ * groups (store_memory.c) is what readers and the emit helper use, for
+ * rocksdb queries too; but such a query restarts from RocksDB's own
+ * position, past the checkpoint file that carries the lists of memory
+ * queries.  So each late group of a rocksdb query also goes into the
+ * batch, under a late key, with the commit's state and the meta that
+ * covers it (sstate_rdb_late_put); a commit that fails mid-way deletes its
+ * groups again in the batch (a journal, as for values); a trim deletes the
+ * range up to what the helper wrote; and whenever a query takes its
+ * position from RocksDB's meta (start, restore_checkpoint, a replayed move
+ * in, RocksDB writable again) its list is loaded from here
+ * (sstate_rdb_late_load).  The sequence orders a commit's groups; it is a
+ * counter of the worker's lifetime, which is enough: a commit's groups are
+ * all put within one lifetime, and a move in deletes the query's late keys
+ * before putting its list again.
  *
  * Read cache.  Every add that goes into a batch also goes to the read
  * cache of its query (rocks_cache.c) when that holds the key, and every
@@ -90,6 +109,7 @@
 
 #define SIGN_FLIP		UINT64CONST(0x8000000000000000)
 #define META_KEY_LEN	9
+#define LATE_KEY_LEN	25
 
 static rocksdb_t *rdb = NULL;
 static rocksdb_options_t *rdb_options = NULL;
@@ -218,6 +238,13 @@ static void values_reset(void);
 static void values_forget_query(int32 qid);
 static void flush_values(void);
 
+/* Late groups (see the file header): worker-local */
+static StreamStateStore *late_store = NULL;
+static uint64 late_seq = 0;
+static char *late_journal = NULL;	/* keys put by the commit being applied */
+static int	nlate_journal = 0;
+static int	late_journal_cap = 0;
+
 static void iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 					   sstate_store_scan_cb cb, void *arg);
 
@@ -306,6 +333,30 @@ meta_key(char *buf, int32 qid)
 	put_be32(buf, 0);
 	buf[4] = 'm';
 	put_be32(buf + 5, (uint32) qid);
+}
+
+static inline void
+put_be64(char *p, uint64 v)
+{
+	put_be32(p, (uint32) (v >> 32));
+	put_be32(p + 4, (uint32) v);
+}
+
+static inline uint64
+get_be64(const char *p)
+{
+	return ((uint64) get_be32(p) << 32) | get_be32(p + 4);
+}
+
+/* The late key of (query, commit, sequence); its first 9 bytes: the query's */
+static void
+late_key(char *buf, int32 qid, XLogRecPtr lsn, uint64 seq)
+{
+	put_be32(buf, 0);
+	buf[4] = 'l';
+	put_be32(buf + 5, (uint32) qid);
+	put_be64(buf + 9, lsn);
+	put_be64(buf + 17, seq);
 }
 
 /* ---------------------------------------------------------------------
@@ -1021,17 +1072,25 @@ sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key, uint32 key
 	value_set(value_entry_of(def, key, keylen, pane), value, len, false);
 }
 
-/* The commit applied: its replaced values are no longer needed. */
+/* The commit applied: its replaced values (and its late keys) stay. */
 void
 sstate_rdb_values_commit(void)
 {
 	nvjournal = 0;
+	nlate_journal = 0;
 }
 
-/* The commit failed: put back every value it replaced, newest first. */
+/*
+ * The commit failed: put back every value it replaced, newest first, and
+ * delete the late groups it put.
+ */
 void
 sstate_rdb_values_undo(void)
 {
+	for (int i = 0; i < nlate_journal && rdb_batch != NULL; i++)
+		rocksdb_writebatch_delete(rdb_batch, late_journal + (Size) i * LATE_KEY_LEN,
+								  LATE_KEY_LEN);
+	nlate_journal = 0;
 	for (int i = nvjournal - 1; i >= 0; i--)
 	{
 		ValueUndo  *u = &vjournal[i];
@@ -1141,6 +1200,141 @@ bool
 sstate_rdb_dirty(void)
 {
 	return rdb_pending;
+}
+
+/* ---------------------------------------------------------------------
+ * Late groups of rocksdb queries (see the file header)
+ * ---------------------------------------------------------------------
+ */
+
+/* The memory store whose late lists sstate_rdb_late_load fills (worker) */
+void
+sstate_rdb_late_init(StreamStateStore *store)
+{
+	late_store = store;
+	nlate_journal = 0;
+}
+
+/*
+ * Put a late group of query qid into the pending batch.  With journal (a
+ * group of the commit being applied), a failed commit deletes it again.
+ */
+void
+sstate_rdb_late_put(int32 qid, const StreamStateLateGroup *g, bool journal)
+{
+	char		key[LATE_KEY_LEN];
+	StringInfoData buf;
+	uint32		len;
+
+	if (rdb == NULL)
+		return;
+	late_key(key, qid, g->lsn, late_seq++);
+	initStringInfo(&buf);
+	appendBinaryStringInfo(&buf, (const char *) &g->commit_us, sizeof(int64));
+	appendBinaryStringInfo(&buf, (const char *) &g->from_us, sizeof(int64));
+	appendBinaryStringInfo(&buf, (const char *) &g->to_us, sizeof(int64));
+	appendBinaryStringInfo(&buf, (const char *) &g->count, sizeof(int64));
+	len = g->keylen;
+	appendBinaryStringInfo(&buf, (const char *) &len, sizeof(uint32));
+	len = g->valuelen;
+	appendBinaryStringInfo(&buf, (const char *) &len, sizeof(uint32));
+	if (g->keylen > 0)
+		appendBinaryStringInfo(&buf, g->key, g->keylen);
+	if (g->valuelen > 0)
+		appendBinaryStringInfo(&buf, g->value, g->valuelen);
+	rocksdb_writebatch_put(rdb_batch, key, sizeof(key), buf.data, buf.len);
+	pfree(buf.data);
+	rdb_pending = true;
+	if (!journal)
+		return;
+	if (nlate_journal == late_journal_cap)
+	{
+		late_journal_cap = Max(64, late_journal_cap * 2);
+		late_journal = late_journal == NULL ?
+			MemoryContextAlloc(TopMemoryContext, (Size) late_journal_cap * LATE_KEY_LEN) :
+			repalloc(late_journal, (Size) late_journal_cap * LATE_KEY_LEN);
+	}
+	memcpy(late_journal + (Size) nlate_journal++ * LATE_KEY_LEN, key, LATE_KEY_LEN);
+}
+
+/*
+ * Delete the late groups of query qid committed at or before upto
+ * (PG_UINT64_MAX: all of them) in the pending batch.
+ */
+void
+sstate_rdb_late_delete(int32 qid, XLogRecPtr upto)
+{
+	char		lo[LATE_KEY_LEN],
+				hi[LATE_KEY_LEN];
+
+	if (rdb == NULL)
+		return;
+	late_key(lo, qid, 0, 0);
+	if (upto == PG_UINT64_MAX)
+		late_key(hi, qid, PG_UINT64_MAX, PG_UINT64_MAX);	/* no commit's LSN */
+	else
+		late_key(hi, qid, upto + 1, 0);
+	rocksdb_writebatch_delete_range(rdb_batch, lo, sizeof(lo), hi, sizeof(hi));
+	rdb_pending = true;
+}
+
+/*
+ * Make the memory store's list of query qid's late groups what RocksDB
+ * holds (written batches only: call it when the query takes its position
+ * from RocksDB's meta, before anything of it is in the pending batch).
+ * Groups that do not fit into memory are left out, with a WARNING, as a
+ * checkpoint file's are.
+ */
+void
+sstate_rdb_late_load(int32 qid)
+{
+	rocksdb_iterator_t *it;
+	char		lo[LATE_KEY_LEN];
+	int64		lost = 0;
+
+	if (rdb == NULL || late_store == NULL)
+		return;
+	sstate_store_late_drop(late_store, qid);
+	late_key(lo, qid, 0, 0);
+	it = rocksdb_create_iterator(rdb, rdb_ropts);
+	for (rocksdb_iter_seek(it, lo, sizeof(lo)); rocksdb_iter_valid(it); rocksdb_iter_next(it))
+	{
+		size_t		klen,
+					vlen;
+		const char *k = rocksdb_iter_key(it, &klen);
+		const char *v;
+		StreamStateLateGroup g;
+		uint32		keylen,
+					valuelen;
+
+		if (klen != LATE_KEY_LEN || memcmp(k, lo, 9) != 0)
+			break;
+		v = rocksdb_iter_value(it, &vlen);
+		if (vlen < 4 * sizeof(int64) + 2 * sizeof(uint32))
+			continue;
+		memcpy(&keylen, v + 4 * sizeof(int64), sizeof(uint32));
+		memcpy(&valuelen, v + 4 * sizeof(int64) + sizeof(uint32), sizeof(uint32));
+		if (vlen != 4 * sizeof(int64) + 2 * sizeof(uint32) + (Size) keylen + valuelen)
+			continue;
+		g.lsn = get_be64(k + 9);
+		memcpy(&g.commit_us, v, sizeof(int64));
+		memcpy(&g.from_us, v + sizeof(int64), sizeof(int64));
+		memcpy(&g.to_us, v + 2 * sizeof(int64), sizeof(int64));
+		memcpy(&g.count, v + 3 * sizeof(int64), sizeof(int64));
+		g.keylen = keylen;
+		g.key = v + 4 * sizeof(int64) + 2 * sizeof(uint32);
+		g.valuelen = valuelen;
+		g.value = valuelen > 0 ? g.key + keylen : NULL;
+		if (!sstate_store_late_add(late_store, qid, &g, false))
+			lost++;
+	}
+	rocksdb_iter_destroy(it);
+	if (lost > 0)
+		ereport(WARNING,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("stream_state: memory full while loading late groups from RocksDB; %lld of them will not reach their late_to tables",
+						(long long) lost),
+				 errhint("Increase stream_state.memory_limit.")));
 }
 
 /* Put q's meta into the pending batch: status, positions, q's counters. */
@@ -1934,12 +2128,15 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 		if (lost)
 		{
 			sstate_rdb_drop_query(q->def.id);
+			sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 			continue;
 		}
 		if (!fresh && sstate_rdb_get_meta(q->def.id, &m) && m.applied >= ckpt_applied)
 		{
 			sstate_rdb_adopt_meta(q, &m, SSQ_RUNNING);
 			q->paused_lsn = InvalidXLogRecPtr;
+			/* whatever its late_to now: an ALTER replayed below may set it */
+			sstate_rdb_late_load(q->def.id);
 			continue;
 		}
 		ereport(WARNING,
@@ -1949,6 +2146,7 @@ sstate_rdb_restore(StreamStateDb *db, int64 ckpt_id, XLogRecPtr ckpt_applied, bo
 				 errhint("Run SELECT stream_state.rebuild('%s') to recompute it from its source table.",
 						 q->def.name)));
 		sstate_rdb_drop_query(q->def.id);
+		sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 		q->status = SSQ_NEEDS_REBUILD;
 	}
 	if (sstate_rdb_dirty() && !sstate_rdb_write(db, ckpt_applied, ckpt_applied, &error))
@@ -1987,6 +2185,7 @@ sstate_rdb_drop_strays(StreamStateDb *db, XLogRecPtr durable)
 		if (q != NULL && sstate_rdb_get_meta(qid, &m) && m.applied > durable)
 			continue;
 		sstate_rdb_drop_query(qid);
+		sstate_rdb_late_delete(qid, PG_UINT64_MAX);
 	}
 	list_free(qids);
 }
@@ -2275,6 +2474,7 @@ sstate_rdb_fail(StreamStateDb *db, XLogRecPtr at, const char *error)
 	pending_n = 0;
 	pending_keys_len = 0;
 	rdb_pending = false;
+	nlate_journal = 0;
 	values_reset();
 	sstate_rdb_close();
 	rdb_broken = true;
@@ -2311,6 +2511,8 @@ sstate_rdb_retry(StreamStateDb *db)
 	StreamStateQuery *qs = sstate_db_queries(db);
 	char	   *error = NULL;
 	int			n = 0;
+	List	   *reload = NIL;
+	ListCell   *lc;
 
 	if (rdb_full && !rdb_broken)
 	{
@@ -2345,6 +2547,7 @@ sstate_rdb_retry(StreamStateDb *db)
 
 		if (q->status != SSQ_PAUSED_DISK)
 			continue;
+		reload = lappend_int(reload, q->def.id);
 		if (sstate_rdb_get_meta(q->def.id, &m) && m.status != SSTATE_RDB_FROZEN)
 		{
 			sstate_rdb_adopt_meta(q, &m, SSQ_PAUSED_MEMORY);
@@ -2378,6 +2581,16 @@ sstate_rdb_retry(StreamStateDb *db)
 		n++;
 	}
 	LWLockRelease(&db->lock);
+
+	/*
+	 * The late groups of the batch that failed are in the memory store's
+	 * lists and will be derived again by the catch-up: the lists become
+	 * what RocksDB holds (nothing for a query that starts again from its
+	 * definition).
+	 */
+	foreach(lc, reload)
+		sstate_rdb_late_load(lfirst_int(lc));
+	list_free(reload);
 	ereport(LOG,
 			(errmsg("stream_state: the RocksDB of database %u can be written again; %d queries catch up from the kept WAL",
 					db->dboid, n)));

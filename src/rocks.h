@@ -66,6 +66,10 @@ extern void sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key
 extern void sstate_rdb_values_commit(void);
 extern void sstate_rdb_values_undo(void);
 extern void sstate_rdb_set_dead_below(int32 qid, int64 dead_below);
+extern void sstate_rdb_late_init(StreamStateStore *store);
+extern void sstate_rdb_late_put(int32 qid, const StreamStateLateGroup *g, bool journal);
+extern void sstate_rdb_late_delete(int32 qid, XLogRecPtr upto);
+extern void sstate_rdb_late_load(int32 qid);
 extern bool sstate_rdb_dirty(void);
 extern bool sstate_rdb_write(StreamStateDb *db, XLogRecPtr applied, XLogRecPtr restart,
 							 char **error);

@@ -95,7 +95,7 @@ static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, const char *column);
-static void check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us, bool late,
+static void check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
 							  const char *hint);
 
 /* ---------------------------------------------------------------------
@@ -963,7 +963,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
 	}
 	if (info.def.backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info.def.session_gap_us, info_retention_us, late_to != NULL,
+		check_rocksdb_sql(name, info.def.session_gap_us, info_retention_us,
 						  "Give backend => 'memory'.");
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
@@ -1351,7 +1351,7 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	backend = sstate_backend_from_text(bname);
 	if (info->def.sql && backend == SSB_ROCKSDB)
 		check_rocksdb_sql(name, info->def.session_gap_us, info->def.retention_us,
-						  info->late_to != NULL, "Keep it on backend memory.");
+						  "Keep it on backend memory.");
 	id = info->id;
 
 	owner_begin(&oc);
@@ -1388,13 +1388,11 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
  * A query in SQL on the rocksdb backend: fixed and sliding windows only.
  * Session windows keep a key's sessions sorted and merge them as events
  * bridge them, and retention drops whole keys by a walk of the query's
- * state; neither is built for RocksDB yet.  Nor is late_to: its late
- * groups wait in the memory store and in checkpoint files, while a rocksdb
- * query comes back after a crash from RocksDB's own position, past commits
- * whose groups would then be lost.
+ * state; neither is built for RocksDB yet.  (late_to is: the worker writes
+ * a rocksdb query's late groups into RocksDB with its state, rocks.c.)
  */
 static void
-check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us, bool late,
+check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
 				  const char *hint)
 {
 	if (session_gap_us > 0)
@@ -1409,13 +1407,6 @@ check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us, bo
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("retention needs the memory backend"),
 				 errdetail("Continuous query \"%s\" has a retention; the rocksdb backend does not drop idle keys yet.",
-						   name),
-				 errhint("%s", hint)));
-	if (late)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("late_to needs the memory backend"),
-				 errdetail("Continuous query \"%s\" has late_to; the rocksdb backend does not keep late groups yet.",
 						   name),
 				 errhint("%s", hint)));
 }
@@ -1477,7 +1468,7 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
 	if (retention_us > 0 && info->def.backend == SSB_ROCKSDB && info->def.session_gap_us == 0)
-		check_rocksdb_sql(name, 0, retention_us, false,
+		check_rocksdb_sql(name, 0, retention_us,
 						  "Move it to backend memory first with stream_state.set_backend.");
 	if (retention_us > 0 && info->def.session_gap_us > 0)
 		ereport(ERROR,
@@ -1497,9 +1488,6 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 	{
 		late_to = text_to_cstring(PG_GETARG_TEXT_PP(4));
 		late = (late_to[0] != '\0');	/* '' stops writing late groups */
-		if (late && info->def.backend == SSB_ROCKSDB)
-			check_rocksdb_sql(name, 0, 0, true,
-							  "Move it to backend memory first with stream_state.set_backend.");
 		if (late)
 			late_to = emit_target(sstate_cq_compiled_analysis(sstate_cq_compiled(info)), late_to, true);
 	}

@@ -150,6 +150,7 @@ sstate_apply_init(StreamStateDb *db, StreamStateStore *table)
 	apply_table = table;
 	applier_init(&main_applier);
 	sstate_rdb_cache_init(db, table);
+	sstate_rdb_late_init(table);
 }
 
 static StreamStateQuery *
@@ -188,19 +189,22 @@ drop_state(StreamStateQuery *q)
 /*
  * A rocksdb query's state may be ahead of the commit that defines it (the
  * worker restarted, RocksDB kept what it had written): take its position
- * and counters from RocksDB's meta, and skip the commits it holds.
+ * and counters from RocksDB's meta, and skip the commits it holds.  True
+ * if it did; the caller then loads the query's late groups from RocksDB
+ * (sstate_rdb_late_load, not under apply_db->lock).
  */
-static void
+static bool
 adopt_rdb_meta(StreamStateQuery *q, XLogRecPtr lsn)
 {
 	StreamStateRdbMeta m;
 
 	if (!sstate_rdb_is_open())
-		return;
+		return false;
 	sstate_rdb_set_dead_below(q->def.id, PG_INT64_MIN);
 	if (!sstate_rdb_get_meta(q->def.id, &m) || m.applied <= lsn)
-		return;
+		return false;
 	sstate_rdb_adopt_meta(q, &m, SSQ_RUNNING);
+	return true;
 }
 
 static void
@@ -209,6 +213,7 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 	StreamStateQuery *qs = sstate_db_queries(apply_db);
 	int			i;
 	char	   *open_error = NULL;
+	bool		adopted = false;
 
 	if (find_query(def->id) != NULL)
 		return;					/* a retried commit */
@@ -235,11 +240,14 @@ define_query(const StreamStateQueryDef *def, XLogRecPtr lsn)
 				qs[i].paused_lsn = lsn;
 			}
 			else if (def->backend == SSB_ROCKSDB)
-				adopt_rdb_meta(&qs[i], lsn);
+				adopted = adopt_rdb_meta(&qs[i], lsn);
 			break;
 		}
 	}
 	LWLockRelease(&apply_db->lock);
+	/* whatever its late_to: an ALTER replayed later may switch it on */
+	if (adopted)
+		sstate_rdb_late_load(def->id);
 	if (open_error != NULL)
 		sstate_rdb_fail(apply_db, lsn, open_error);
 	if (i == sstate_shared->max_queries)
@@ -316,8 +324,13 @@ alter_query(StreamStateQuery *q, int64 lateness_us, uint8 what, int64 retention_
 	LWLockRelease(&apply_db->lock);
 	if (!changed)
 		return;					/* replayed */
-	if (!q->def.late)
+	/* a rocksdb query's groups after the commit are RocksDB's: kept */
+	if (!q->def.late && !(q->def.backend == SSB_ROCKSDB && lsn < q->skip_below))
+	{
 		sstate_store_late_drop(apply_table, q->def.id);
+		if (q->def.backend == SSB_ROCKSDB)
+			sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
+	}
 	evict_to(q, q->max_event_us);
 	ereport(LOG,
 			(errmsg("stream_state: continuous query \"%s\" has lateness %lld us, retention %lld us, %s and %s from %X/%X on",
@@ -331,6 +344,8 @@ drop_query(StreamStateQuery *q)
 {
 	drop_state(q);
 	sstate_store_late_drop(apply_table, q->def.id);
+	if (q->def.backend == SSB_ROCKSDB)
+		sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 	if (q->def.sql)
 	{
 		sstate_cq_layout_forget(q->def.id);
@@ -568,6 +583,13 @@ move_to_rdb_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	}
 }
 
+/* The query's late groups into RocksDB, as they are in the memory store */
+static void
+move_late_to_rdb_cb(void *arg, int32 qid, const StreamStateLateGroup *g)
+{
+	sstate_rdb_late_put(qid, g, false);
+}
+
 /* A move's values need no undo: the journal holds none of the commit's yet */
 static bool
 merge_none(void *arg, const char *old, uint32 oldlen, const char *add, uint32 addlen,
@@ -645,12 +667,23 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 			LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 			q->def.backend = SSB_ROCKSDB;
 			LWLockRelease(&apply_db->lock);
-			adopt_rdb_meta(q, lsn);
+			if (adopt_rdb_meta(q, lsn))
+				sstate_rdb_late_load(q->def.id);
 			return;
 		}
 		sstate_rdb_drop_query(q->def.id);	/* anything older of it */
+		sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
 		if (q->status != SSQ_NEEDS_REBUILD)
 			sstate_store_scan(apply_table, q->def.id, move_to_rdb_cb, q);
+
+		/*
+		 * Its late groups not written yet go into RocksDB too (and stay in
+		 * the memory store's list, which readers use): from now on a
+		 * restart takes them from there, not from checkpoint files.
+		 */
+		if (q->def.late)
+			sstate_store_late_scan(apply_table, q->def.id, InvalidXLogRecPtr, PG_UINT64_MAX,
+								   move_late_to_rdb_cb, NULL);
 		sstate_store_drop_query(apply_table, q);
 		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 		q->def.backend = SSB_ROCKSDB;
@@ -706,7 +739,10 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 			return;
 		}
 		if (q->status == SSQ_NEEDS_REBUILD)
+		{
 			sstate_rdb_drop_query(q->def.id);
+			sstate_rdb_late_delete(q->def.id, PG_UINT64_MAX);
+		}
 		else
 			sstate_rdb_freeze(q, lsn);
 		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
@@ -749,8 +785,13 @@ record_late(StreamStateQuery *q, XLogRecPtr lsn, int64 commit_us, int64 from_us,
 	g.keylen = e->keylen;
 	g.value = e->value ? e->value + skip : NULL;
 	g.valuelen = e->value ? e->valuelen - skip : 0;
-	return sstate_store_late_add(apply_table, q->def.id, &g, true) ||
-		(sstate_rdb_cache_shrink() && sstate_store_late_add(apply_table, q->def.id, &g, true));
+	if (!sstate_store_late_add(apply_table, q->def.id, &g, true) &&
+		!(sstate_rdb_cache_shrink() && sstate_store_late_add(apply_table, q->def.id, &g, true)))
+		return false;
+	/* a rocksdb query restarts from RocksDB's position: the group goes there too */
+	if (q->def.backend == SSB_ROCKSDB)
+		sstate_rdb_late_put(q->def.id, &g, true);
+	return true;
 }
 
 /*
@@ -1234,8 +1275,19 @@ sstate_apply_late_last(StreamStateQuery *q)
 void
 sstate_apply_trim_late(StreamStateQuery *q)
 {
-	if (q->status != SSQ_FREE && q->def.late && q->late_known)
-		sstate_store_late_trim(apply_table, q->def.id, q->late_written);
+	int64		before,
+				after,
+				bytes;
+	XLogRecPtr	last;
+
+	if (q->status == SSQ_FREE || !q->def.late || !q->late_known)
+		return;
+	sstate_store_late_info(apply_table, q->def.id, &before, &bytes, &last);
+	sstate_store_late_trim(apply_table, q->def.id, q->late_written);
+	sstate_store_late_info(apply_table, q->def.id, &after, &bytes, &last);
+	/* RocksDB's copies too; a helper that wrote nothing costs no tombstone */
+	if (q->def.backend == SSB_ROCKSDB && after < before)
+		sstate_rdb_late_delete(q->def.id, q->late_written);
 }
 
 static bool

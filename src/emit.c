@@ -602,6 +602,42 @@ done:
 	return more;
 }
 
+/*
+ * Call some(db, qid) until it says nothing more is there, one transaction
+ * a call; an ERROR becomes a WARNING (errmsg_fmt: the query id and the
+ * error's message) and false.
+ */
+static bool
+run_query(StreamStateDb *db, int32 qid, bool (*some) (StreamStateDb *db, int32 qid),
+		  MemoryContext cxt, const char *errmsg_fmt, const char *hint)
+{
+	bool		ok = true;
+
+	PG_TRY();
+	{
+		while (some(db, qid))
+			CHECK_FOR_INTERRUPTS();
+	}
+	PG_CATCH();
+	{
+		ErrorData  *edata;
+
+		MemoryContextSwitchTo(cxt);
+		edata = CopyErrorData();
+		FlushErrorState();
+		AbortCurrentTransaction();
+		ereport(WARNING,
+				(errcode(edata->sqlerrcode),
+				 errmsg_internal(errmsg_fmt, qid, edata->message),
+				 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
+				 errhint("%s", hint)));
+		FreeErrorData(edata);
+		ok = false;
+	}
+	PG_END_TRY();
+	return ok;
+}
+
 void
 stream_state_emit_main(Datum arg)
 {
@@ -672,61 +708,13 @@ stream_state_emit_main(Datum arg)
 	PG_END_TRY();
 
 	foreach(lc, qids)
-	{
-		int32		qid = lfirst_int(lc);
-
-		PG_TRY();
-		{
-			while (emit_some(db, qid))
-				CHECK_FOR_INTERRUPTS();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("stream_state: could not emit the closed windows of continuous query %d: %s",
-							qid, edata->message),
-					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-					 errhint("Its closed windows stay in state until they can be emitted; it is tried again every second.")));
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-	}
+		ok &= run_query(db, lfirst_int(lc), emit_some, cxt,
+						"stream_state: could not emit the closed windows of continuous query %d: %s",
+						"Its closed windows stay in state until they can be emitted; it is tried again every second.");
 	foreach(lc, late_qids)
-	{
-		int32		qid = lfirst_int(lc);
-
-		PG_TRY();
-		{
-			while (late_some(db, qid))
-				CHECK_FOR_INTERRUPTS();
-		}
-		PG_CATCH();
-		{
-			ErrorData  *edata;
-
-			MemoryContextSwitchTo(cxt);
-			edata = CopyErrorData();
-			FlushErrorState();
-			AbortCurrentTransaction();
-			ereport(WARNING,
-					(errcode(edata->sqlerrcode),
-					 errmsg("stream_state: could not write the late groups of continuous query %d: %s",
-							qid, edata->message),
-					 edata->detail ? errdetail_internal("%s", edata->detail) : 0,
-					 errhint("They stay in state until they can be written; it is tried again every second.")));
-			FreeErrorData(edata);
-			ok = false;
-		}
-		PG_END_TRY();
-	}
+		ok &= run_query(db, lfirst_int(lc), late_some, cxt,
+						"stream_state: could not write the late groups of continuous query %d: %s",
+						"They stay in state until they can be written; it is tried again every second.");
 	pgstat_report_activity(STATE_IDLE, NULL);
 	SpinLockAcquire(&db->mutex);
 	db->emit_done = ok;

@@ -347,7 +347,7 @@ capture_key_hash(const CaptureKey *k)
  * starts its value with its first and last event time.
  */
 static void
-flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
+flush_groups(CqCompiled *c, capgroups_hash *groups,
 			 StreamStateCqAggContext *cx, StreamStateCqAggFns *fns, StreamStateCapture *cap,
 			 StringInfo val, bool session)
 {
@@ -375,7 +375,7 @@ flush_groups(CqCompiled *c, capgroups_hash *groups, MemoryContext gcxt,
 							 val->data, val->len);
 	}
 	capgroups_reset(groups);
-	sstate_cq_agg_context_reset(cx);	/* the groups too: gcxt is the states' */
+	sstate_cq_agg_context_reset(cx);	/* the groups too (new_group) */
 }
 
 static ExprState *
@@ -403,7 +403,6 @@ typedef struct CaptureRun
 	StreamStateCapture cap;
 	StringInfoData img;
 	StringInfoData val;
-	MemoryContext gcxt;
 	Size		limit;
 	Size		gsize;
 	bool		session;
@@ -467,7 +466,13 @@ next_spilled(void *arg, TupleTableSlot *slot)
 static CaptureGroup *
 new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
 {
-	CaptureGroup *g = MemoryContextAlloc(r->gcxt, r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
+	/*
+	 * In the states' context: a group and the state its first row makes
+	 * (avg's, hll's) are then allocated one after the other, and a row's
+	 * group and state are usually one cache miss, not two.
+	 */
+	CaptureGroup *g = MemoryContextAlloc(r->cx->states,
+										 r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
 
 	g->nrows = 0;
 	g->first = PG_INT64_MAX;
@@ -500,9 +505,12 @@ batch_add(CaptureRun *r, const CaptureKey *key, uint32 hash, int64 event_us, Exp
 
 	p->key = *key;
 	if (key->len > CAPTURE_INLINE)
-		p->key.img = MemoryContextAlloc(r->batchcxt, key->len);
-	if (key->len > CAPTURE_INLINE)
-		memcpy((char *) p->key.img, key->img, key->len);
+	{
+		char	   *copy = MemoryContextAlloc(r->batchcxt, key->len);
+
+		memcpy(copy, key->img, key->len);
+		p->key.img = copy;
+	}
 	p->hash = hash;
 	p->event_us = event_us;
 	__builtin_prefetch(&r->groups->data[hash & r->groups->sizemask]);
@@ -679,7 +687,7 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 		}
 	}
 	batch_fold(r);
-	flush_groups(c, r->groups, r->gcxt, r->cx, r->fns, &r->cap, &r->val, r->session);
+	flush_groups(c, r->groups, r->cx, r->fns, &r->cap, &r->val, r->session);
 	for (int part = 0; part < SPILL_PARTS; part++)
 	{
 		if (spill[part] == NULL)
@@ -735,12 +743,6 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		r.filters[j] = an->aggs[j].filter ?
 			ExecInitQual(make_ands_implicit(expression_planner(an->aggs[j].filter)), NULL) : NULL;
 	}
-	/*
-	 * Groups live in the states' context: a group and the state its first
-	 * row makes (avg's, hll's) are then allocated one after the other, and
-	 * a row's group and state are usually one cache miss, not two.
-	 */
-	r.gcxt = r.cx->states;
 	r.argoff = palloc0(sizeof(int) * Max(an->naggs, 1));
 	for (int j = 0; j < an->naggs; j++)
 	{

@@ -261,21 +261,59 @@ query_closed_end(StreamStateDb *db, int32 qid, int64 *closed, int64 *dead_below)
 	return ok;
 }
 
+/*
+ * Tell the worker, once a transaction has committed, how far query qid's
+ * closed windows (late: its late groups) have gone: every window ending at
+ * or before upto (every group of a commit at or before upto).
+ */
 static void
-report(StreamStateDb *db, int32 qid, int64 emitted_end)
+report(StreamStateDb *db, int32 qid, bool late, int64 upto)
 {
 	StreamStateQuery *q;
 
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	q = query_slot(db, qid);
-	if (q != NULL)
+	if (q != NULL && late)
 	{
-		q->emitted_end = emitted_end;
+		q->late_written = (XLogRecPtr) upto;
+		q->late_known = true;
+	}
+	else if (q != NULL)
+	{
+		q->emitted_end = upto;
 		q->emit_known = true;
 	}
 	LWLockRelease(&db->lock);
 	if (db->worker_latch != NULL)
 		SetLatch(db->worker_latch);
+}
+
+/*
+ * A transaction of the helper, with search_path pg_catalog, pg_temp and
+ * SPI connected; txn_commit ends it.  Returns the GUC nest level.
+ */
+static int
+txn_begin(void)
+{
+	int			nest;
+
+	StartTransactionCommand();
+	PushActiveSnapshot(GetTransactionSnapshot());
+	nest = NewGUCNestLevel();
+	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
+							 GUC_ACTION_SAVE, true, 0, false);
+	if (SPI_connect() != SPI_OK_CONNECT)
+		elog(ERROR, "SPI_connect failed");
+	return nest;
+}
+
+static void
+txn_commit(int nest)
+{
+	SPI_finish();
+	AtEOXact_GUC(true, nest);
+	PopActiveSnapshot();
+	CommitTransactionCommand();
 }
 
 static Datum
@@ -335,13 +373,7 @@ emit_some(StreamStateDb *db, int32 qid)
 	int			save_sec;
 	int			nest;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	nest = txn_begin();
 
 	info = sstate_query_by_id(qid);
 	if (info == NULL || info->emit_to == NULL)
@@ -375,7 +407,7 @@ emit_some(StreamStateDb *db, int32 qid)
 		/* sessions that ended after the progress, by the closed end */
 		if (!isnull && closed <= emitted)
 		{
-			report(db, qid, emitted);
+			report(db, qid, false, emitted);
 			goto done;
 		}
 		ins = insert_sql(info, "SELECT * FROM stream_state._session_result(%s, $1, $2) "
@@ -426,7 +458,7 @@ emit_some(StreamStateDb *db, int32 qid)
 	}
 	if (closed <= emitted)
 	{
-		report(db, qid, emitted);
+		report(db, qid, false, emitted);
 		goto done;
 	}
 
@@ -465,39 +497,16 @@ progress:
 										2, ptypes, pargs, NULL, false, 0),
 				  SPI_OK_UPDATE, "updating stream_state.emit_progress");
 	}
-	SPI_finish();
-	AtEOXact_GUC(true, nest);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	txn_commit(nest);
 	/* committed: the worker may evict what these windows needed */
-	report(db, qid, last);
+	report(db, qid, false, last);
 	return last < closed;
 
 done:
-	SPI_finish();
-	AtEOXact_GUC(true, nest);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	txn_commit(nest);
 	if (known_empty)
-		report(db, qid, SSTATE_NO_TIME);
+		report(db, qid, false, SSTATE_NO_TIME);
 	return false;
-}
-
-static void
-report_late(StreamStateDb *db, int32 qid, XLogRecPtr written)
-{
-	StreamStateQuery *q;
-
-	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
-	q = query_slot(db, qid);
-	if (q != NULL)
-	{
-		q->late_written = written;
-		q->late_known = true;
-	}
-	LWLockRelease(&db->lock);
-	if (db->worker_latch != NULL)
-		SetLatch(db->worker_latch);
 }
 
 /*
@@ -518,13 +527,7 @@ late_some(StreamStateDb *db, int32 qid)
 	bool		more = false;
 	int			nest;
 
-	StartTransactionCommand();
-	PushActiveSnapshot(GetTransactionSnapshot());
-	nest = NewGUCNestLevel();
-	(void) set_config_option("search_path", "pg_catalog, pg_temp", PGC_USERSET, PGC_S_SESSION,
-							 GUC_ACTION_SAVE, true, 0, false);
-	if (SPI_connect() != SPI_OK_CONNECT)
-		elog(ERROR, "SPI_connect failed");
+	nest = txn_begin();
 
 	info = sstate_query_by_id(qid);
 	if (info == NULL || info->late_to == NULL)
@@ -592,13 +595,10 @@ late_some(StreamStateDb *db, int32 qid)
 		upto = after;			/* nothing after it: what is before is written */
 
 done:
-	SPI_finish();
-	AtEOXact_GUC(true, nest);
-	PopActiveSnapshot();
-	CommitTransactionCommand();
+	txn_commit(nest);
 	/* committed: the worker may free what these rows held */
 	if (info != NULL && info->late_to != NULL)
-		report_late(db, qid, upto);
+		report(db, qid, true, (int64) upto);
 	return more;
 }
 

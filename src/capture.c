@@ -31,6 +31,7 @@
 #include "access/table.h"
 #include "access/xact.h"
 #include "access/xlog.h"
+#include "access/xloginsert.h"
 #include "catalog/indexing.h"
 #include "catalog/namespace.h"
 #include "catalog/objectaccess.h"
@@ -199,6 +200,37 @@ static void
 log_message(const char *data, Size len)
 {
 	LogLogicalMessage(STREAM_STATE_MSG_PREFIX, data, len, true);
+	xact_logged = true;
+}
+
+/*
+ * The same record as log_message of the parts put one after the other, made
+ * without copying them into one buffer first: a level's values are
+ * megabytes.  LogLogicalMessage (replication/logical/message.c) writes
+ * exactly this: the header, the prefix with its NUL, then the message.
+ */
+static void
+log_message_parts(const char *const *parts, const Size *lens, int nparts)
+{
+	xl_logical_message xlrec;
+	Size		size = 0;
+
+	for (int i = 0; i < nparts; i++)
+		size += lens[i];
+	GetCurrentTransactionId();	/* transactional: the message needs an xid */
+	xlrec.dbId = MyDatabaseId;
+	xlrec.transactional = true;
+	xlrec.prefix_size = strlen(STREAM_STATE_MSG_PREFIX) + 1;
+	xlrec.message_size = size;
+	XLogEnsureRecordSpace(0, nparts + 2);
+	XLogBeginInsert();
+	XLogRegisterData((char *) &xlrec, SizeOfLogicalMessage);
+	XLogRegisterData(STREAM_STATE_MSG_PREFIX, xlrec.prefix_size);
+	for (int i = 0; i < nparts; i++)
+		if (lens[i] > 0)
+			XLogRegisterData(unconstify(char *, parts[i]), lens[i]);
+	XLogSetRecordFlags(XLOG_INCLUDE_ORIGIN);
+	XLogInsert(RM_LOGICALMSG_ID, XLOG_LOGICAL_MESSAGE);
 	xact_logged = true;
 }
 
@@ -504,6 +536,26 @@ level_flush(DeltaLevel *level)
 	StringInfoData buf;
 	DeltaQuery *dq;
 	bool		any = false;
+	int			nvalued = 0;
+	int			maxparts;
+	const char **parts;
+	Size	   *lens;
+	Size	   *ends;
+	int			nparts = 0;
+	Size		from = 0;
+
+	/*
+	 * The queries in SQL's values go into the record as they are, between
+	 * the parts of buf (see log_message_parts): ends[] says where in buf
+	 * each of them comes.
+	 */
+	for (dq = level->queries; dq != NULL; dq = dq->next)
+		if (dq->nvalues > 0)
+			nvalued++;
+	maxparts = 2 * nvalued + 1;
+	parts = palloc(sizeof(char *) * maxparts);
+	lens = palloc(sizeof(Size) * maxparts);
+	ends = palloc(sizeof(Size) * Max(nvalued, 1));
 
 	initStringInfo(&buf);
 	sstate_delta_begin(&buf, SSM_DATA);
@@ -530,8 +582,10 @@ level_flush(DeltaLevel *level)
 			hdr.skipped = dq->skipped;
 			hdr.max_event_us = dq->max_event_us;
 			sstate_delta_put_query(&buf, &hdr);
-			appendBinaryStringInfo(&buf, dq->values.data, dq->values.len);
-			delta_query_reset(dq);
+			ends[nparts / 2] = buf.len;
+			parts[nparts + 1] = dq->values.data;
+			lens[nparts + 1] = dq->values.len;
+			nparts += 2;
 			any = true;
 			continue;
 		}
@@ -552,8 +606,25 @@ level_flush(DeltaLevel *level)
 	}
 	level->nentries = 0;
 	if (any)
-		log_message(buf.data, buf.len);
+	{
+		/* buf is complete (no more moves): point into it */
+		for (int i = 0; i < nparts; i += 2)
+		{
+			parts[i] = buf.data + from;
+			lens[i] = ends[i / 2] - from;
+			from = ends[i / 2];
+		}
+		parts[nparts] = buf.data + from;
+		lens[nparts] = buf.len - from;
+		log_message_parts(parts, lens, nparts + 1);
+	}
+	for (dq = level->queries; dq != NULL; dq = dq->next)
+		if (dq->nvalues > 0)
+			delta_query_reset(dq);
 	pfree(buf.data);
+	pfree(parts);
+	pfree(lens);
+	pfree(ends);
 }
 
 /* Forget what a level holds for query qid. */

@@ -28,6 +28,8 @@
  */
 #include "postgres.h"
 
+#include <sys/mman.h>
+
 #include "common/hashfn.h"
 #include "catalog/pg_type_d.h"
 #include "executor/executor.h"
@@ -264,8 +266,11 @@ sstate_cq_key_values(CqCompiled *c, const char *img, uint32 imglen, Datum *value
 }
 
 /*
- * One group of a statement: its (key image, pane), rows and states.  The
- * image lives in the same allocation, after the states.
+ * One group of a statement: its (key image, pane), rows and states.  Only
+ * the aggregates that keep a state of their own have one here (see
+ * CaptureRun.owned): count(*) is the group's row count, and aggregates that
+ * share a transition share its state.  A long key image lives in the same
+ * allocation, after the states.
  */
 typedef struct CaptureGroup
 {
@@ -274,6 +279,136 @@ typedef struct CaptureGroup
 	int64		last;
 	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
+
+/*
+ * Where the groups live: an arena of 2 MB-aligned blocks from mmap, advised
+ * to be transparent huge pages, handed out in order and taken back all at
+ * once (flush_groups), when its blocks are kept for the next pass.  Groups
+ * are small (40 bytes for count, sum, avg and max) and many: in palloc
+ * chunks they took 144 bytes each (a header and a power-of-two size), and
+ * with 4 kB pages nearly every row's group cost a TLB miss besides its
+ * cache miss, which on a virtual machine is a walk of two page tables.
+ * The blocks go back to the kernel when the capture's memory context goes
+ * (a reset callback), also on error.
+ */
+#define ARENA_BLOCK		((Size) 2 * 1024 * 1024)
+
+typedef struct ArenaBlock
+{
+	struct ArenaBlock *next;
+	Size		size;			/* of the mapping, this header included */
+} ArenaBlock;
+
+typedef struct GroupArena
+{
+	ArenaBlock *blocks;			/* oldest first */
+	ArenaBlock *cur;
+	char	   *free;
+	char	   *end;
+	Size		used;			/* bytes handed out since the last reset */
+	Size		full;			/* of blocks before cur */
+} GroupArena;
+
+static ArenaBlock *
+arena_map(Size size)
+{
+	Size		len = size + ARENA_BLOCK;
+	char	   *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	char	   *start;
+	ArenaBlock *b;
+
+	if (raw == MAP_FAILED)
+		ereport(ERROR,
+				(errcode(ERRCODE_OUT_OF_MEMORY),
+				 errmsg("out of memory"),
+				 errdetail("Failed on a request of size %zu for the groups of a continuous query.", size)));
+	/* keep the 2 MB-aligned part only, so that all of it can be huge pages */
+	start = (char *) TYPEALIGN(ARENA_BLOCK, raw);
+	if (start > raw)
+		munmap(raw, start - raw);
+	if (raw + len > start + size)
+		munmap(start + size, raw + len - (start + size));
+#ifdef MADV_HUGEPAGE
+	(void) madvise(start, size, MADV_HUGEPAGE);	/* a hint: 4 kB pages do too */
+#endif
+	b = (ArenaBlock *) start;
+	b->next = NULL;
+	b->size = size;
+	return b;
+}
+
+static void
+arena_release(void *arg)
+{
+	GroupArena *a = (GroupArena *) arg;
+	ArenaBlock *b = a->blocks;
+
+	while (b != NULL)
+	{
+		ArenaBlock *next = b->next;
+
+		munmap(b, b->size);
+		b = next;
+	}
+	a->blocks = a->cur = NULL;
+	a->free = a->end = NULL;
+}
+
+static void
+arena_init(GroupArena *a, MemoryContext owner)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
+
+	memset(a, 0, sizeof(*a));
+	cb->func = arena_release;
+	cb->arg = a;
+	MemoryContextRegisterResetCallback(owner, cb);
+}
+
+static void
+arena_reset(GroupArena *a)
+{
+	a->cur = a->blocks;
+	a->free = a->cur ? (char *) a->cur + MAXALIGN(sizeof(ArenaBlock)) : NULL;
+	a->end = a->cur ? (char *) a->cur + a->cur->size : NULL;
+	a->used = 0;
+	a->full = 0;
+}
+
+static inline void *
+arena_alloc(GroupArena *a, Size size)
+{
+	char	   *p;
+
+	size = MAXALIGN(size);
+	if (unlikely(a->free == NULL || a->free + size > a->end))
+	{
+		Size		need = MAXALIGN(sizeof(ArenaBlock)) + size;
+		ArenaBlock *next = a->cur ? a->cur->next : a->blocks;
+
+		if (next == NULL || next->size < need)
+		{
+			/* a new block after cur (a too small kept one goes after it) */
+			ArenaBlock *b = arena_map(TYPEALIGN(ARENA_BLOCK, need));
+
+			b->next = next;
+			if (a->cur)
+				a->cur->next = b;
+			else
+				a->blocks = b;
+			next = b;
+		}
+		if (a->cur)
+			a->full += a->cur->size;
+		a->cur = next;
+		a->free = (char *) next + MAXALIGN(sizeof(ArenaBlock));
+		a->end = (char *) next + next->size;
+	}
+	p = a->free;
+	a->free += size;
+	a->used += size;
+	return p;
+}
 
 /*
  * A group's key image and pane.  Images of up to CAPTURE_INLINE bytes (a
@@ -340,44 +475,6 @@ capture_key_hash(const CaptureKey *k)
 						murmurhash32((uint32) k->pane ^ (uint32) ((uint64) k->pane >> 32)));
 }
 
-/*
- * Write every group of a pass into the delta and start afresh (see
- * capture_pass).  A group of a session query (its pane is floor(event time
- * / gap): its events are less than the gap apart, so in one session)
- * starts its value with its first and last event time.
- */
-static void
-flush_groups(CqCompiled *c, capgroups_hash *groups,
-			 StreamStateCqAggContext *cx, StreamStateCqAggFns *fns, StreamStateCapture *cap,
-			 StringInfo val, bool session)
-{
-	capgroups_iterator it;
-	CaptureEntry *entry;
-	int			naggs = c->an->naggs;
-
-	capgroups_start_iterate(groups, &it);
-	while ((entry = capgroups_iterate(groups, &it)) != NULL)
-	{
-		CaptureGroup *g = entry->g;
-
-		resetStringInfo(val);
-		if (session)
-		{
-			appendBinaryStringInfo(val, (const char *) &g->first, sizeof(int64));
-			appendBinaryStringInfo(val, (const char *) &g->last, sizeof(int64));
-		}
-		for (int j = 0; j < naggs; j++)
-			if (c->from_rows[j])
-				g->states[j].value = Int64GetDatum(g->nrows);
-		for (int j = 0; j < naggs; j++)
-			sstate_cq_state_serialize(cx, &fns[j], &g->states[c->share[j]], val);
-		sstate_capture_value(cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
-							 val->data, val->len);
-	}
-	capgroups_reset(groups);
-	sstate_cq_agg_context_reset(cx);	/* the groups too (new_group) */
-}
-
 static ExprState *
 prepare(Expr *expr)
 {
@@ -404,7 +501,7 @@ typedef struct CaptureRun
 	StringInfoData img;
 	StringInfoData val;
 	Size		limit;
-	Size		gsize;
+	Size		gsize;			/* of a group, a long image not included */
 	bool		session;
 	Datum	   *keyvals;
 	bool	   *keynulls;
@@ -417,6 +514,13 @@ typedef struct CaptureRun
 	int		   *argoff;			/* per aggregate: its first in a row's args */
 	int16	   *argtyplen;		/* per argument: its type's length and */
 	bool	   *argbyval;		/* by-value flag, to copy it */
+	int		   *owned;			/* per state of a group: its aggregate */
+	int			nowned;
+	int		   *slot;			/* per aggregate: its state in a group, -1
+								 * if it has none (count(*), sharing) */
+	int		   *refstates;		/* the states kept by reference (by slot) */
+	int			nrefstates;
+	GroupArena	arena;
 	MemoryContext batchcxt;		/* by-reference arguments and long images */
 } CaptureRun;
 
@@ -443,6 +547,78 @@ typedef struct PendingRow
 } PendingRow;
 
 /*
+ * Write every group of a pass into the delta and start afresh (see
+ * capture_pass).  A group of a session query (its pane is floor(event time
+ * / gap): its events are less than the gap apart, so in one session)
+ * starts its value with its first and last event time.
+ */
+#define FLUSH_AHEAD		8
+
+static void
+flush_groups(CaptureRun *r)
+{
+	CqCompiled *c = r->c;
+	capgroups_hash *groups = r->groups;
+	StreamStateCqAggContext *cx = r->cx;
+	StreamStateCqAggFns *fns = r->fns;
+	StringInfo	val = &r->val;
+	int			naggs = c->an->naggs;
+	uint64		size = groups->size;
+
+	/*
+	 * In the table's own order, the group FLUSH_AHEAD entries on fetched
+	 * while this one is written (the groups are all over the states'
+	 * memory), and the states it keeps by reference half-way.
+	 */
+	for (uint64 i = 0; i < size; i++)
+	{
+		CaptureEntry *entry = &groups->data[i];
+		CaptureGroup *g;
+
+		if (i + FLUSH_AHEAD < size && groups->data[i + FLUSH_AHEAD].status == capgroups_SH_IN_USE)
+			__builtin_prefetch(groups->data[i + FLUSH_AHEAD].g);
+		if (i + FLUSH_AHEAD / 2 < size && groups->data[i + FLUSH_AHEAD / 2].status == capgroups_SH_IN_USE)
+		{
+			CaptureGroup *ahead = groups->data[i + FLUSH_AHEAD / 2].g;
+
+			for (int k = 0; k < r->nrefstates; k++)
+				if (!ahead->states[r->refstates[k]].isnull)
+					__builtin_prefetch(DatumGetPointer(ahead->states[r->refstates[k]].value));
+		}
+		if (entry->status != capgroups_SH_IN_USE)
+			continue;
+		g = entry->g;
+
+		resetStringInfo(val);
+		if (r->session)
+		{
+			appendBinaryStringInfo(val, (const char *) &g->first, sizeof(int64));
+			appendBinaryStringInfo(val, (const char *) &g->last, sizeof(int64));
+		}
+		for (int j = 0; j < naggs; j++)
+		{
+			int			o = c->share[j];
+
+			if (c->from_rows[o])
+			{
+				StreamStateCqState rows;
+
+				sstate_cq_state_init(cx, &fns[o], &rows);
+				rows.value = Int64GetDatum(g->nrows);
+				sstate_cq_state_serialize(cx, &fns[j], &rows, val);
+			}
+			else
+				sstate_cq_state_serialize(cx, &fns[j], &g->states[r->slot[o]], val);
+		}
+		sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
+							 val->data, val->len);
+	}
+	capgroups_reset(groups);
+	sstate_cq_agg_context_reset(cx);
+	arena_reset(&r->arena);
+}
+
+/*
  * Groups that do not fit: as PostgreSQL's hash aggregation does, once the
  * groups take stream_state.capture_memory, rows of groups already there
  * still advance them, and rows of other groups go to one of SPILL_PARTS
@@ -466,20 +642,14 @@ next_spilled(void *arg, TupleTableSlot *slot)
 static CaptureGroup *
 new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
 {
-	/*
-	 * In the states' context: a group and the state its first row makes
-	 * (avg's, hll's) are then allocated one after the other, and a row's
-	 * group and state are usually one cache miss, not two.
-	 */
-	CaptureGroup *g = MemoryContextAlloc(r->cx->states,
-										 r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
+	CaptureGroup *g = arena_alloc(&r->arena,
+								  r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
 
 	g->nrows = 0;
 	g->first = PG_INT64_MAX;
 	g->last = PG_INT64_MIN;
-	for (int j = 0; j < r->c->an->naggs; j++)
-		if (r->c->share[j] == j)
-			sstate_cq_state_init(r->cx, &r->fns[j], &g->states[j]);
+	for (int k = 0; k < r->nowned; k++)
+		sstate_cq_state_init(r->cx, &r->fns[r->owned[k]], &g->states[k]);
 	if (key->len > CAPTURE_INLINE)
 	{
 		char	   *copy = (char *) g + r->gsize;
@@ -557,6 +727,25 @@ batch_fold(CaptureRun *r)
 		p->g = found ? entry->g : new_group(r, entry, &p->key);
 		__builtin_prefetch(p->g, 1);
 	}
+	if (r->nrefstates > 0)
+	{
+		/*
+		 * The states kept by reference (avg's, hll's) are a miss of their
+		 * own, behind the group's: fetch them together too.
+		 */
+		for (int i = 0; i < r->npending; i++)
+		{
+			CaptureGroup *g = r->pending[i].g;
+
+			for (int k = 0; k < r->nrefstates; k++)
+			{
+				StreamStateCqState *st = &g->states[r->refstates[k]];
+
+				if (!st->isnull)
+					__builtin_prefetch(DatumGetPointer(st->value), 1);
+			}
+		}
+	}
 	for (int i = 0; i < r->npending; i++)
 	{
 		PendingRow *p = &r->pending[i];
@@ -567,11 +756,13 @@ batch_fold(CaptureRun *r)
 			g->first = p->event_us;
 		if (p->event_us > g->last)
 			g->last = p->event_us;
-		for (int j = 0; j < an->naggs; j++)
+		for (int k = 0; k < r->nowned; k++)
 		{
-			if (c->share[j] != j || c->from_rows[j] || !p->pass[j])
+			int			j = r->owned[k];
+
+			if (!p->pass[j])
 				continue;
-			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[j], &p->args[r->argoff[j]],
+			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[k], &p->args[r->argoff[j]],
 									&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
 		}
 	}
@@ -640,7 +831,7 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 			if (r->npending == CAPTURE_BATCH)
 			{
 				batch_fold(r);
-				if (MemoryContextMemAllocated(r->cx->states, true) +
+				if (MemoryContextMemAllocated(r->cx->states, true) + r->arena.used +
 					(Size) r->groups->size * sizeof(CaptureEntry) > r->limit)
 					full = true;
 			}
@@ -671,23 +862,22 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 			g->first = event_us;
 		if (event_us > g->last)
 			g->last = event_us;
-		for (int j = 0; j < an->naggs; j++)
+		for (int o = 0; o < r->nowned; o++)
 		{
+			int			j = r->owned[o];
 			Datum		args[FUNC_MAX_ARGS];
 			bool		nulls[FUNC_MAX_ARGS];
 			int			nargs = list_length(an->aggs[j].args);
 
-			if (c->share[j] != j || c->from_rows[j])
-				continue;
 			if (r->filters[j] && !ExecQual(r->filters[j], econtext))
 				continue;
 			for (int k = 0; k < nargs; k++)
 				args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
-			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[j], args, nulls, nargs);
+			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[o], args, nulls, nargs);
 		}
 	}
 	batch_fold(r);
-	flush_groups(c, r->groups, r->cx, r->fns, &r->cap, &r->val, r->session);
+	flush_groups(r);
 	for (int part = 0; part < SPILL_PARTS; part++)
 	{
 		if (spill[part] == NULL)
@@ -726,7 +916,19 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	r.session = info->def.session_gap_us > 0;
 	r.keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
 	r.keynulls = palloc(sizeof(bool) * Max(an->nkeys, 1));
-	r.gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * Max(an->naggs, 1);
+	r.owned = palloc(sizeof(int) * Max(an->naggs, 1));
+	r.slot = palloc(sizeof(int) * Max(an->naggs, 1));
+	for (int j = 0; j < an->naggs; j++)
+	{
+		r.slot[j] = -1;
+		if (c->share[j] == j && !c->from_rows[j])
+		{
+			r.slot[j] = r.nowned;
+			r.owned[r.nowned++] = j;
+		}
+	}
+	r.gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * r.nowned;
+	arena_init(&r.arena, cxt);
 	r.qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
 	for (int i = 0; i < an->nkeys; i++)
 		r.keyexprs[i] = prepare(an->keys[i].expr);
@@ -766,6 +968,10 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			k++;
 		}
 	}
+	r.refstates = palloc(sizeof(int) * Max(an->naggs, 1));
+	for (int k = 0; k < r.nowned; k++)
+		if (!r.fns[r.owned[k]].transtypbyval)
+			r.refstates[r.nrefstates++] = k;
 	r.pending = palloc(sizeof(PendingRow) * CAPTURE_BATCH);
 	for (int i = 0; i < CAPTURE_BATCH; i++)
 	{

@@ -281,32 +281,39 @@ typedef struct CaptureGroup
 } CaptureGroup;
 
 /*
- * Where the groups live: an arena of 2 MB-aligned blocks from mmap, advised
- * to be transparent huge pages, handed out in order and taken back all at
+ * Where the groups live: an arena handed out in order and taken back all at
  * once (flush_groups), when its blocks are kept for the next pass.  Groups
- * are small (40 bytes for count, sum, avg and max) and many: in palloc
- * chunks they took 144 bytes each (a header and a power-of-two size), and
- * with 4 kB pages nearly every row's group cost a TLB miss besides its
- * cache miss, which on a virtual machine is a walk of two page tables.
- * The blocks go back to the kernel when the capture's memory context goes
- * (a reset callback), also on error.
+ * are small (56 bytes for count, sum, avg and max) and many: in palloc
+ * chunks they took 144 bytes each (a header and a power-of-two size).  The
+ * first ARENA_SMALL bytes are blocks of the capture's memory context; past
+ * that, blocks are 2 MB-aligned mappings advised to be transparent huge
+ * pages, because with 4 kB pages nearly every row of a statement with
+ * many groups cost a TLB miss on its group besides the cache miss, which
+ * on a virtual machine is a walk of two page tables.  (Mapping and zeroing
+ * a huge page costs a few hundred microseconds: a single-row statement
+ * must not pay it.)  The mappings go back to the kernel when the capture's
+ * memory context goes (a reset callback), also on error.
  */
 #define ARENA_BLOCK		((Size) 2 * 1024 * 1024)
+#define ARENA_SMALL		((Size) 1024 * 1024)
+#define ARENA_FIRST		((Size) 8 * 1024)
 
 typedef struct ArenaBlock
 {
 	struct ArenaBlock *next;
-	Size		size;			/* of the mapping, this header included */
+	Size		size;			/* this header included */
+	bool		mapped;			/* else a chunk of the owner context */
 } ArenaBlock;
 
 typedef struct GroupArena
 {
+	MemoryContext owner;
 	ArenaBlock *blocks;			/* oldest first */
 	ArenaBlock *cur;
 	char	   *free;
 	char	   *end;
 	Size		used;			/* bytes handed out since the last reset */
-	Size		full;			/* of blocks before cur */
+	Size		total;			/* of all blocks */
 } GroupArena;
 
 static ArenaBlock *
@@ -334,6 +341,7 @@ arena_map(Size size)
 	b = (ArenaBlock *) start;
 	b->next = NULL;
 	b->size = size;
+	b->mapped = true;
 	return b;
 }
 
@@ -347,7 +355,8 @@ arena_release(void *arg)
 	{
 		ArenaBlock *next = b->next;
 
-		munmap(b, b->size);
+		if (b->mapped)
+			munmap(b, b->size);
 		b = next;
 	}
 	a->blocks = a->cur = NULL;
@@ -360,6 +369,7 @@ arena_init(GroupArena *a, MemoryContext owner)
 	MemoryContextCallback *cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
 
 	memset(a, 0, sizeof(*a));
+	a->owner = owner;
 	cb->func = arena_release;
 	cb->arg = a;
 	MemoryContextRegisterResetCallback(owner, cb);
@@ -372,7 +382,6 @@ arena_reset(GroupArena *a)
 	a->free = a->cur ? (char *) a->cur + MAXALIGN(sizeof(ArenaBlock)) : NULL;
 	a->end = a->cur ? (char *) a->cur + a->cur->size : NULL;
 	a->used = 0;
-	a->full = 0;
 }
 
 static inline void *
@@ -389,8 +398,19 @@ arena_alloc(GroupArena *a, Size size)
 		if (next == NULL || next->size < need)
 		{
 			/* a new block after cur (a too small kept one goes after it) */
-			ArenaBlock *b = arena_map(TYPEALIGN(ARENA_BLOCK, need));
+			ArenaBlock *b;
 
+			if (a->total + need <= ARENA_SMALL)
+			{
+				Size		bsize = Max(Max(ARENA_FIRST, a->total), need);
+
+				b = MemoryContextAlloc(a->owner, bsize);
+				b->size = bsize;
+				b->mapped = false;
+			}
+			else
+				b = arena_map(TYPEALIGN(ARENA_BLOCK, need));
+			a->total += b->size;
 			b->next = next;
 			if (a->cur)
 				a->cur->next = b;
@@ -398,8 +418,6 @@ arena_alloc(GroupArena *a, Size size)
 				a->blocks = b;
 			next = b;
 		}
-		if (a->cur)
-			a->full += a->cur->size;
 		a->cur = next;
 		a->free = (char *) next + MAXALIGN(sizeof(ArenaBlock));
 		a->end = (char *) next + next->size;

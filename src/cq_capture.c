@@ -316,20 +316,22 @@ typedef struct GroupArena
 	Size		total;			/* of all blocks */
 } GroupArena;
 
-static ArenaBlock *
-arena_map(Size size)
+/*
+ * size bytes (a multiple of ARENA_BLOCK) of fresh zeroed memory, 2 MB-aligned
+ * so that all of it can be huge pages, and advised to be.
+ */
+static char *
+huge_map(Size size)
 {
 	Size		len = size + ARENA_BLOCK;
 	char	   *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
 	char	   *start;
-	ArenaBlock *b;
 
 	if (raw == MAP_FAILED)
 		ereport(ERROR,
 				(errcode(ERRCODE_OUT_OF_MEMORY),
 				 errmsg("out of memory"),
 				 errdetail("Failed on a request of size %zu for the groups of a continuous query.", size)));
-	/* keep the 2 MB-aligned part only, so that all of it can be huge pages */
 	start = (char *) TYPEALIGN(ARENA_BLOCK, raw);
 	if (start > raw)
 		munmap(raw, start - raw);
@@ -338,7 +340,14 @@ arena_map(Size size)
 #ifdef MADV_HUGEPAGE
 	(void) madvise(start, size, MADV_HUGEPAGE);	/* a hint: 4 kB pages do too */
 #endif
-	b = (ArenaBlock *) start;
+	return start;
+}
+
+static ArenaBlock *
+arena_map(Size size)
+{
+	ArenaBlock *b = (ArenaBlock *) huge_map(size);
+
 	b->next = NULL;
 	b->size = size;
 	b->mapped = true;
@@ -446,9 +455,8 @@ typedef struct CaptureKey
 typedef struct CaptureEntry
 {
 	CaptureKey	key;
-	CaptureGroup *g;
+	CaptureGroup *g;			/* NULL: the entry is empty */
 	uint32		hash;
-	char		status;
 } CaptureEntry;
 
 static inline const char *
@@ -467,31 +475,182 @@ capture_key_equal(const CaptureKey *a, const CaptureKey *b)
 	return memcmp(a->img, b->img, a->len) == 0;
 }
 
-/*
- * Groups are found by their key image and pane, compared bytewise: equal
- * keys have equal images (the header comment), so this groups as GROUP BY
- * does, without building a tuple per row.
- */
-#define SH_PREFIX		capgroups
-#define SH_ELEMENT_TYPE CaptureEntry
-#define SH_KEY_TYPE		CaptureKey
-#define SH_KEY			key
-#define SH_HASH_KEY(tb, k)	capture_key_hash(&(k))
-#define SH_EQUAL(tb, a, b)	capture_key_equal(&(a), &(b))
-#define SH_STORE_HASH
-#define SH_GET_HASH(tb, a)	((a)->hash)
-#define SH_SCOPE		static inline
-#define SH_DECLARE
-#define SH_DEFINE
-static inline uint32 capture_key_hash(const CaptureKey *k);
-#include "lib/simplehash.h"
-
 static inline uint32
 capture_key_hash(const CaptureKey *k)
 {
 	return hash_combine(hash_bytes((const unsigned char *) capture_key_bytes(k), k->len),
 						murmurhash32((uint32) k->pane ^ (uint32) ((uint64) k->pane >> 32)));
 }
+
+/*
+ * The groups of a pass, found by their key image and pane compared
+ * bytewise: equal keys have equal images (the header comment), so this
+ * groups as GROUP BY does, without building a tuple per row.
+ *
+ * Open addressing with linear probing over a power-of-two array, grown by
+ * doubling past a load of 3/4; the full hash is kept, so growing never
+ * hashes a key again.  A small array is a chunk of the capture's context;
+ * one larger than ARENA_SMALL is a fresh mapping (huge_map): already zero,
+ * so growing to hundreds of thousands of groups neither clears memory nor
+ * takes a page fault per 4 kB of it, which were a tenth of a 2M-row
+ * statement's capture with simplehash.
+ */
+#define TABLE_FIRST		256
+
+typedef struct GroupTable
+{
+	CaptureEntry *data;
+	uint64		mask;
+	uint64		members;
+	bool		mapped;			/* data is a mapping, else a chunk of owner */
+	MemoryContext owner;
+} GroupTable;
+
+static inline Size
+table_bytes(uint64 nentries)
+{
+	return sizeof(CaptureEntry) * nentries;
+}
+
+static void
+table_alloc(GroupTable *t, uint64 nentries)
+{
+	Size		bytes = table_bytes(nentries);
+
+	t->mapped = bytes > ARENA_SMALL;
+	if (t->mapped)
+		t->data = (CaptureEntry *) huge_map(TYPEALIGN(ARENA_BLOCK, bytes));
+	else
+		t->data = MemoryContextAllocZero(t->owner, bytes);
+	t->mask = nentries - 1;
+}
+
+static void
+table_free_data(CaptureEntry *data, uint64 nentries, bool mapped)
+{
+	if (data == NULL)
+		return;
+	if (mapped)
+		munmap(data, TYPEALIGN(ARENA_BLOCK, table_bytes(nentries)));
+	else
+		pfree(data);
+}
+
+/* the owner context's going (also on error): unmap a mapped array */
+static void
+table_release(void *arg)
+{
+	GroupTable *t = (GroupTable *) arg;
+
+	if (t->mapped)
+		table_free_data(t->data, t->mask + 1, true);
+	t->data = NULL;
+	t->mapped = false;
+}
+
+static void
+table_init(GroupTable *t, MemoryContext owner)
+{
+	MemoryContextCallback *cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
+
+	t->owner = owner;
+	t->members = 0;
+	table_alloc(t, TABLE_FIRST);
+	cb->func = table_release;
+	cb->arg = t;
+	MemoryContextRegisterResetCallback(owner, cb);
+}
+
+/* Empty again, and small (a pass over a spill file starts afresh) */
+static void
+table_reset(GroupTable *t)
+{
+	table_free_data(t->data, t->mask + 1, t->mapped);
+	t->data = NULL;
+	t->mapped = false;
+	t->members = 0;
+	table_alloc(t, TABLE_FIRST);
+}
+
+static void
+table_grow(GroupTable *t)
+{
+	CaptureEntry *old = t->data;
+	uint64		oldsize = t->mask + 1;
+	bool		oldmapped = t->mapped;
+
+	table_alloc(t, oldsize * 2);
+	for (uint64 i = 0; i < oldsize; i++)
+	{
+		uint64		at;
+
+		if (old[i].g == NULL)
+			continue;
+		at = old[i].hash & t->mask;
+		while (t->data[at].g != NULL)
+			at = (at + 1) & t->mask;
+		t->data[at] = old[i];
+	}
+	table_free_data(old, oldsize, oldmapped);
+}
+
+static inline CaptureEntry *
+table_bucket(GroupTable *t, uint32 hash)
+{
+	return &t->data[hash & t->mask];
+}
+
+/* The entry of key, or NULL */
+static inline CaptureEntry *
+table_lookup(GroupTable *t, const CaptureKey *key, uint32 hash)
+{
+	uint64		at = hash & t->mask;
+
+	for (;;)
+	{
+		CaptureEntry *e = &t->data[at];
+
+		if (e->g == NULL)
+			return NULL;
+		if (e->hash == hash && capture_key_equal(&e->key, key))
+			return e;
+		at = (at + 1) & t->mask;
+	}
+}
+
+/*
+ * The entry of key; a new one (*found false) has the key and hash, and the
+ * caller sets its g before anything else touches the table.
+ */
+static inline CaptureEntry *
+table_insert(GroupTable *t, const CaptureKey *key, uint32 hash, bool *found)
+{
+	uint64		at;
+
+	if (unlikely((t->members + 1) * 4 > (t->mask + 1) * 3))
+		table_grow(t);
+	at = hash & t->mask;
+	for (;;)
+	{
+		CaptureEntry *e = &t->data[at];
+
+		if (e->g == NULL)
+		{
+			e->key = *key;
+			e->hash = hash;
+			t->members++;
+			*found = false;
+			return e;
+		}
+		if (e->hash == hash && capture_key_equal(&e->key, key))
+		{
+			*found = true;
+			return e;
+		}
+		at = (at + 1) & t->mask;
+	}
+}
+
 
 static ExprState *
 prepare(Expr *expr)
@@ -513,7 +672,7 @@ typedef struct CaptureRun
 	ExprState **keyexprs;
 	ExprState ***argexprs;
 	ExprState **filters;
-	capgroups_hash *groups;
+	GroupTable *groups;			/* in the capture's context, as the arena: */
 	StreamStateCqAggContext *cx;
 	StreamStateCapture cap;
 	StringInfoData img;
@@ -538,7 +697,7 @@ typedef struct CaptureRun
 								 * if it has none (count(*), sharing) */
 	int		   *refstates;		/* the states kept by reference (by slot) */
 	int			nrefstates;
-	GroupArena	arena;
+	GroupArena *arena;			/* their release callbacks outlive this */
 	MemoryContext batchcxt;		/* by-reference arguments and long images */
 } CaptureRun;
 
@@ -576,12 +735,12 @@ static void
 flush_groups(CaptureRun *r)
 {
 	CqCompiled *c = r->c;
-	capgroups_hash *groups = r->groups;
+	GroupTable *groups = r->groups;
 	StreamStateCqAggContext *cx = r->cx;
 	StreamStateCqAggFns *fns = r->fns;
 	StringInfo	val = &r->val;
 	int			naggs = c->an->naggs;
-	uint64		size = groups->size;
+	uint64		size = groups->mask + 1;
 
 	/*
 	 * In the table's own order, the group FLUSH_AHEAD entries on fetched
@@ -593,9 +752,9 @@ flush_groups(CaptureRun *r)
 		CaptureEntry *entry = &groups->data[i];
 		CaptureGroup *g;
 
-		if (i + FLUSH_AHEAD < size && groups->data[i + FLUSH_AHEAD].status == capgroups_SH_IN_USE)
+		if (i + FLUSH_AHEAD < size && groups->data[i + FLUSH_AHEAD].g != NULL)
 			__builtin_prefetch(groups->data[i + FLUSH_AHEAD].g);
-		if (i + FLUSH_AHEAD / 2 < size && groups->data[i + FLUSH_AHEAD / 2].status == capgroups_SH_IN_USE)
+		if (i + FLUSH_AHEAD / 2 < size && groups->data[i + FLUSH_AHEAD / 2].g != NULL)
 		{
 			CaptureGroup *ahead = groups->data[i + FLUSH_AHEAD / 2].g;
 
@@ -603,7 +762,7 @@ flush_groups(CaptureRun *r)
 				if (!ahead->states[r->refstates[k]].isnull)
 					__builtin_prefetch(DatumGetPointer(ahead->states[r->refstates[k]].value));
 		}
-		if (entry->status != capgroups_SH_IN_USE)
+		if (entry->g == NULL)
 			continue;
 		g = entry->g;
 
@@ -631,9 +790,9 @@ flush_groups(CaptureRun *r)
 		sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
 							 val->data, val->len);
 	}
-	capgroups_reset(groups);
+	table_reset(groups);
 	sstate_cq_agg_context_reset(cx);
-	arena_reset(&r->arena);
+	arena_reset(r->arena);
 }
 
 /*
@@ -660,7 +819,7 @@ next_spilled(void *arg, TupleTableSlot *slot)
 static CaptureGroup *
 new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
 {
-	CaptureGroup *g = arena_alloc(&r->arena,
+	CaptureGroup *g = arena_alloc(r->arena,
 								  r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
 
 	g->nrows = 0;
@@ -701,7 +860,7 @@ batch_add(CaptureRun *r, const CaptureKey *key, uint32 hash, int64 event_us, Exp
 	}
 	p->hash = hash;
 	p->event_us = event_us;
-	__builtin_prefetch(&r->groups->data[hash & r->groups->sizemask]);
+	__builtin_prefetch(table_bucket(r->groups, hash));
 	for (int j = 0; j < an->naggs; j++)
 	{
 		int			nargs;
@@ -740,7 +899,7 @@ batch_fold(CaptureRun *r)
 	{
 		PendingRow *p = &r->pending[i];
 		bool		found;
-		CaptureEntry *entry = capgroups_insert_hash(r->groups, p->key, p->hash, &found);
+		CaptureEntry *entry = table_insert(r->groups, &p->key, p->hash, &found);
 
 		p->g = found ? entry->g : new_group(r, entry, &p->key);
 		__builtin_prefetch(p->g, 1);
@@ -849,15 +1008,15 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 			if (r->npending == CAPTURE_BATCH)
 			{
 				batch_fold(r);
-				if (MemoryContextMemAllocated(r->cx->states, true) + r->arena.used +
-					(Size) r->groups->size * sizeof(CaptureEntry) > r->limit)
+				if (MemoryContextMemAllocated(r->cx->states, true) + r->arena->used +
+					table_bytes(r->groups->mask + 1) > r->limit)
 					full = true;
 			}
 			continue;
 		}
 
 		/* the groups are full: a row a time, new groups' rows spilled */
-		entry = capgroups_lookup_hash(r->groups, key, hash);
+		entry = table_lookup(r->groups, &key, hash);
 		if (entry == NULL)
 		{
 			uint32		h = level * SPILL_BITS < 32 ? hash >> (level * SPILL_BITS) :
@@ -946,7 +1105,8 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		}
 	}
 	r.gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * r.nowned;
-	arena_init(&r.arena, cxt);
+	r.arena = palloc(sizeof(GroupArena));
+	arena_init(r.arena, cxt);
 	r.qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
 	for (int i = 0; i < an->nkeys; i++)
 		r.keyexprs[i] = prepare(an->keys[i].expr);
@@ -998,7 +1158,8 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		r.pending[i].nulls = palloc0(sizeof(bool) * Max(r.nargs, 1));
 	}
 	r.batchcxt = AllocSetContextCreate(cxt, "stream_state capture batch", ALLOCSET_DEFAULT_SIZES);
-	r.groups = capgroups_create(cxt, 256, NULL);
+	r.groups = palloc(sizeof(GroupTable));
+	table_init(r.groups, cxt);
 	r.spillslot = MakeSingleTupleTableSlot(slot->tts_tupleDescriptor, &TTSOpsMinimalTuple);
 	initStringInfo(&r.img);
 	initStringInfo(&r.val);

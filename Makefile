@@ -20,6 +20,7 @@ OBJS = \
 	src/cq_eval.o \
 	src/cq_worker.o \
 	src/cq_capture.o \
+	src/cq_memory.o \
 	src/query.o \
 	src/store_memory.o \
 	src/rocks.o \

@@ -309,11 +309,19 @@ sstate_cq_agg_fns_backend(StreamStateCqAggFns *fns, const StreamStateCqAgg *agg,
 StreamStateCqAggContext *
 sstate_cq_agg_context_create(MemoryContext parent)
 {
+	return sstate_cq_agg_context_create_in(parent,
+										   AllocSetContextCreate(parent, "stream_state partial states",
+																 ALLOCSET_DEFAULT_SIZES));
+}
+
+/* The same with the states in a given context (a child of parent) */
+StreamStateCqAggContext *
+sstate_cq_agg_context_create_in(MemoryContext parent, MemoryContext states)
+{
 	StreamStateCqAggContext *cx = MemoryContextAllocZero(parent, sizeof(*cx));
 	MemoryContext old = MemoryContextSwitchTo(parent);
 
-	cx->states = AllocSetContextCreate(parent, "stream_state partial states",
-									   ALLOCSET_DEFAULT_SIZES);
+	cx->states = states;
 	cx->econtext = CreateStandaloneExprContext();
 	MemoryContextDelete(cx->econtext->ecxt_per_tuple_memory);
 	cx->econtext->ecxt_per_tuple_memory = cx->states;

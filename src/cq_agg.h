@@ -103,6 +103,8 @@ typedef struct StreamStateCqAggContext
 } StreamStateCqAggContext;
 
 extern StreamStateCqAggContext *sstate_cq_agg_context_create(MemoryContext parent);
+extern StreamStateCqAggContext *sstate_cq_agg_context_create_in(MemoryContext parent,
+																MemoryContext states);
 extern void sstate_cq_agg_context_reset(StreamStateCqAggContext *cx);
 
 extern void sstate_cq_agg_fns_worker(StreamStateCqAggFns *fns, const StreamStateCqWorkerAgg *w);

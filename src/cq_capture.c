@@ -42,6 +42,7 @@
 #include "utils/memutils.h"
 
 #include "cq_capture.h"
+#include "cq_memory.h"
 #include "window.h"
 
 
@@ -281,163 +282,6 @@ typedef struct CaptureGroup
 } CaptureGroup;
 
 /*
- * Where the groups live: an arena handed out in order and taken back all at
- * once (flush_groups), when its blocks are kept for the next pass.  Groups
- * are small (56 bytes for count, sum, avg and max) and many: in palloc
- * chunks they took 144 bytes each (a header and a power-of-two size).  The
- * first ARENA_SMALL bytes are blocks of the capture's memory context; past
- * that, blocks are 2 MB-aligned mappings advised to be transparent huge
- * pages, because with 4 kB pages nearly every row of a statement with
- * many groups cost a TLB miss on its group besides the cache miss, which
- * on a virtual machine is a walk of two page tables.  (Mapping and zeroing
- * a huge page costs a few hundred microseconds: a single-row statement
- * must not pay it.)  The mappings go back to the kernel when the capture's
- * memory context goes (a reset callback), also on error.
- */
-#define ARENA_BLOCK		((Size) 2 * 1024 * 1024)
-#define ARENA_SMALL		((Size) 1024 * 1024)
-#define ARENA_FIRST		((Size) 8 * 1024)
-
-typedef struct ArenaBlock
-{
-	struct ArenaBlock *next;
-	Size		size;			/* this header included */
-	bool		mapped;			/* else a chunk of the owner context */
-} ArenaBlock;
-
-typedef struct GroupArena
-{
-	MemoryContext owner;
-	ArenaBlock *blocks;			/* oldest first */
-	ArenaBlock *cur;
-	char	   *free;
-	char	   *end;
-	Size		used;			/* bytes handed out since the last reset */
-	Size		total;			/* of all blocks */
-} GroupArena;
-
-/*
- * size bytes (a multiple of ARENA_BLOCK) of fresh zeroed memory, 2 MB-aligned
- * so that all of it can be huge pages, and advised to be.
- */
-static char *
-huge_map(Size size)
-{
-	Size		len = size + ARENA_BLOCK;
-	char	   *raw = mmap(NULL, len, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
-	char	   *start;
-
-	if (raw == MAP_FAILED)
-		ereport(ERROR,
-				(errcode(ERRCODE_OUT_OF_MEMORY),
-				 errmsg("out of memory"),
-				 errdetail("Failed on a request of size %zu for the groups of a continuous query.", size)));
-	start = (char *) TYPEALIGN(ARENA_BLOCK, raw);
-	if (start > raw)
-		munmap(raw, start - raw);
-	if (raw + len > start + size)
-		munmap(start + size, raw + len - (start + size));
-#ifdef MADV_HUGEPAGE
-	(void) madvise(start, size, MADV_HUGEPAGE);	/* a hint: 4 kB pages do too */
-#endif
-	return start;
-}
-
-static ArenaBlock *
-arena_map(Size size)
-{
-	ArenaBlock *b = (ArenaBlock *) huge_map(size);
-
-	b->next = NULL;
-	b->size = size;
-	b->mapped = true;
-	return b;
-}
-
-static void
-arena_release(void *arg)
-{
-	GroupArena *a = (GroupArena *) arg;
-	ArenaBlock *b = a->blocks;
-
-	while (b != NULL)
-	{
-		ArenaBlock *next = b->next;
-
-		if (b->mapped)
-			munmap(b, b->size);
-		b = next;
-	}
-	a->blocks = a->cur = NULL;
-	a->free = a->end = NULL;
-}
-
-static void
-arena_init(GroupArena *a, MemoryContext owner)
-{
-	MemoryContextCallback *cb = MemoryContextAlloc(owner, sizeof(MemoryContextCallback));
-
-	memset(a, 0, sizeof(*a));
-	a->owner = owner;
-	cb->func = arena_release;
-	cb->arg = a;
-	MemoryContextRegisterResetCallback(owner, cb);
-}
-
-static void
-arena_reset(GroupArena *a)
-{
-	a->cur = a->blocks;
-	a->free = a->cur ? (char *) a->cur + MAXALIGN(sizeof(ArenaBlock)) : NULL;
-	a->end = a->cur ? (char *) a->cur + a->cur->size : NULL;
-	a->used = 0;
-}
-
-static inline void *
-arena_alloc(GroupArena *a, Size size)
-{
-	char	   *p;
-
-	size = MAXALIGN(size);
-	if (unlikely(a->free == NULL || a->free + size > a->end))
-	{
-		Size		need = MAXALIGN(sizeof(ArenaBlock)) + size;
-		ArenaBlock *next = a->cur ? a->cur->next : a->blocks;
-
-		if (next == NULL || next->size < need)
-		{
-			/* a new block after cur (a too small kept one goes after it) */
-			ArenaBlock *b;
-
-			if (a->total + need <= ARENA_SMALL)
-			{
-				Size		bsize = Max(Max(ARENA_FIRST, a->total), need);
-
-				b = MemoryContextAlloc(a->owner, bsize);
-				b->size = bsize;
-				b->mapped = false;
-			}
-			else
-				b = arena_map(TYPEALIGN(ARENA_BLOCK, need));
-			a->total += b->size;
-			b->next = next;
-			if (a->cur)
-				a->cur->next = b;
-			else
-				a->blocks = b;
-			next = b;
-		}
-		a->cur = next;
-		a->free = (char *) next + MAXALIGN(sizeof(ArenaBlock));
-		a->end = (char *) next + next->size;
-	}
-	p = a->free;
-	a->free += size;
-	a->used += size;
-	return p;
-}
-
-/*
  * A group's key image and pane.  Images of up to CAPTURE_INLINE bytes (a
  * bigint key takes 9) are kept in the entry itself, zero-padded, and
  * compared as two words: a probe then touches no memory but the table's.
@@ -488,9 +332,12 @@ capture_key_hash(const CaptureKey *k)
  * groups as GROUP BY does, without building a tuple per row.
  *
  * Open addressing with linear probing over a power-of-two array, grown by
- * doubling past a load of 3/4; the full hash is kept, so growing never
- * hashes a key again.  A small array is a chunk of the capture's context;
- * one larger than ARENA_SMALL is a fresh mapping (huge_map): already zero,
+ * doubling past a load of 7/8 (simplehash grows past 0.9: the array is a
+ * third of the capture's memory, and at 3/4 a 2M-row statement's table
+ * grew once more, to 30 MB, and clearing its pages cost a sixth of the
+ * capture).  The full hash is kept, so growing never hashes a key again.
+ * A small array is a chunk of the capture's context; one larger than
+ * SSTATE_ARENA_SMALL is a fresh mapping (sstate_huge_map): already zero,
  * so growing to hundreds of thousands of groups neither clears memory nor
  * takes a page fault per 4 kB of it, which were a tenth of a 2M-row
  * statement's capture with simplehash.
@@ -517,9 +364,9 @@ table_alloc(GroupTable *t, uint64 nentries)
 {
 	Size		bytes = table_bytes(nentries);
 
-	t->mapped = bytes > ARENA_SMALL;
+	t->mapped = bytes > SSTATE_ARENA_SMALL;
 	if (t->mapped)
-		t->data = (CaptureEntry *) huge_map(TYPEALIGN(ARENA_BLOCK, bytes));
+		t->data = (CaptureEntry *) sstate_huge_map(TYPEALIGN(SSTATE_HUGE_PAGE, bytes));
 	else
 		t->data = MemoryContextAllocZero(t->owner, bytes);
 	t->mask = nentries - 1;
@@ -531,7 +378,7 @@ table_free_data(CaptureEntry *data, uint64 nentries, bool mapped)
 	if (data == NULL)
 		return;
 	if (mapped)
-		munmap(data, TYPEALIGN(ARENA_BLOCK, table_bytes(nentries)));
+		munmap(data, TYPEALIGN(SSTATE_HUGE_PAGE, table_bytes(nentries)));
 	else
 		pfree(data);
 }
@@ -627,7 +474,7 @@ table_insert(GroupTable *t, const CaptureKey *key, uint32 hash, bool *found)
 {
 	uint64		at;
 
-	if (unlikely((t->members + 1) * 4 > (t->mask + 1) * 3))
+	if (unlikely((t->members + 1) * 8 > (t->mask + 1) * 7))
 		table_grow(t);
 	at = hash & t->mask;
 	for (;;)
@@ -695,9 +542,8 @@ typedef struct CaptureRun
 	int			nowned;
 	int		   *slot;			/* per aggregate: its state in a group, -1
 								 * if it has none (count(*), sharing) */
-	int		   *refstates;		/* the states kept by reference (by slot) */
-	int			nrefstates;
-	GroupArena *arena;			/* their release callbacks outlive this */
+	Size		span;			/* a group and the state after it */
+	StreamStateArena *arena;	/* their release callbacks outlive this */
 	MemoryContext batchcxt;		/* by-reference arguments and long images */
 } CaptureRun;
 
@@ -731,6 +577,17 @@ typedef struct PendingRow
  */
 #define FLUSH_AHEAD		8
 
+/* The lines of group g and of the state after it (r->span bytes) */
+static inline void
+prefetch_group(CaptureRun *r, CaptureGroup *g)
+{
+	const char *p = (const char *) g;
+
+	for (Size off = 0; off < r->span; off += 64)
+		__builtin_prefetch(p + off, 1);
+	__builtin_prefetch(p + r->span - 1, 1);
+}
+
 static void
 flush_groups(CaptureRun *r)
 {
@@ -743,9 +600,9 @@ flush_groups(CaptureRun *r)
 	uint64		size = groups->mask + 1;
 
 	/*
-	 * In the table's own order, the group FLUSH_AHEAD entries on fetched
-	 * while this one is written (the groups are all over the states'
-	 * memory), and the states it keeps by reference half-way.
+	 * In the table's own order, the group FLUSH_AHEAD entries on (and the
+	 * state after it) fetched while this one is written: the groups are all
+	 * over the arena.
 	 */
 	for (uint64 i = 0; i < size; i++)
 	{
@@ -753,15 +610,7 @@ flush_groups(CaptureRun *r)
 		CaptureGroup *g;
 
 		if (i + FLUSH_AHEAD < size && groups->data[i + FLUSH_AHEAD].g != NULL)
-			__builtin_prefetch(groups->data[i + FLUSH_AHEAD].g);
-		if (i + FLUSH_AHEAD / 2 < size && groups->data[i + FLUSH_AHEAD / 2].g != NULL)
-		{
-			CaptureGroup *ahead = groups->data[i + FLUSH_AHEAD / 2].g;
-
-			for (int k = 0; k < r->nrefstates; k++)
-				if (!ahead->states[r->refstates[k]].isnull)
-					__builtin_prefetch(DatumGetPointer(ahead->states[r->refstates[k]].value));
-		}
+			prefetch_group(r, groups->data[i + FLUSH_AHEAD].g);
 		if (entry->g == NULL)
 			continue;
 		g = entry->g;
@@ -792,7 +641,7 @@ flush_groups(CaptureRun *r)
 	}
 	table_reset(groups);
 	sstate_cq_agg_context_reset(cx);
-	arena_reset(r->arena);
+	sstate_arena_reset(r->arena);	/* after the states' context */
 }
 
 /*
@@ -819,7 +668,7 @@ next_spilled(void *arg, TupleTableSlot *slot)
 static CaptureGroup *
 new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
 {
-	CaptureGroup *g = arena_alloc(r->arena,
+	CaptureGroup *g = sstate_arena_alloc(r->arena,
 								  r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
 
 	g->nrows = 0;
@@ -888,60 +737,62 @@ batch_add(CaptureRun *r, const CaptureKey *key, uint32 hash, int64 event_us, Exp
 	}
 }
 
+/* Row p of the batch into its group g */
+static inline void
+fold_row(CaptureRun *r, PendingRow *p, CaptureGroup *g)
+{
+	StreamStateCqAnalysis *an = r->c->an;
+
+	g->nrows++;
+	if (p->event_us < g->first)
+		g->first = p->event_us;
+	if (p->event_us > g->last)
+		g->last = p->event_us;
+	for (int k = 0; k < r->nowned; k++)
+	{
+		int			j = r->owned[k];
+
+		if (!p->pass[j])
+			continue;
+		sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[k], &p->args[r->argoff[j]],
+								&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
+	}
+}
+
 /* Fold the batch in: look its groups up (or make them), then advance them */
 static void
 batch_fold(CaptureRun *r)
 {
-	CqCompiled *c = r->c;
-	StreamStateCqAnalysis *an = c->an;
 
+	/*
+	 * A new group's first row is folded at once, so that the states it
+	 * makes (avg's, hll's) come from the arena right after the group: a
+	 * later row then finds both in the lines prefetched here.  The rows of
+	 * one group are still folded in their order.
+	 */
 	for (int i = 0; i < r->npending; i++)
 	{
 		PendingRow *p = &r->pending[i];
 		bool		found;
 		CaptureEntry *entry = table_insert(r->groups, &p->key, p->hash, &found);
 
-		p->g = found ? entry->g : new_group(r, entry, &p->key);
-		__builtin_prefetch(p->g, 1);
-	}
-	if (r->nrefstates > 0)
-	{
-		/*
-		 * The states kept by reference (avg's, hll's) are a miss of their
-		 * own, behind the group's: fetch them together too.
-		 */
-		for (int i = 0; i < r->npending; i++)
+		if (found)
 		{
-			CaptureGroup *g = r->pending[i].g;
-
-			for (int k = 0; k < r->nrefstates; k++)
-			{
-				StreamStateCqState *st = &g->states[r->refstates[k]];
-
-				if (!st->isnull)
-					__builtin_prefetch(DatumGetPointer(st->value), 1);
-			}
+			p->g = entry->g;
+			prefetch_group(r, p->g);
+		}
+		else
+		{
+			p->g = NULL;
+			fold_row(r, p, new_group(r, entry, &p->key));
 		}
 	}
 	for (int i = 0; i < r->npending; i++)
 	{
 		PendingRow *p = &r->pending[i];
-		CaptureGroup *g = p->g;
 
-		g->nrows++;
-		if (p->event_us < g->first)
-			g->first = p->event_us;
-		if (p->event_us > g->last)
-			g->last = p->event_us;
-		for (int k = 0; k < r->nowned; k++)
-		{
-			int			j = r->owned[k];
-
-			if (!p->pass[j])
-				continue;
-			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[k], &p->args[r->argoff[j]],
-									&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
-		}
+		if (p->g != NULL)
+			fold_row(r, p, p->g);
 	}
 	r->npending = 0;
 	MemoryContextReset(r->batchcxt);
@@ -1088,7 +939,6 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	r.keyexprs = palloc0(sizeof(ExprState *) * Max(an->nkeys, 1));
 	r.argexprs = palloc0(sizeof(ExprState **) * Max(an->naggs, 1));
 	r.filters = palloc0(sizeof(ExprState *) * Max(an->naggs, 1));
-	r.cx = sstate_cq_agg_context_create(cxt);
 	r.limit = (Size) sstate_capture_memory_kb * 1024;
 	r.session = info->def.session_gap_us > 0;
 	r.keyvals = palloc(sizeof(Datum) * Max(an->nkeys, 1));
@@ -1105,8 +955,9 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 		}
 	}
 	r.gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * r.nowned;
-	r.arena = palloc(sizeof(GroupArena));
-	arena_init(r.arena, cxt);
+	r.arena = sstate_arena_create(cxt);
+	r.cx = sstate_cq_agg_context_create_in(cxt, sstate_arena_context_create(cxt, "stream_state partial states",
+																			  r.arena));
 	r.qual = an->qual ? ExecInitQual(make_ands_implicit(expression_planner(an->qual)), NULL) : NULL;
 	for (int i = 0; i < an->nkeys; i++)
 		r.keyexprs[i] = prepare(an->keys[i].expr);
@@ -1146,10 +997,10 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 			k++;
 		}
 	}
-	r.refstates = palloc(sizeof(int) * Max(an->naggs, 1));
+	r.span = r.gsize;
 	for (int k = 0; k < r.nowned; k++)
 		if (!r.fns[r.owned[k]].transtypbyval)
-			r.refstates[r.nrefstates++] = k;
+			r.span = r.gsize + 64;	/* a state's header and first line */
 	r.pending = palloc(sizeof(PendingRow) * CAPTURE_BATCH);
 	for (int i = 0; i < CAPTURE_BATCH; i++)
 	{

@@ -1151,6 +1151,249 @@ flush_values(void)
 	rdb_pending = true;
 }
 
+/*
+ * Values of the table for raw key k, without reading RocksDB: the entry
+ * (new ones read as absent).
+ */
+static ValueEntry *
+value_entry_nofetch(int32 qid, const char *k, uint32 len)
+{
+	ValueKey	vk;
+	ValueEntry *e;
+	bool		found;
+
+	values_init();
+	vk.data = k;
+	vk.len = len;
+	e = hash_search(values, &vk, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->key.data = MemoryContextAlloc(value_cxt, len);
+		memcpy((char *) e->key.data, k, len);
+		e->key.len = len;
+		e->qid = qid;
+		e->value = NULL;
+		e->len = 0;
+		e->dirty = false;
+		values_bytes += len + sizeof(ValueEntry);
+	}
+	return e;
+}
+
+/* One pane key of the key being looked at by sstate_rdb_drop_idle */
+typedef struct IdlePane
+{
+	const char *k;
+	uint32		len;
+} IdlePane;
+
+typedef struct IdleWalk
+{
+	int32		qid;
+	int64		idle_below;
+	char	   *prefix;			/* the key without its pane */
+	uint32		prefixlen;
+	IdlePane   *panes;			/* every pane key of it, present or not */
+	int			npanes;
+	int			cap;
+	bool		present;		/* has a pane with a value */
+	int64		newest;			/* the newest such pane */
+	int64		dropped;
+} IdleWalk;
+
+/* The key sstate_rdb_drop_idle has gathered ends: drop it if idle. */
+static void
+idle_key_end(IdleWalk *w)
+{
+	if (w->npanes > 0 && w->present && w->newest < w->idle_below)
+	{
+		for (int i = 0; i < w->npanes; i++)
+		{
+			ValueEntry *e = value_entry_nofetch(w->qid, w->panes[i].k, w->panes[i].len);
+
+			/* a Delete at the round's end (flush_values), after any Put */
+			e->value = NULL;
+			e->len = 0;
+			mark_dirty(e);
+		}
+		w->dropped++;
+		rdb_pending = true;
+	}
+	w->npanes = 0;
+	w->present = false;
+	w->prefixlen = 0;
+}
+
+static void
+idle_pane(IdleWalk *w, MemoryContext cxt, const char *k, uint32 len, bool present)
+{
+	uint32		plen;
+	int64		pane;
+
+	if (len < 4 + 4 + 8)
+		return;
+	plen = len - 8;
+	if (w->prefixlen != plen || memcmp(w->prefix, k, plen) != 0)
+	{
+		idle_key_end(w);
+		w->prefix = MemoryContextAlloc(cxt, plen);
+		memcpy(w->prefix, k, plen);
+		w->prefixlen = plen;
+	}
+	if (w->npanes == w->cap)
+	{
+		w->cap = Max(w->cap * 2, 16);
+		w->panes = w->panes ? repalloc(w->panes, sizeof(IdlePane) * w->cap) :
+			MemoryContextAlloc(cxt, sizeof(IdlePane) * w->cap);
+	}
+	w->panes[w->npanes].k = MemoryContextAlloc(cxt, len);
+	memcpy((char *) w->panes[w->npanes].k, k, len);
+	w->panes[w->npanes].len = len;
+	w->npanes++;
+	if (present)
+	{
+		pane = get_pane(k + plen);
+		if (!w->present || pane > w->newest)
+			w->newest = pane;
+		w->present = true;
+	}
+}
+
+/*
+ * Retention of query def (a query in SQL): drop every key whose newest pane
+ * is below idle_below, in the pending batch.  Returns how many keys went.
+ * Worker only, between commits (nothing journalled).
+ *
+ * RocksDB alone does not say what a key holds: the pending batch and the
+ * table of values may have a newer pane of it (or have deleted one).  So
+ * the walk merges, in key order, the query's range in RocksDB with the
+ * table's entries of the query, the table's winning where both have a key
+ * (it is what the batch will make of it).  A dropped key's every pane key
+ * becomes a table entry with no value, dirty: the round's end deletes it
+ * after whatever the batch put before, a later Get of it in this round
+ * finds the entry (absent) rather than RocksDB's stale value, and a later
+ * merge starts it afresh.
+ */
+int64
+sstate_rdb_drop_idle(const StreamStateQueryDef *def, int64 idle_below)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "stream_state rocksdb retention",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	ValueEntry **tab = NULL;
+	int			ntab = 0;
+	int			t = 0;
+	IdleWalk	w;
+	rocksdb_readoptions_t *ro = NULL;
+	rocksdb_iterator_t *it = NULL;
+	char		lo[4],
+				hi[4];
+	char	   *err = NULL;
+
+	Assert(rdb != NULL);
+	Assert(nvjournal == 0);
+	memset(&w, 0, sizeof(w));
+	w.qid = def->id;
+	w.idle_below = idle_below;
+
+	/* the table's entries of the query, in key order */
+	if (values != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		ValueEntry *e;
+		int			cap = 1024;
+
+		tab = palloc(sizeof(ValueEntry *) * cap);
+		hash_seq_init(&seq, values);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			if (e->qid != def->id)
+				continue;
+			if (ntab == cap)
+			{
+				cap *= 2;
+				tab = repalloc_huge(tab, sizeof(ValueEntry *) * cap);
+			}
+			tab[ntab++] = e;
+		}
+		if (ntab > 1)
+			qsort(tab, ntab, sizeof(ValueEntry *), value_entry_cmp);
+	}
+
+	/* RocksDB's, unless the pending batch deletes the whole query */
+	if (!deleted_in_batch(def->id))
+	{
+		put_be32(lo, (uint32) def->id);
+		put_be32(hi, (uint32) def->id + 1);
+		ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_set_iterate_upper_bound(ro, hi, sizeof(hi));
+		rocksdb_readoptions_set_fill_cache(ro, 0);
+		it = rocksdb_create_iterator(rdb, ro);
+		rocksdb_iter_seek(it, lo, sizeof(lo));
+	}
+
+	for (;;)
+	{
+		bool		have_it = it != NULL && rocksdb_iter_valid(it);
+		const char *k = NULL;
+		size_t		klen = 0;
+		int			c;
+
+		if (!have_it && t >= ntab)
+			break;
+		if (have_it)
+			k = rocksdb_iter_key(it, &klen);
+		if (!have_it)
+			c = 1;
+		else if (t >= ntab)
+			c = -1;
+		else
+		{
+			c = memcmp(k, tab[t]->key.data, Min(klen, tab[t]->key.len));
+			if (c == 0)
+				c = (klen > tab[t]->key.len) - (klen < tab[t]->key.len);
+		}
+		if (c < 0)
+		{
+			size_t		vlen;
+			const char *v = rocksdb_iter_value(it, &vlen);
+
+			idle_pane(&w, cxt, k, (uint32) klen, vlen >= 1 && v[0] == VALUE_TAG);
+			rocksdb_iter_next(it);
+		}
+		else
+		{
+			/* the table's entry, over RocksDB's when both have the key */
+			idle_pane(&w, cxt, tab[t]->key.data, tab[t]->key.len, tab[t]->value != NULL);
+			t++;
+			if (c == 0)
+				rocksdb_iter_next(it);
+		}
+	}
+	idle_key_end(&w);
+	if (it != NULL)
+	{
+		rocksdb_iter_get_error(it, &err);
+		rocksdb_iter_destroy(it);
+		rocksdb_readoptions_destroy(ro);
+	}
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	if (err != NULL)
+	{
+		char	   *msg = pstrdup(err);
+
+		rocksdb_free(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("stream_state: could not read RocksDB: %s", msg)));
+	}
+	if (w.dropped > 0 && sstate_rdb_cache_has(def->id))
+		sstate_rdb_cache_drop(def->id);
+	return w.dropped;
+}
+
 /* Delete a query's state and meta (in the pending batch). */
 void
 sstate_rdb_drop_query(int32 qid)

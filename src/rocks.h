@@ -65,6 +65,7 @@ extern void sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key
 								 int64 pane, const char *value, uint32 len);
 extern void sstate_rdb_values_commit(void);
 extern void sstate_rdb_values_undo(void);
+extern int64 sstate_rdb_drop_idle(const StreamStateQueryDef *def, int64 idle_below);
 extern void sstate_rdb_set_dead_below(int32 qid, int64 dead_below);
 extern void sstate_rdb_late_init(StreamStateStore *store);
 extern void sstate_rdb_late_put(int32 qid, const StreamStateLateGroup *g, bool journal);

@@ -95,8 +95,7 @@ static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, const char *column);
-static void check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
-							  const char *hint);
+static void check_rocksdb_sql(const char *name, int64 session_gap_us, const char *hint);
 
 /* ---------------------------------------------------------------------
  * Waiting for the worker
@@ -963,8 +962,7 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
 	}
 	if (info.def.backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info.def.session_gap_us, info_retention_us,
-						  "Give backend => 'memory'.");
+		check_rocksdb_sql(name, info.def.session_gap_us, "Give backend => 'memory'.");
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));
@@ -1350,8 +1348,7 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	sstate_query_check_owner(info);
 	backend = sstate_backend_from_text(bname);
 	if (info->def.sql && backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info->def.session_gap_us, info->def.retention_us,
-						  "Keep it on backend memory.");
+		check_rocksdb_sql(name, info->def.session_gap_us, "Keep it on backend memory.");
 	id = info->id;
 
 	owner_begin(&oc);
@@ -1385,28 +1382,19 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 }
 
 /*
- * A query in SQL on the rocksdb backend: fixed and sliding windows only.
- * Session windows keep a key's sessions sorted and merge them as events
- * bridge them, and retention drops whole keys by a walk of the query's
- * state; neither is built for RocksDB yet.  (late_to is: the worker writes
- * a rocksdb query's late groups into RocksDB with its state, rocks.c.)
+ * A query in SQL on the rocksdb backend: fixed and sliding windows, with
+ * retention (a walk of the query's range in RocksDB over the worker's table
+ * of values, rocks.c) and late_to.  Session windows keep a key's sessions
+ * sorted and merge them as events bridge them; not built for RocksDB yet.
  */
 static void
-check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
-				  const char *hint)
+check_rocksdb_sql(const char *name, int64 session_gap_us, const char *hint)
 {
 	if (session_gap_us > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
 				 errmsg("session windows need the memory backend"),
 				 errdetail("Continuous query \"%s\" has session_gap; the rocksdb backend keeps fixed and sliding windows of queries in SQL only.",
-						   name),
-				 errhint("%s", hint)));
-	if (retention_us > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("retention needs the memory backend"),
-				 errdetail("Continuous query \"%s\" has a retention; the rocksdb backend does not drop idle keys yet.",
 						   name),
 				 errhint("%s", hint)));
 }
@@ -1467,9 +1455,6 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
-	if (retention_us > 0 && info->def.backend == SSB_ROCKSDB && info->def.session_gap_us == 0)
-		check_rocksdb_sql(name, 0, retention_us,
-						  "Move it to backend memory first with stream_state.set_backend.");
 	if (retention_us > 0 && info->def.session_gap_us > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

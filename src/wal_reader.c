@@ -1228,7 +1228,8 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	 * keys each time that moves by a pane, or by an eighth of the retention
 	 * when that is more.
 	 */
-	if (q->def.retention_us > 0 && q->def.backend == SSB_MEMORY)
+	if (q->def.retention_us > 0 &&
+		(q->def.backend == SSB_MEMORY || (sstate_rdb_is_open() && !sstate_rdb_broken())))
 	{
 		int64		idle = Min(sstate_floor_div(wm - q->def.retention_us, q->def.pane_us),
 							   sstate_emit_hold(q));
@@ -1236,7 +1237,11 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 
 		if (q->idle_below == PG_INT64_MIN || idle >= q->idle_below + step)
 		{
-			sstate_store_drop_idle(apply_table, q, idle);
+			/* rocksdb: into the pending batch, over the table of values */
+			if (q->def.backend == SSB_ROCKSDB)
+				(void) sstate_rdb_drop_idle(&q->def, idle);
+			else
+				sstate_store_drop_idle(apply_table, q, idle);
 			q->idle_below = idle;
 		}
 	}

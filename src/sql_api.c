@@ -95,7 +95,6 @@ static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, const char *column);
-static void check_rocksdb_sql(const char *name, int64 session_gap_us, const char *hint);
 
 /* ---------------------------------------------------------------------
  * Waiting for the worker
@@ -961,8 +960,6 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 							format_type_be(an->keys[i].type)),
 					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
 	}
-	if (info.def.backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info.def.session_gap_us, "Give backend => 'memory'.");
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));
@@ -1347,8 +1344,6 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
 	backend = sstate_backend_from_text(bname);
-	if (info->def.sql && backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info->def.session_gap_us, "Keep it on backend memory.");
 	id = info->id;
 
 	owner_begin(&oc);
@@ -1379,24 +1374,6 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	sstate_delta_put_backend(&msg, id, backend);
 	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
-}
-
-/*
- * A query in SQL on the rocksdb backend: fixed and sliding windows, with
- * retention (a walk of the query's range in RocksDB over the worker's table
- * of values, rocks.c) and late_to.  Session windows keep a key's sessions
- * sorted and merge them as events bridge them; not built for RocksDB yet.
- */
-static void
-check_rocksdb_sql(const char *name, int64 session_gap_us, const char *hint)
-{
-	if (session_gap_us > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("session windows need the memory backend"),
-				 errdetail("Continuous query \"%s\" has session_gap; the rocksdb backend keeps fixed and sliding windows of queries in SQL only.",
-						   name),
-				 errhint("%s", hint)));
 }
 
 /*

@@ -53,6 +53,32 @@
  * It runs on RocksDB's threads and so reads only a plain C array of
  * (query id, dead_below) that the worker updates with atomic stores.
  *
+ * Retention.  A walk of the query's range drops keys whose newest pane is
+ * older than the idle horizon (sstate_rdb_drop_idle, called by evict_to
+ * as often as the memory store's walk: each pane, or eighth of the
+ * retention, of watermark progress).  RocksDB alone does not say what a key
+ * holds: the table of values may have a newer pane of it that the pending
+ * batch has (or will get), or none that RocksDB still shows.  So the walk
+ * merges the range with the table's entries of the query (walk_values),
+ * the table's winning; and a dropped key's pane keys become table entries
+ * without a value, dirty: the round's end Deletes them after anything the
+ * batch put earlier, a Get in the same round reads them as absent (not
+ * RocksDB's stale value), and a later merge starts the key afresh.
+ *
+ * Session windows.  A key's sessions are one value under pane
+ * SSTATE_RDB_SESSIONS_PANE: a list, sorted by first event, of (first
+ * event, the memory store's session value: last event, then the states).
+ * A group merges into the key's list as sstate_store_merge_session merges
+ * into its pane array, through the table of values (read once, combined,
+ * Put at the round's end, journalled for a commit that fails), so a merge
+ * never has to find a key's sessions among RocksDB's keys and the batch's.
+ * Ended sessions leave the lists in a walk like retention's
+ * (sstate_rdb_evict_sessions).  Scans and iterations give each session as
+ * a pane with its value, so reads, export and set_backend to memory share
+ * the memory path's code; set_backend to rocksdb packs each key's sessions
+ * (sstate_rdb_put_sessions).  The cost: a merge rewrites the key's whole
+ * list, which holds every session not yet ended (lateness keeps them).
+ *
  * Late groups (late_to, 0.7.0).  The memory store's list of a query's late
  * groups (store_memory.c) is what readers and the emit helper use, for
  * rocksdb queries too; but such a query restarts from RocksDB's own

@@ -231,6 +231,16 @@ sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 	(void) wait_applied_internal(lsn, 0, timeout_ms, error_on_timeout);
 }
 
+/*
+ * Wait until the worker has applied (for query qid: a paused other query
+ * does not hold it back) everything in the WAL inserted so far.
+ */
+void
+sstate_wait_applied_now(int32 qid, int timeout_ms, bool error_on_timeout)
+{
+	(void) wait_applied_internal(inserted_end(), qid, timeout_ms, error_on_timeout);
+}
+
 static bool
 database_has_slot(void)
 {

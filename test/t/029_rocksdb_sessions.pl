@@ -20,8 +20,9 @@
 #    end, a key idle for 30 minutes comes back with only its new row, though
 #    its window still holds the old one.
 #
-# Then restore_checkpoint, and set_backend of the session query to memory
-# and back, with a kill -9 after.
+# Then restore_checkpoint, set_backend of the session query to memory and
+# back, with a kill -9 after, and export_checkpoint of it (from the RocksDB
+# checkpoint) imported into a rocksdb session query of another cluster.
 
 use strict;
 use warnings FATAL => 'all';
@@ -125,6 +126,19 @@ SELECT (SELECT count(*) FROM truth) || ' ' || count(*)
 
 check('after create (backfill and inserts)');
 
+# an on-demand checkpoint; the periodic one (every 3 seconds) may be running
+sub checkpoint_now
+{
+	for (1 .. 600)
+	{
+		my ($ret, $out, $err) = $node->psql($db, 'SELECT stream_state.checkpoint()');
+		return $out if $ret == 0;
+		die "checkpoint failed: $err" unless $err =~ /a checkpoint of this database is already running/;
+		usleep(100_000);
+	}
+	die 'no checkpoint in 60 seconds';
+}
+
 # a session inserting, rolling back and rolling back sub-transactions until
 # the server goes away
 sub start_writer
@@ -163,7 +177,7 @@ for my $round (1 .. 4)
 {
 	my @writers = map { start_writer() } (1 .. 2);
 	usleep(500_000 + int(rand(1_000_000)));
-	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2 == 0;
+	checkpoint_now() if $round % 2 == 0;
 	usleep(int(rand(1_000_000)));
 	ss_kill9_and_restart($node);
 	ss_bg_abandon($_) for @writers;
@@ -175,7 +189,7 @@ ok($node->log_contains(qr/restored checkpoint \d+ of database \d+/),
 	'a worker restored a checkpoint (with its RocksDB) after a kill -9');
 
 # ------------------------------------------------------- restore_checkpoint
-my $c1 = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+my $c1 = checkpoint_now();
 $node->safe_psql($db, $rows->(100));
 check("after checkpoint $c1 and more rows");
 is( $node->safe_psql($db,
@@ -196,6 +210,27 @@ ss_kill9_and_restart($node);
 check('s back on rocksdb, after kill -9');
 is($node->safe_psql($db, q{SELECT backend FROM stream_state.queries WHERE name = 's'}),
 	'rocksdb', 's still on rocksdb');
+
+# ------------------------------------- export (from RocksDB's checkpoint) and import
+my $c2 = checkpoint_now();
+my $file = $node->basedir . '/s.ckpt';
+cmp_ok($node->safe_psql($db, "SELECT stream_state.export_checkpoint($c2, '$file')"),
+	'>', 0, "export_checkpoint($c2) of a rocksdb session query");
+my $all = qq{SELECT md5(string_agg(t::text, ';' ORDER BY window_start, k))
+	FROM stream_state._session_result('s', NULL, 'infinity') AS t($s_cols)};
+my $want = $node->safe_psql($db, $all);
+my $dst = ss_new_node('rsess_dst');
+$dst->safe_psql($db, 'CREATE EXTENSION stream_state');
+$dst->safe_psql($db, q{
+CREATE TABLE sv (k int, v numeric, ts timestamptz);
+SELECT stream_state.create_query('s', $$SELECT k, count(*), sum(v), max(v) FROM sv GROUP BY k$$,
+	time_column => 'ts', session_gap => '5 minutes', lateness => '30 days', backend => 'rocksdb');
+});
+$dst->safe_psql($db, "SELECT * FROM stream_state.import_checkpoint('$file')");
+ss_wait_applied($dst, $db, 'after import');
+is($dst->safe_psql($db, $all), $want,
+	'import_checkpoint into a rocksdb session query gives the exported sessions');
+$dst->stop;
 
 # -------------------------------------------- se: every session emitted once
 # an event a year later closes every session; the helper emits them

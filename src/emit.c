@@ -47,6 +47,10 @@
  *   (_session_result).  A session that ended is final: the worker never
  *   merges a later event into it.
  *
+ * - A rocksdb query's watermark (shared memory) is ahead of RocksDB while
+ *   the worker's round is being applied: the helper waits until the
+ *   worker's published position passes the WAL written when it read it.
+ *
  * - At most stream_state.emit_batch windows per transaction, so that a long backlog
  *   (a query created over a large table) commits, and frees memory, as it
  *   goes.

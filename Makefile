@@ -46,12 +46,10 @@ REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_s
 
 # The same tests once more with every query on the rocksdb backend
 # (stream_state.default_backend = rocksdb), except store, which looks at
-# the memory store itself, read_cache, which names its backends, cq_analyze
-# and cq_evaluate, which keep no state, and cq_retention, cq_sessions and
-# cq_late, whose retention, session windows and late_to need the memory
-# backend; and the isolation specs.  Same expected output: the backend
-# must not show.
-REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate cq_retention cq_sessions,$(REGRESS))
+# the memory store itself, read_cache, which names its backends, and
+# cq_analyze and cq_evaluate, which keep no state; and the isolation specs.
+# Same expected output: the backend must not show.
+REGRESS_ROCKSDB = $(filter-out store read_cache cq_analyze cq_evaluate,$(REGRESS))
 
 ISOLATION = concurrent_writers concurrent_writers_sql create_during_inserts rebuild_during_inserts rebuild_sql_during_inserts
 ISOLATION_OPTS = --temp-instance=./tmp_check_iso --temp-config=$(srcdir)/test/stream_state.conf \

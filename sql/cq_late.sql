@@ -124,11 +124,10 @@ SELECT events_from, events_to, n, a FROM lt_total_late ORDER BY events_from;
 
 -- session windows: a late group is a key's events of one gap bucket whose
 -- session had ended; events_from and events_to are its first and last
--- (sessions need the memory backend, also in make installcheck-rocksdb)
+-- (on either backend: make installcheck-rocksdb runs it on rocksdb)
 CREATE TABLE lt_clicks (u int, ts timestamptz);
 SELECT stream_state.create_query('lt_sessions', $$SELECT u, count(*) AS n FROM lt_clicks GROUP BY u$$,
-	time_column => 'ts', session_gap => '10 minutes', late_to => 'lt_session_late',
-	backend => 'memory');
+	time_column => 'ts', session_gap => '10 minutes', late_to => 'lt_session_late');
 INSERT INTO lt_clicks VALUES (1, '2026-11-24 10:00+00'), (1, '2026-11-24 10:05+00');
 INSERT INTO lt_clicks VALUES (2, '2026-11-24 11:00+00');
 -- user 1's session ended at 10:15, before the watermark (11:00): late

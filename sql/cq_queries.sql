@@ -56,20 +56,29 @@ SELECT attname, atttypid::regtype FROM pg_attribute
  WHERE attrelid = 'cq_spend'::regclass AND attnum > 0 ORDER BY attnum;
 
 -- errors
--- the rocksdb backend keeps fixed and sliding windows only
-SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', session_gap => '1 hour', backend => 'rocksdb')$$);
-SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id', time_column => 'ts', window_size => '1 hour', retention => '2 hours', backend => 'rocksdb')$$);
+-- the rocksdb backend keeps session windows and retention too
+SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', session_gap => '1 hour', backend => 'rocksdb');
+SELECT backend, session_gap FROM stream_state.queries WHERE name = 'cq_r';
+SELECT stream_state.drop_query('cq_r');
+SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', window_size => '1 hour', retention => '2 hours', backend => 'rocksdb');
+SELECT backend, retention FROM stream_state.queries WHERE name = 'cq_r';
+SELECT stream_state.drop_query('cq_r');
 SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
 	time_column => 'ts', window_size => '1 hour', backend => 'rocksdb');
-SELECT ss_test.error_of($$SELECT stream_state.alter_query('cq_r', retention => '2 hours')$$);
+SELECT stream_state.alter_query('cq_r', retention => '2 hours');
+SELECT backend, retention FROM stream_state.queries WHERE name = 'cq_r';
 SELECT stream_state.drop_query('cq_r');
 SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
 	time_column => 'ts', window_size => '1 hour', retention => '2 hours', backend => 'memory');
-SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_r', 'rocksdb')$$);
+SELECT stream_state.set_backend('cq_r', 'rocksdb');
+SELECT backend, retention FROM stream_state.queries WHERE name = 'cq_r';
 SELECT stream_state.drop_query('cq_r');
 SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',
 	time_column => 'ts', session_gap => '1 hour', backend => 'memory');
-SELECT ss_test.error_of($$SELECT stream_state.set_backend('cq_r', 'rocksdb')$$);
+SELECT stream_state.set_backend('cq_r', 'rocksdb');
+SELECT backend, session_gap FROM stream_state.queries WHERE name = 'cq_r';
 SELECT stream_state.drop_query('cq_r');
 SELECT ss_test.error_of($$SELECT stream_state.create_query('cq_j', 'SELECT page::jsonb AS j, count(*) FROM cq_events GROUP BY 1', time_column => 'ts', session_gap => '1 hour')$$);
 SELECT ss_test.error_of($$SELECT * FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00') AS t(user_id bigint)$$);

@@ -47,6 +47,10 @@
  *   (_session_result).  A session that ended is final: the worker never
  *   merges a later event into it.
  *
+ * - A rocksdb query's watermark (shared memory) is ahead of RocksDB while
+ *   the worker's round is being applied: the helper waits until the
+ *   worker's published position passes the WAL written when it read it.
+ *
  * - At most stream_state.emit_batch windows per transaction, so that a long backlog
  *   (a query created over a large table) commits, and frees memory, as it
  *   goes.
@@ -240,11 +244,12 @@ spi_check(int ret, int expected, const char *what)
 }
 
 /*
- * The closed end and eviction horizon of query qid, read consistently;
- * false when it is not running.
+ * The closed end, eviction horizon and backend of query qid, read
+ * consistently; false when it is not running.
  */
 static bool
-query_closed_end(StreamStateDb *db, int32 qid, int64 *closed, int64 *dead_below)
+query_closed_end(StreamStateDb *db, int32 qid, int64 *closed, int64 *dead_below,
+				 uint8 *backend)
 {
 	StreamStateQuery *q;
 	bool		ok = false;
@@ -255,6 +260,7 @@ query_closed_end(StreamStateDb *db, int32 qid, int64 *closed, int64 *dead_below)
 	{
 		*closed = sstate_closed_end(q);
 		*dead_below = q->dead_below;
+		*backend = q->def.backend;
 		ok = true;
 	}
 	LWLockRelease(&db->lock);
@@ -364,6 +370,7 @@ emit_some(StreamStateDb *db, int32 qid)
 	int64		emitted = SSTATE_NO_TIME;
 	int64		dead_below = PG_INT64_MIN;
 	int64		closed;
+	uint8		backend = SSB_MEMORY;
 	int64		last;
 	bool		known_empty = false;
 	char	   *ins;
@@ -400,8 +407,19 @@ emit_some(StreamStateDb *db, int32 qid)
 		if (!isnull)
 			emitted = DatumGetTimestampTz(d) + STREAM_STATE_UNIX_OFFSET_US;
 	}
-	if (!query_closed_end(db, qid, &closed, &dead_below) || closed == SSTATE_NO_TIME)
+	if (!query_closed_end(db, qid, &closed, &dead_below, &backend) || closed == SSTATE_NO_TIME)
 		goto done;				/* paused, or no event yet */
+
+	/*
+	 * A rocksdb query's watermark moves as the worker applies a commit, but
+	 * RocksDB gets the commit's state only with the round's batch, written
+	 * before the round's position is published: wait for that position to
+	 * pass every commit that can have moved the watermark read above, or
+	 * the windows (sessions) that closed would be read without the round's
+	 * events, and their rows (sessions) emitted short or not at all.
+	 */
+	if (backend == SSB_ROCKSDB)
+		sstate_wait_applied_now(qid, sstate_read_timeout_ms, true);
 	if (info->def.session_gap_us > 0)
 	{
 		/* sessions that ended after the progress, by the closed end */

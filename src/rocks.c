@@ -53,6 +53,32 @@
  * It runs on RocksDB's threads and so reads only a plain C array of
  * (query id, dead_below) that the worker updates with atomic stores.
  *
+ * Retention.  A walk of the query's range drops keys whose newest pane is
+ * older than the idle horizon (sstate_rdb_drop_idle, called by evict_to
+ * as often as the memory store's walk: each pane, or eighth of the
+ * retention, of watermark progress).  RocksDB alone does not say what a key
+ * holds: the table of values may have a newer pane of it that the pending
+ * batch has (or will get), or none that RocksDB still shows.  So the walk
+ * merges the range with the table's entries of the query (walk_values),
+ * the table's winning; and a dropped key's pane keys become table entries
+ * without a value, dirty: the round's end Deletes them after anything the
+ * batch put earlier, a Get in the same round reads them as absent (not
+ * RocksDB's stale value), and a later merge starts the key afresh.
+ *
+ * Session windows.  A key's sessions are one value under pane
+ * SSTATE_RDB_SESSIONS_PANE: a list, sorted by first event, of (first
+ * event, the memory store's session value: last event, then the states).
+ * A group merges into the key's list as sstate_store_merge_session merges
+ * into its pane array, through the table of values (read once, combined,
+ * Put at the round's end, journalled for a commit that fails), so a merge
+ * never has to find a key's sessions among RocksDB's keys and the batch's.
+ * Ended sessions leave the lists in a walk like retention's
+ * (sstate_rdb_evict_sessions).  Scans and iterations give each session as
+ * a pane with its value, so reads, export and set_backend to memory share
+ * the memory path's code; set_backend to rocksdb packs each key's sessions
+ * (sstate_rdb_put_sessions).  The cost: a merge rewrites the key's whole
+ * list, which holds every session not yet ended (lateness keeps them).
+ *
  * Late groups (late_to, 0.7.0).  The memory store's list of a query's late
  * groups (store_memory.c) is what readers and the emit helper use, for
  * rocksdb queries too; but such a query restarts from RocksDB's own
@@ -1151,6 +1177,550 @@ flush_values(void)
 	rdb_pending = true;
 }
 
+/*
+ * Values of the table for raw key k, without reading RocksDB: the entry
+ * (new ones read as absent).
+ */
+static ValueEntry *
+value_entry_nofetch(int32 qid, const char *k, uint32 len)
+{
+	ValueKey	vk;
+	ValueEntry *e;
+	bool		found;
+
+	values_init();
+	vk.data = k;
+	vk.len = len;
+	e = hash_search(values, &vk, HASH_ENTER, &found);
+	if (!found)
+	{
+		e->key.data = MemoryContextAlloc(value_cxt, len);
+		memcpy((char *) e->key.data, k, len);
+		e->key.len = len;
+		e->qid = qid;
+		e->value = NULL;
+		e->len = 0;
+		e->dirty = false;
+		values_bytes += len + sizeof(ValueEntry);
+	}
+	return e;
+}
+
+/* One pane key of the key being looked at by sstate_rdb_drop_idle */
+typedef struct IdlePane
+{
+	const char *k;
+	uint32		len;
+} IdlePane;
+
+typedef struct IdleWalk
+{
+	int32		qid;
+	int64		idle_below;
+	char	   *prefix;			/* the key without its pane */
+	uint32		prefixlen;
+	IdlePane   *panes;			/* every pane key of it, present or not */
+	int			npanes;
+	int			cap;
+	bool		present;		/* has a pane with a value */
+	int64		newest;			/* the newest such pane */
+	int64		dropped;
+} IdleWalk;
+
+/* The key sstate_rdb_drop_idle has gathered ends: drop it if idle. */
+static void
+idle_key_end(IdleWalk *w)
+{
+	if (w->npanes > 0 && w->present && w->newest < w->idle_below)
+	{
+		for (int i = 0; i < w->npanes; i++)
+		{
+			ValueEntry *e = value_entry_nofetch(w->qid, w->panes[i].k, w->panes[i].len);
+
+			/* a Delete at the round's end (flush_values), after any Put */
+			e->value = NULL;
+			e->len = 0;
+			mark_dirty(e);
+		}
+		w->dropped++;
+		rdb_pending = true;
+	}
+	w->npanes = 0;
+	w->present = false;
+	w->prefixlen = 0;
+}
+
+static void
+idle_pane(IdleWalk *w, MemoryContext cxt, const char *k, uint32 len, bool present)
+{
+	uint32		plen;
+	int64		pane;
+
+	if (len < 4 + 4 + 8)
+		return;
+	plen = len - 8;
+	if (w->prefixlen != plen || memcmp(w->prefix, k, plen) != 0)
+	{
+		idle_key_end(w);
+		w->prefix = MemoryContextAlloc(cxt, plen);
+		memcpy(w->prefix, k, plen);
+		w->prefixlen = plen;
+	}
+	if (w->npanes == w->cap)
+	{
+		w->cap = Max(w->cap * 2, 16);
+		w->panes = w->panes ? repalloc(w->panes, sizeof(IdlePane) * w->cap) :
+			MemoryContextAlloc(cxt, sizeof(IdlePane) * w->cap);
+	}
+	w->panes[w->npanes].k = MemoryContextAlloc(cxt, len);
+	memcpy((char *) w->panes[w->npanes].k, k, len);
+	w->panes[w->npanes].len = len;
+	w->npanes++;
+	if (present)
+	{
+		pane = get_pane(k + plen);
+		if (!w->present || pane > w->newest)
+			w->newest = pane;
+		w->present = true;
+	}
+}
+
+/*
+ * Walk the state of query def as the pending batch will leave it: the
+ * query's range in RocksDB merged, in key order, with the table's entries
+ * of the query, the table's winning where both have a key (it is what the
+ * batch will make of it).  cb gets each raw key and its value without the
+ * tag (NULL: absent, deleted by the batch).  cb may change the table's
+ * entries (value_entry_nofetch, value_set), not read RocksDB.  Worker
+ * only, between commits (nothing journalled).
+ */
+typedef void (*walk_values_cb) (void *arg, const char *k, uint32 len,
+								const char *value, uint32 vlen);
+
+static void
+walk_values(const StreamStateQueryDef *def, walk_values_cb cb, void *arg)
+{
+	ValueEntry **tab = NULL;
+	int			ntab = 0;
+	int			t = 0;
+	rocksdb_readoptions_t *ro = NULL;
+	rocksdb_iterator_t *it = NULL;
+	char		lo[4],
+				hi[4];
+	char	   *err = NULL;
+
+	Assert(rdb != NULL);
+	Assert(nvjournal == 0);
+
+	/* the table's entries of the query, in key order */
+	if (values != NULL)
+	{
+		HASH_SEQ_STATUS seq;
+		ValueEntry *e;
+		int			cap = 1024;
+
+		tab = palloc(sizeof(ValueEntry *) * cap);
+		hash_seq_init(&seq, values);
+		while ((e = hash_seq_search(&seq)) != NULL)
+		{
+			if (e->qid != def->id)
+				continue;
+			if (ntab == cap)
+			{
+				cap *= 2;
+				tab = repalloc_huge(tab, sizeof(ValueEntry *) * cap);
+			}
+			tab[ntab++] = e;
+		}
+		if (ntab > 1)
+			qsort(tab, ntab, sizeof(ValueEntry *), value_entry_cmp);
+	}
+
+	/* RocksDB's, unless the pending batch deletes the whole query */
+	if (!deleted_in_batch(def->id))
+	{
+		put_be32(lo, (uint32) def->id);
+		put_be32(hi, (uint32) def->id + 1);
+		ro = rocksdb_readoptions_create();
+		rocksdb_readoptions_set_iterate_upper_bound(ro, hi, sizeof(hi));
+		rocksdb_readoptions_set_fill_cache(ro, 0);
+		it = rocksdb_create_iterator(rdb, ro);
+		rocksdb_iter_seek(it, lo, sizeof(lo));
+	}
+
+	for (;;)
+	{
+		bool		have_it = it != NULL && rocksdb_iter_valid(it);
+		const char *k = NULL;
+		size_t		klen = 0;
+		int			c;
+
+		if (!have_it && t >= ntab)
+			break;
+		if (have_it)
+			k = rocksdb_iter_key(it, &klen);
+		if (!have_it)
+			c = 1;
+		else if (t >= ntab)
+			c = -1;
+		else
+		{
+			c = memcmp(k, tab[t]->key.data, Min(klen, tab[t]->key.len));
+			if (c == 0)
+				c = (klen > tab[t]->key.len) - (klen < tab[t]->key.len);
+		}
+		if (c < 0)
+		{
+			size_t		vlen;
+			const char *v = rocksdb_iter_value(it, &vlen);
+
+			if (vlen >= 1 && v[0] == VALUE_TAG)
+				cb(arg, k, (uint32) klen, v + 1, (uint32) vlen - 1);
+			else
+				cb(arg, k, (uint32) klen, NULL, 0);
+			rocksdb_iter_next(it);
+		}
+		else
+		{
+			/* the table's entry, over RocksDB's when both have the key */
+			ValueEntry *e = tab[t++];
+
+			cb(arg, e->key.data, e->key.len, e->value, e->len);
+			if (c == 0)
+				rocksdb_iter_next(it);
+		}
+	}
+	if (it != NULL)
+	{
+		rocksdb_iter_get_error(it, &err);
+		rocksdb_iter_destroy(it);
+		rocksdb_readoptions_destroy(ro);
+	}
+	if (tab != NULL)
+		pfree(tab);
+	if (err != NULL)
+	{
+		char	   *msg = pstrdup(err);
+
+		rocksdb_free(err);
+		ereport(ERROR,
+				(errcode(ERRCODE_IO_ERROR),
+				 errmsg("stream_state: could not read RocksDB: %s", msg)));
+	}
+}
+
+static void
+idle_walk_cb(void *arg, const char *k, uint32 len, const char *value, uint32 vlen)
+{
+	IdleWalk   *w = arg;
+
+	idle_pane(w, CurrentMemoryContext, k, len, value != NULL);
+}
+
+/*
+ * Retention of query def (a query in SQL): drop every key whose newest pane
+ * is below idle_below, in the pending batch.  Returns how many keys went.
+ * Worker only, between commits.
+ *
+ * RocksDB alone does not say what a key holds: the pending batch and the
+ * table of values may have a newer pane of it (or have deleted one), so
+ * this walks walk_values' merge of both.  A dropped key's every pane key
+ * becomes a table entry with no value, dirty: the round's end deletes it
+ * after whatever the batch put before, a later Get of it in this round
+ * finds the entry (absent) rather than RocksDB's stale value, and a later
+ * merge starts it afresh.
+ */
+int64
+sstate_rdb_drop_idle(const StreamStateQueryDef *def, int64 idle_below)
+{
+	MemoryContext cxt = AllocSetContextCreate(CurrentMemoryContext,
+											  "stream_state rocksdb retention",
+											  ALLOCSET_DEFAULT_SIZES);
+	MemoryContext old = MemoryContextSwitchTo(cxt);
+	IdleWalk	w;
+
+	memset(&w, 0, sizeof(w));
+	w.qid = def->id;
+	w.idle_below = idle_below;
+	walk_values(def, idle_walk_cb, &w);
+	idle_key_end(&w);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(cxt);
+	if (w.dropped > 0 && sstate_rdb_cache_has(def->id))
+		sstate_rdb_cache_drop(def->id);
+	return w.dropped;
+}
+
+/* ---------------------------------------------------------------------
+ * Session windows of queries in SQL (see the file header)
+ * ---------------------------------------------------------------------
+ */
+
+/*
+ * A list of sessions: uint32 count, then per session int64 first event,
+ * uint32 length and the session's value as the memory store keeps it
+ * (int64 last event, then the partial states); sorted by first event.
+ * Native byte order: only this worker reads it (and export, on the same
+ * machine, through the scans, which give each session as a pane).
+ */
+typedef struct SessionItem
+{
+	int64		first;
+	const char *value;
+	uint32		len;
+} SessionItem;
+
+/* Parse a list into items (palloc'd); false if malformed */
+static bool
+sessions_parse(const char *v, uint32 len, SessionItem **items, int *n)
+{
+	uint32		cnt;
+	uint32		pos = 4;
+
+	*items = NULL;
+	*n = 0;
+	if (v == NULL)
+		return true;
+	if (len < 4)
+		return false;
+	memcpy(&cnt, v, 4);
+	if (cnt > len / 12)
+		return false;
+	*items = palloc(sizeof(SessionItem) * Max(cnt, 1));
+	for (uint32 i = 0; i < cnt; i++)
+	{
+		SessionItem *it = &(*items)[i];
+
+		if (pos + 12 > len)
+			return false;
+		memcpy(&it->first, v + pos, 8);
+		memcpy(&it->len, v + pos + 8, 4);
+		pos += 12;
+		if (it->len < sizeof(int64) || it->len > len - pos)
+			return false;
+		it->value = v + pos;
+		pos += it->len;
+	}
+	*n = (int) cnt;
+	return pos == len;
+}
+
+static int64
+session_item_last(const SessionItem *it)
+{
+	int64		last;
+
+	memcpy(&last, it->value, sizeof(int64));
+	return last;
+}
+
+static void
+sessions_append(StringInfo buf, int64 first, const char *value, uint32 len)
+{
+	uint32		cnt;
+
+	if (buf->len == 0)
+	{
+		cnt = 0;
+		appendBinaryStringInfo(buf, (const char *) &cnt, 4);
+	}
+	memcpy(&cnt, buf->data, 4);
+	cnt++;
+	memcpy(buf->data, &cnt, 4);
+	appendBinaryStringInfo(buf, (const char *) &first, 8);
+	appendBinaryStringInfo(buf, (const char *) &len, 4);
+	appendBinaryStringInfo(buf, value, len);
+}
+
+static bool
+is_sessions(const StreamStateQueryDef *def)
+{
+	return def->sql && def->session_gap_us > 0;
+}
+
+/*
+ * Merge a group (first and last event, less than the gap apart, and its
+ * partial states) into key's sessions, as sstate_store_merge_session does:
+ * it joins every open session within the gap of it (closed ones, last +
+ * gap <= closed_until, are final); the merged session replaces them.  The
+ * key's list is one value (pane SSTATE_RDB_SESSIONS_PANE), read, combined
+ * and Put through the table of values, so the journal undoes a failed
+ * commit and the round's batch writes it.  Worker only.
+ */
+void
+sstate_rdb_merge_session(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+						 int64 first, int64 last, const char *states, uint32 len,
+						 int64 closed_until, sstate_store_merge_cb merge, void *arg)
+{
+	ValueEntry *e;
+	SessionItem *items;
+	int			n;
+	int64		gap = def->session_gap_us;
+	int64		mfirst = first;
+	int64		mlast = last;
+	char	   *acc;
+	uint32		acclen = len;
+	bool	   *hit;
+	StringInfoData buf;
+	char	   *mval;
+	bool		placed = false;
+
+	Assert(rdb != NULL);
+	e = value_entry_of(def, key, keylen, SSTATE_RDB_SESSIONS_PANE);
+	if (!sessions_parse(e->value, e->len, &items, &n))
+		elog(ERROR, "stream_state: the sessions of a key of continuous query \"%s\" are malformed",
+			 def->name);
+	hit = palloc0(sizeof(bool) * Max(n, 1));
+	acc = palloc(Max(len, 1));
+	memcpy(acc, states, len);
+	for (int i = 0; i < n; i++)
+	{
+		int64		sfirst = items[i].first;
+		int64		slast = session_item_last(&items[i]);
+
+		if (slast + gap <= closed_until)
+			continue;			/* closed: final */
+		if (sfirst < last + gap && first < slast + gap)
+		{
+			const char *merged;
+			uint32		mlen;
+
+			hit[i] = true;
+			mfirst = Min(mfirst, sfirst);
+			mlast = Max(mlast, slast);
+			if (!merge(arg, items[i].value + sizeof(int64), items[i].len - sizeof(int64),
+					   acc, acclen, &merged, &mlen))
+				elog(ERROR, "stream_state: a partial state of continuous query \"%s\" is malformed",
+					 def->name);
+			acc = repalloc(acc, Max(mlen, 1));
+			memcpy(acc, merged, mlen);
+			acclen = mlen;
+		}
+	}
+	mval = palloc(sizeof(int64) + acclen);
+	memcpy(mval, &mlast, sizeof(int64));
+	memcpy(mval + sizeof(int64), acc, acclen);
+	initStringInfo(&buf);
+	buf.len = 0;
+	for (int i = 0; i < n; i++)
+	{
+		if (hit[i])
+			continue;
+		if (!placed && mfirst < items[i].first)
+		{
+			sessions_append(&buf, mfirst, mval, sizeof(int64) + acclen);
+			placed = true;
+		}
+		sessions_append(&buf, items[i].first, items[i].value, items[i].len);
+	}
+	if (!placed)
+		sessions_append(&buf, mfirst, mval, sizeof(int64) + acclen);
+	value_set(e, buf.data, buf.len, true);
+	pfree(buf.data);
+	pfree(mval);
+	pfree(acc);
+	pfree(hit);
+	if (items)
+		pfree(items);
+}
+
+typedef struct SessionEvict
+{
+	const StreamStateQueryDef *def;
+	int64		closed_until;
+	int64		removed;
+} SessionEvict;
+
+static void
+evict_sessions_cb(void *arg, const char *k, uint32 len, const char *value, uint32 vlen)
+{
+	SessionEvict *se = arg;
+	SessionItem *items;
+	int			n;
+	int			kept = 0;
+	StringInfoData buf;
+
+	if (value == NULL || !sessions_parse(value, vlen, &items, &n))
+		return;
+	for (int i = 0; i < n; i++)
+		if (session_item_last(&items[i]) + se->def->session_gap_us > se->closed_until)
+			kept++;
+	if (kept < n)
+	{
+		ValueEntry *e;
+
+		initStringInfo(&buf);
+		buf.len = 0;
+		for (int i = 0; i < n; i++)
+			if (session_item_last(&items[i]) + se->def->session_gap_us > se->closed_until)
+				sessions_append(&buf, items[i].first, items[i].value, items[i].len);
+		/* copied first: value may be the entry's own */
+		e = value_entry_nofetch(se->def->id, k, len);
+		if (kept == 0)
+		{
+			/* a Delete at the round's end */
+			e->value = NULL;
+			e->len = 0;
+			mark_dirty(e);
+			rdb_pending = true;
+		}
+		else
+			value_set(e, buf.data, buf.len, false);
+		pfree(buf.data);
+		se->removed += n - kept;
+	}
+	if (items)
+		pfree(items);
+}
+
+/*
+ * Remove the sessions of query def that closed by closed_until (last event
+ * + gap <= it), and keys left without any, in the pending batch, over the
+ * table of values (walk_values).  Returns how many sessions went.  Worker
+ * only, between commits.
+ */
+int64
+sstate_rdb_evict_sessions(const StreamStateQueryDef *def, int64 closed_until)
+{
+	SessionEvict se;
+
+	se.def = def;
+	se.closed_until = closed_until;
+	se.removed = 0;
+	walk_values(def, evict_sessions_cb, &se);
+	return se.removed;
+}
+
+/*
+ * Make the sessions (first event, value: last event and states) of a key
+ * of query def its list, not journalled: a query moving in from the memory
+ * backend, whose state here was deleted first.  panes are in first-event
+ * order; value gives each one's value.
+ */
+void
+sstate_rdb_put_sessions(const StreamStateQueryDef *def, const char *key, uint32 keylen,
+						const StreamStatePane *panes, int npanes,
+						const char *(*value) (void *arg, int64 ref, uint32 *len), void *arg)
+{
+	StringInfoData buf;
+
+	Assert(rdb != NULL);
+	if (npanes == 0)
+		return;
+	initStringInfo(&buf);
+	buf.len = 0;
+	for (int i = 0; i < npanes; i++)
+	{
+		uint32		len;
+		const char *v = value(arg, panes[i].count, &len);
+
+		sessions_append(&buf, panes[i].pane, v, len);
+	}
+	value_set(value_entry_of(def, key, keylen, SSTATE_RDB_SESSIONS_PANE), buf.data, buf.len,
+			  false);
+	pfree(buf.data);
+}
+
 /* Delete a query's state and meta (in the pending batch). */
 void
 sstate_rdb_drop_query(int32 qid)
@@ -1679,6 +2249,8 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 	uint32		cur_len = 0;
 	bool		in_record = false;
 	char	   *err = NULL;
+	SessionItem *items = NULL;	/* sessions: the current key's */
+	int			nitems = 0;
 
 	put_be32(prefix, (uint32) def->id);
 	if (class_prefix != NULL)
@@ -1727,6 +2299,17 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 						&value, &vlen))
 			continue;
 		psize = def->sql ? 8 + 4 + vlen : 16;
+		if (is_sessions(def))
+		{
+			/* a key's sessions, each as a pane: in one record, whole */
+			if (items)
+				pfree(items);
+			if (!sessions_parse(value, vlen, &items, &nitems) || nitems == 0)
+				continue;
+			psize = 0;
+			for (int i = 0; i < nitems; i++)
+				psize += 8 + 4 + items[i].len;
+		}
 
 		same = in_record && cur_len == ilen && memcmp(cur_img, img, ilen) == 0;
 		if (!same)
@@ -1766,6 +2349,18 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 			in_record = false;
 			break;
 		}
+		if (is_sessions(def))
+		{
+			for (int i = 0; i < nitems; i++)
+			{
+				memcpy(buf + pos, &items[i].first, 8);
+				memcpy(buf + pos + 8, &items[i].len, 4);
+				memcpy(buf + pos + 12, items[i].value, items[i].len);
+				pos += 8 + 4 + items[i].len;
+				npanes++;
+			}
+			continue;
+		}
 		memcpy(buf + pos, &pane, 8);
 		if (def->sql)
 		{
@@ -1777,6 +2372,8 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 		pos += psize;
 		npanes++;
 	}
+	if (items)
+		pfree(items);
 	if (in_record)
 		memcpy(buf + rec + 4 + cur_len, &npanes, 4);
 	rocksdb_iter_get_error(it, &err);
@@ -2346,6 +2943,29 @@ iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 			memcpy(key, img, ilen);
 			keylen = ilen;
 			npanes = 0;
+		}
+		if (is_sessions(def))
+		{
+			/* a key's sessions, each as a pane */
+			SessionItem *items;
+			int			nitems;
+
+			if (!sessions_parse(value, vlen, &items, &nitems))
+				continue;
+			for (int i = 0; i < nitems; i++)
+			{
+				if (npanes == cap)
+				{
+					cap *= 2;
+					panes = repalloc(panes, sizeof(StreamStatePane) * cap);
+				}
+				panes[npanes].pane = items[i].first;
+				panes[npanes].count = sstate_rdb_value_chunk(items[i].value, items[i].len);
+				npanes++;
+			}
+			if (items)
+				pfree(items);
+			continue;
 		}
 		if (npanes == cap)
 		{

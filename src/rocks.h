@@ -65,6 +65,24 @@ extern void sstate_rdb_put_value(const StreamStateQueryDef *def, const char *key
 								 int64 pane, const char *value, uint32 len);
 extern void sstate_rdb_values_commit(void);
 extern void sstate_rdb_values_undo(void);
+extern int64 sstate_rdb_drop_idle(const StreamStateQueryDef *def, int64 idle_below);
+
+/*
+ * Session windows: a key's sessions are one value, under this pane (see
+ * rocks.c); scans and iterations give each session as a pane (its first
+ * event) with its value (last event, then the states), as the memory
+ * store does.
+ */
+#define SSTATE_RDB_SESSIONS_PANE	INT64CONST(0)
+extern void sstate_rdb_merge_session(const StreamStateQueryDef *def, const char *key,
+									 uint32 keylen, int64 first, int64 last,
+									 const char *states, uint32 len, int64 closed_until,
+									 sstate_store_merge_cb merge, void *arg);
+extern int64 sstate_rdb_evict_sessions(const StreamStateQueryDef *def, int64 closed_until);
+extern void sstate_rdb_put_sessions(const StreamStateQueryDef *def, const char *key,
+									uint32 keylen, const StreamStatePane *panes, int npanes,
+									const char *(*value) (void *arg, int64 ref, uint32 *len),
+									void *arg);
 extern void sstate_rdb_set_dead_below(int32 qid, int64 dead_below);
 extern void sstate_rdb_late_init(StreamStateStore *store);
 extern void sstate_rdb_late_put(int32 qid, const StreamStateLateGroup *g, bool journal);

@@ -95,8 +95,6 @@ static bool database_has_slot(void);
 static void read_end(StreamStateDb *db);
 static StreamStateQuery *db_query(StreamStateDb *db, int32 qid);
 static void check_key_type(Oid keytype, const char *column);
-static void check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
-							  const char *hint);
 
 /* ---------------------------------------------------------------------
  * Waiting for the worker
@@ -231,6 +229,16 @@ void
 sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout)
 {
 	(void) wait_applied_internal(lsn, 0, timeout_ms, error_on_timeout);
+}
+
+/*
+ * Wait until the worker has applied (for query qid: a paused other query
+ * does not hold it back) everything in the WAL inserted so far.
+ */
+void
+sstate_wait_applied_now(int32 qid, int timeout_ms, bool error_on_timeout)
+{
+	(void) wait_applied_internal(inserted_end(), qid, timeout_ms, error_on_timeout);
 }
 
 static bool
@@ -962,9 +970,6 @@ create_query_sql(FunctionCallInfo fcinfo, const char *name, const char *sql)
 							format_type_be(an->keys[i].type)),
 					 errdetail("Equal values of this type can differ in their bytes, and it has no hash function.")));
 	}
-	if (info.def.backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info.def.session_gap_us, info_retention_us,
-						  "Give backend => 'memory'.");
 	if (pg_class_aclcheck(an->source, GetUserId(), ACL_TRIGGER) != ACLCHECK_OK)
 		aclcheck_error(ACLCHECK_NO_PRIV, get_relkind_objtype(rel->rd_rel->relkind),
 					   RelationGetRelationName(rel));
@@ -1349,9 +1354,6 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	info = sstate_query_by_name(name, false);
 	sstate_query_check_owner(info);
 	backend = sstate_backend_from_text(bname);
-	if (info->def.sql && backend == SSB_ROCKSDB)
-		check_rocksdb_sql(name, info->def.session_gap_us, info->def.retention_us,
-						  "Keep it on backend memory.");
 	id = info->id;
 
 	owner_begin(&oc);
@@ -1382,33 +1384,6 @@ stream_state_set_backend(PG_FUNCTION_ARGS)
 	sstate_delta_put_backend(&msg, id, backend);
 	sstate_capture_log_ddl(msg.data, msg.len);
 	PG_RETURN_VOID();
-}
-
-/*
- * A query in SQL on the rocksdb backend: fixed and sliding windows only.
- * Session windows keep a key's sessions sorted and merge them as events
- * bridge them, and retention drops whole keys by a walk of the query's
- * state; neither is built for RocksDB yet.  (late_to is: the worker writes
- * a rocksdb query's late groups into RocksDB with its state, rocks.c.)
- */
-static void
-check_rocksdb_sql(const char *name, int64 session_gap_us, int64 retention_us,
-				  const char *hint)
-{
-	if (session_gap_us > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("session windows need the memory backend"),
-				 errdetail("Continuous query \"%s\" has session_gap; the rocksdb backend keeps fixed and sliding windows of queries in SQL only.",
-						   name),
-				 errhint("%s", hint)));
-	if (retention_us > 0)
-		ereport(ERROR,
-				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),
-				 errmsg("retention needs the memory backend"),
-				 errdetail("Continuous query \"%s\" has a retention; the rocksdb backend does not drop idle keys yet.",
-						   name),
-				 errhint("%s", hint)));
 }
 
 /*
@@ -1467,9 +1442,6 @@ stream_state_alter_query(PG_FUNCTION_ARGS)
 				 errdetail("Continuous query \"%s\" is a windowed count.", name)));
 	if (have_retention)
 		retention_us = sstate_interval_us(PG_GETARG_INTERVAL_P(2), "retention", true);
-	if (retention_us > 0 && info->def.backend == SSB_ROCKSDB && info->def.session_gap_us == 0)
-		check_rocksdb_sql(name, 0, retention_us,
-						  "Move it to backend memory first with stream_state.set_backend.");
 	if (retention_us > 0 && info->def.session_gap_us > 0)
 		ereport(ERROR,
 				(errcode(ERRCODE_FEATURE_NOT_SUPPORTED),

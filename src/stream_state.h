@@ -294,5 +294,6 @@ extern PGDLLEXPORT void stream_state_worker_main(Datum arg);
 extern void sstate_sql_api_init(void);
 extern bool sstate_rebuild_query(int32 qid);
 extern void sstate_wait_applied(XLogRecPtr lsn, int timeout_ms, bool error_on_timeout);
+extern void sstate_wait_applied_now(int32 qid, int timeout_ms, bool error_on_timeout);
 
 #endif							/* STREAM_STATE_H */

@@ -563,12 +563,24 @@ reset_query(StreamStateQuery *q)
 	q->idle_below = PG_INT64_MIN;
 }
 
+static const char *
+memory_value(void *arg, int64 ref, uint32 *len)
+{
+	return sstate_store_value(apply_table, ref, len);
+}
+
 static void
 move_to_rdb_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 			   const StreamStatePane *panes, int npanes)
 {
 	StreamStateQuery *q = arg;
 
+	/* a key's sessions are one list in RocksDB */
+	if (q->def.sql && q->def.session_gap_us > 0)
+	{
+		sstate_rdb_put_sessions(&q->def, key, keylen, panes, npanes, memory_value, NULL);
+		return;
+	}
 	for (int i = 0; i < npanes; i++)
 	{
 		if (q->def.sql)
@@ -906,7 +918,13 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 						(*napplied)++;	/* the journal puts it back */
 						continue;
 					}
-					if (!sstate_store_merge_session(apply_table, q, e.key, e.keylen, first, last,
+					if (q->def.backend == SSB_ROCKSDB)
+						sstate_rdb_merge_session(&q->def, e.key, e.keylen, first, last,
+												 e.value + 2 * sizeof(int64),
+												 e.valuelen - 2 * sizeof(int64),
+												 wm_before, merge_values,
+												 sstate_cq_layout_get(q->def.id));
+					else if (!sstate_store_merge_session(apply_table, q, e.key, e.keylen, first, last,
 													e.value + 2 * sizeof(int64),
 													e.valuelen - 2 * sizeof(int64),
 													wm_before, merge_values,
@@ -1203,11 +1221,16 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 		if (q->def.emit)
 			bound = (!q->emit_known || q->emitted_end == SSTATE_NO_TIME) ? PG_INT64_MIN :
 				Min(bound, q->emitted_end);
-		if (bound != PG_INT64_MIN && q->def.backend == SSB_MEMORY &&
+		if (bound != PG_INT64_MIN &&
+			(q->def.backend == SSB_MEMORY || (sstate_rdb_is_open() && !sstate_rdb_broken())) &&
 			(q->idle_below == PG_INT64_MIN ||
 			 bound >= q->idle_below + Max(1, q->def.session_gap_us / 8)))
 		{
-			sstate_store_evict_sessions(apply_table, q, bound);
+			/* rocksdb: into the pending batch, over the table of values */
+			if (q->def.backend == SSB_ROCKSDB)
+				(void) sstate_rdb_evict_sessions(&q->def, bound);
+			else
+				sstate_store_evict_sessions(apply_table, q, bound);
 			q->idle_below = bound;
 		}
 		return;
@@ -1228,7 +1251,8 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	 * keys each time that moves by a pane, or by an eighth of the retention
 	 * when that is more.
 	 */
-	if (q->def.retention_us > 0 && q->def.backend == SSB_MEMORY)
+	if (q->def.retention_us > 0 &&
+		(q->def.backend == SSB_MEMORY || (sstate_rdb_is_open() && !sstate_rdb_broken())))
 	{
 		int64		idle = Min(sstate_floor_div(wm - q->def.retention_us, q->def.pane_us),
 							   sstate_emit_hold(q));
@@ -1236,7 +1260,11 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 
 		if (q->idle_below == PG_INT64_MIN || idle >= q->idle_below + step)
 		{
-			sstate_store_drop_idle(apply_table, q, idle);
+			/* rocksdb: into the pending batch, over the table of values */
+			if (q->def.backend == SSB_ROCKSDB)
+				(void) sstate_rdb_drop_idle(&q->def, idle);
+			else
+				sstate_store_drop_idle(apply_table, q, idle);
 			q->idle_below = idle;
 		}
 	}

@@ -114,7 +114,7 @@ for my $round (1 .. 10)
 	ok($srows > 0 && $srows == $sdistinct && $sdiff == 0,
 		"round $round: $srows sessions emitted, each once ($sdistinct distinct), $sdiff differ from the sessions computed in SQL");
 	# the next round's restart starts from a checkpoint every other round
-	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2;
+	ss_checkpoint($node, $db) if $round % 2;
 }
 ok($node->log_contains(qr/restored checkpoint \d+ of database/), 'some restarts restored a checkpoint');
 note("$midway of 10 kills came before every closed window was emitted");

@@ -121,7 +121,7 @@ for my $round (1 .. 4)
 	usleep(500_000 + int(rand(1_000_000)));
 	# a checkpoint (and its RocksDB checkpoint) amid the writes: the restart
 	# restores it and applies the WAL after it
-	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2 == 0;
+	ss_checkpoint($node, $db) if $round % 2 == 0;
 	usleep(int(rand(1_000_000)));
 	ss_kill9_and_restart($node);
 	ss_bg_abandon($_) for @writers;
@@ -133,7 +133,7 @@ ok($node->log_contains(qr/restored checkpoint \d+ of database \d+/),
 	'a worker restored a checkpoint (with its RocksDB) after a kill -9');
 
 # ------------------------------------------------------- restore_checkpoint
-my $c1 = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+my $c1 = ss_checkpoint($node, $db);
 $node->safe_psql($db, $rows->(200));
 check("after checkpoint $c1 and more rows");
 is( $node->safe_psql($db,
@@ -161,7 +161,7 @@ $node->safe_psql($db, q{SELECT stream_state.rebuild('r')});
 check('after rebuild');
 
 # ------------------------------------- export (from RocksDB's checkpoint) and import
-my $c2 = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+my $c2 = ss_checkpoint($node, $db);
 my $file = $node->basedir . '/r.ckpt';
 cmp_ok($node->safe_psql($db, "SELECT stream_state.export_checkpoint($c2, '$file')"),
 	'>', 0, "export_checkpoint($c2) of a rocksdb query in SQL");

@@ -110,7 +110,7 @@ for my $round (1 .. 10)
 	my ($n, $distinct, $diff, $late, $truth) = split / /, $node->safe_psql($db, $check);
 	ok($n > 0 && $n == $distinct && $diff == 0 && $late == $truth,
 		"round $round: $n late groups written, each once ($distinct distinct), $diff differ, $late late events of $truth");
-	$node->safe_psql($db, 'SELECT stream_state.checkpoint()') if $round % 2;
+	ss_checkpoint($node, $db) if $round % 2;
 }
 ok($node->log_contains(qr/restored checkpoint \d+ of database/), 'some restarts restored a checkpoint');
 note("$midway of 10 kills came before every late group was written");
@@ -132,7 +132,7 @@ my $pending = q{SELECT count(*) FROM stream_state._late_result('l',
 		 k int, n bigint, s bigint)};
 my $waiting = $node->safe_psql($db, $pending);
 ok($waiting > 0, "the late groups wait in state ($waiting)");
-$node->safe_psql($db, 'SELECT stream_state.checkpoint()');
+ss_checkpoint($node, $db);
 ss_kill9_and_restart($node);
 ss_wait_applied($node, $db, 'restart while blocked');
 ok($node->log_contains(qr/restored checkpoint \d+ of database/, $offset), 'the restart restored the checkpoint');

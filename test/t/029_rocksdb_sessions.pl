@@ -126,19 +126,6 @@ SELECT (SELECT count(*) FROM truth) || ' ' || count(*)
 
 check('after create (backfill and inserts)');
 
-# an on-demand checkpoint; the periodic one (every 3 seconds) may be running
-sub checkpoint_now
-{
-	for (1 .. 600)
-	{
-		my ($ret, $out, $err) = $node->psql($db, 'SELECT stream_state.checkpoint()');
-		return $out if $ret == 0;
-		die "checkpoint failed: $err" unless $err =~ /a checkpoint of this database is already running/;
-		usleep(100_000);
-	}
-	die 'no checkpoint in 60 seconds';
-}
-
 # a session inserting, rolling back and rolling back sub-transactions until
 # the server goes away
 sub start_writer
@@ -177,7 +164,7 @@ for my $round (1 .. 4)
 {
 	my @writers = map { start_writer() } (1 .. 2);
 	usleep(500_000 + int(rand(1_000_000)));
-	checkpoint_now() if $round % 2 == 0;
+	ss_checkpoint($node, $db) if $round % 2 == 0;
 	usleep(int(rand(1_000_000)));
 	ss_kill9_and_restart($node);
 	ss_bg_abandon($_) for @writers;
@@ -189,7 +176,7 @@ ok($node->log_contains(qr/restored checkpoint \d+ of database \d+/),
 	'a worker restored a checkpoint (with its RocksDB) after a kill -9');
 
 # ------------------------------------------------------- restore_checkpoint
-my $c1 = checkpoint_now();
+my $c1 = ss_checkpoint($node, $db);
 $node->safe_psql($db, $rows->(100));
 check("after checkpoint $c1 and more rows");
 is( $node->safe_psql($db,
@@ -212,7 +199,7 @@ is($node->safe_psql($db, q{SELECT backend FROM stream_state.queries WHERE name =
 	'rocksdb', 's still on rocksdb');
 
 # ------------------------------------- export (from RocksDB's checkpoint) and import
-my $c2 = checkpoint_now();
+my $c2 = ss_checkpoint($node, $db);
 my $file = $node->basedir . '/s.ckpt';
 cmp_ok($node->safe_psql($db, "SELECT stream_state.export_checkpoint($c2, '$file')"),
 	'>', 0, "export_checkpoint($c2) of a rocksdb session query");

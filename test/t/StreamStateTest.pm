@@ -52,6 +52,7 @@ our @EXPORT = qw(
   ss_query_stats
   ss_bg_abandon
   ss_wait_log
+  ss_checkpoint
   ss_slot_restart
   ss_ckpt_dir
   ss_error_of
@@ -464,6 +465,30 @@ sub ss_wait_log
 {
 	my ($node, $re, $offset) = @_;
 	return eval { $node->wait_for_log($re, $offset); 1 } ? 1 : 0;
+}
+
+=pod
+
+=item ss_checkpoint(node, dbname)
+
+An on-demand checkpoint's id.  A periodic checkpoint (a short
+stream_state.checkpoint_interval) may be running; then it asks again,
+for up to a minute.
+
+=cut
+
+sub ss_checkpoint
+{
+	my ($node, $dbname) = @_;
+	for (1 .. 600)
+	{
+		my ($ret, $out, $err) = $node->psql($dbname, 'SELECT stream_state.checkpoint()');
+		return $out if $ret == 0;
+		die "checkpoint failed: $err"
+		  unless $err =~ /a checkpoint of this database is already running/;
+		usleep(100_000);
+	}
+	die 'no checkpoint in 60 seconds';
 }
 
 =pod

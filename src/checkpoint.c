@@ -105,8 +105,7 @@ enum
 	CKB_END = 4,
 	CKB_LAYOUTS = 5,			/* 0.5.0: the aggregates of queries in SQL */
 	CKB_OPTIONS = 6,			/* 0.6.0: options of queries (CkptOptions) */
-	CKB_LATE = 7,				/* 0.7.0: late groups to write (CkptLate) */
-	CKB_IMAGE = 8				/* format 2: a partition's entries (store.h) */
+	CKB_LATE = 7				/* 0.7.0: late groups to write (CkptLate) */
 };
 
 typedef struct CkptPrefix
@@ -560,8 +559,7 @@ read_header_only(const char *path, CkptHeader *hdr, int64 *bytes, int64 *entries
 		return false;
 	ok = read(fd, &prefix, sizeof(prefix)) == sizeof(prefix) &&
 		memcmp(prefix.magic, CKPT_MAGIC, 8) == 0 &&
-		prefix.version >= STREAM_STATE_CKPT_VERSION_MIN &&
-		prefix.version <= STREAM_STATE_CKPT_VERSION &&
+		prefix.version == STREAM_STATE_CKPT_VERSION &&
 		read(fd, &head, sizeof(head)) == sizeof(head) &&
 		head.type == CKB_HEADER && head.len == sizeof(CkptHeader) &&
 		read(fd, hdr, sizeof(CkptHeader)) == sizeof(CkptHeader) &&
@@ -1516,8 +1514,6 @@ typedef struct CkptReader
 	off_t		offset;
 	char	   *why;			/* why it is damaged */
 	int			nblocks;
-	uint32		version;
-	off_t		block_at;		/* where the IMAGE block being read starts */
 	List	   *sql_qids;		/* queries in SQL: their entries hold values */
 } CkptReader;
 
@@ -1558,19 +1554,11 @@ read_block(CkptReader *r, uint32 expect, CkptBlockHead *head, char **data)
 
 	if (!read_exact(r, head, sizeof(CkptBlockHead), "a block header"))
 		return false;
-	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_IMAGE ||
-		(head->type == CKB_IMAGE && (r->version < 2 || expect != CKB_ENTRIES)))
+	if (head->len > CKPT_BLOCK_MAX || head->type < CKB_HEADER || head->type > CKB_LATE)
 	{
 		r->why = psprintf("block %d at byte %lld has a bad header (type %u, length %u)",
 						  r->nblocks + 1, (long long) at, head->type, head->len);
 		return false;
-	}
-	if (head->type == CKB_IMAGE)
-	{
-		/* read_image reads and checks it */
-		r->block_at = at;
-		*data = NULL;
-		return true;
 	}
 	*data = palloc(Max(head->len, 1));
 	if (!read_exact(r, *data, head->len, "a block"))
@@ -1675,134 +1663,6 @@ malformed:
 }
 
 /*
- * Read an IMAGE block whose header read_block has read: its image head, key
- * records and long keys into local memory, then its panes in pieces of
- * CKPT_BLOCK_TARGET straight into the memory cb->image_pool gives (else
- * local), each piece CRC'd while it is in the cache.  Once the CRC matches
- * and the records agree with the sizes, hand it to cb->image, or its keys
- * one by one to cb->key.
- */
-static bool
-read_image(CkptReader *r, const CkptBlockHead *head, const StreamStateCkptScan *cb,
-		   void *arg, uint64 *nkeys, uint64 *nentries)
-{
-	StreamStateImageHead ih;
-	pg_crc32c	crc;
-	uint64		recbytes;
-	uint64		panebytes;
-	char	   *recs;
-	const StreamStateImageKey *keys;
-	const char *keybytes;
-	char	   *panes = NULL;
-	bool		local = false;
-	uint64		sum = 0;
-
-	if (head->len < sizeof(ih))
-	{
-		r->why = psprintf("block %d at byte %lld is an image too short for its head",
-						  r->nblocks + 1, (long long) r->block_at);
-		return false;
-	}
-	if (!read_exact(r, &ih, sizeof(ih), "a block"))
-		return false;
-	INIT_CRC32C(crc);
-	COMP_CRC32C(crc, &head->type, sizeof(uint32) * 2);
-	COMP_CRC32C(crc, &ih, sizeof(ih));
-	/* sizes first: they say how much to read (uint64: no overflow below 2^32 keys) */
-	recbytes = (uint64) ih.nkeys * sizeof(StreamStateImageKey) + ih.keybytes;
-	panebytes = ih.npanes * sizeof(StreamStatePane);
-	if (ih.partition >= (uint32) sstate_store_partitions() || ih.nkeys == 0 ||
-		ih.keybytes % 8 != 0 || ih.keybytes > CKPT_BLOCK_MAX || ih.npanes > CKPT_BLOCK_MAX ||
-		sizeof(ih) + recbytes + panebytes != head->len)
-	{
-		r->why = psprintf("block %d at byte %lld is an image whose sizes do not add up",
-						  r->nblocks + 1, (long long) r->block_at);
-		return false;
-	}
-	recs = palloc(recbytes);
-	if (!read_exact(r, recs, recbytes, "a block"))
-		return false;
-	COMP_CRC32C(crc, recs, recbytes);
-	keys = (const StreamStateImageKey *) recs;
-	keybytes = recs + (Size) ih.nkeys * sizeof(StreamStateImageKey);
-
-	if (cb->image_pool != NULL && cb->image != NULL)
-		panes = cb->image_pool(arg, &ih, panebytes);
-	if (panes == NULL)
-	{
-		panes = palloc(Max(panebytes, 1));
-		local = true;
-	}
-	for (uint64 done = 0; done < panebytes;)
-	{
-		Size		n = Min(panebytes - done, CKPT_BLOCK_TARGET);
-
-		if (!read_exact(r, panes + done, n, "a block"))
-			return false;
-		COMP_CRC32C(crc, panes + done, n);
-		done += n;
-	}
-	FIN_CRC32C(crc);
-	if (!EQ_CRC32C(crc, head->crc))
-	{
-		r->why = psprintf("block %d at byte %lld fails its CRC-32C check",
-						  r->nblocks + 1, (long long) r->block_at);
-		return false;
-	}
-	r->nblocks++;
-
-	for (uint32 i = 0; i < ih.nkeys; i++)
-	{
-		const StreamStateImageKey *k = &keys[i];
-
-		if (k->npanes == 0 || k->qid <= 0 ||
-			(k->keylen > STREAM_STATE_IMAGE_KEY_INLINE &&
-			 (uint64) k->keyoff + k->keylen > ih.keybytes) ||
-			list_member_int(r->sql_qids, k->qid))
-		{
-			r->why = psprintf("block %d holds a malformed entry in key record %u",
-							  r->nblocks, i);
-			return false;
-		}
-		sum += k->npanes;
-	}
-	if (sum != ih.npanes)
-	{
-		r->why = psprintf("block %d is an image of %llu panes whose keys hold %llu",
-						  r->nblocks, (unsigned long long) ih.npanes,
-						  (unsigned long long) sum);
-		return false;
-	}
-	*nkeys += ih.nkeys;
-	*nentries += ih.npanes;
-
-	if (cb->image != NULL)
-	{
-		if (!cb->image(arg, &ih, keys, keybytes, (const StreamStatePane *) panes, &r->why))
-			return false;
-	}
-	else if (cb->key != NULL)
-	{
-		const StreamStatePane *p = (const StreamStatePane *) panes;
-
-		for (uint32 i = 0; i < ih.nkeys; i++)
-		{
-			const StreamStateImageKey *k = &keys[i];
-
-			if (!cb->key(arg, k->qid,
-						 k->keylen <= STREAM_STATE_IMAGE_KEY_INLINE ? k->key : keybytes + k->keyoff,
-						 k->keylen, p, (int) k->npanes, &r->why))
-				return false;
-			p += k->npanes;
-		}
-	}
-	if (local)
-		pfree(panes);
-	pfree(recs);
-	return true;
-}
-
-/*
  * Read checkpoint file path from start to end, checking every block, and
  * hand its header, queries and keys to cb (any callback may be NULL; one
  * that returns false stops the scan with its reason).  Returns false with
@@ -1845,15 +1705,12 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 		r.why = pstrdup("it was written on a machine of another architecture");
 		goto out;
 	}
-	if (prefix.version < STREAM_STATE_CKPT_VERSION_MIN ||
-		prefix.version > STREAM_STATE_CKPT_VERSION)
+	if (prefix.version != STREAM_STATE_CKPT_VERSION)
 	{
-		r.why = psprintf("it has format version %u; this server reads versions %d to %d",
-						 prefix.version, STREAM_STATE_CKPT_VERSION_MIN,
-						 STREAM_STATE_CKPT_VERSION);
+		r.why = psprintf("it has format version %u; this server reads version %d",
+						 prefix.version, STREAM_STATE_CKPT_VERSION);
 		goto out;
 	}
-	r.version = prefix.version;
 	if (prefix.pg_major != PG_VERSION_NUM / 100)
 	{
 		r.why = psprintf("it was written by PostgreSQL %u; this server is PostgreSQL %d",
@@ -1937,13 +1794,6 @@ sstate_ckpt_scan_file(const char *path, const StreamStateCkptScan *cb, void *arg
 			goto out;
 		if (head.type == CKB_END)
 			break;
-		if (head.type == CKB_IMAGE)
-		{
-			if (!read_image(&r, &head, cb, arg, &nkeys, &nentries))
-				goto out;
-			CHECK_FOR_INTERRUPTS();
-			continue;
-		}
 		if (head.type == CKB_LAYOUTS)
 		{
 			const char *p = data;
@@ -2058,10 +1908,6 @@ typedef struct LoadState
 	int32		last_qid;		/* slot_of cache */
 	StreamStateQuery *last_q;
 	int64		late_lost;		/* late groups that did not fit */
-	dsa_pointer pool;			/* the pool of the image being read */
-	void	   *pool_addr;
-	uint32		pool_partition;
-	int32		bad_qid;		/* an image's key of an unknown query */
 } LoadState;
 
 static void
@@ -2157,11 +2003,13 @@ load_query(void *arg, const StreamStateQuery *q, char **why)
 	return true;
 }
 
-/* The query of id qid in the state being loaded, or NULL */
-static StreamStateQuery *
-load_query_of(LoadState *ls, int32 qid)
+static bool
+load_key(void *arg, int32 qid, const char *key, uint32 keylen,
+		 const StreamStatePane *panes, int npanes, char **why)
 {
+	LoadState  *ls = arg;
 	StreamStateQuery *q = ls->last_q;
+	StreamStateLoadResult res;
 
 	if (q == NULL || ls->last_qid != qid)
 	{
@@ -2170,40 +2018,12 @@ load_query_of(LoadState *ls, int32 qid)
 			if (sstate_db_queries(ls->db)[i].def.id == qid)
 				q = &sstate_db_queries(ls->db)[i];
 		if (q == NULL)
-			return NULL;
+		{
+			*why = psprintf("it has a key of query id %d, which it does not define", qid);
+			return false;
+		}
 		ls->last_q = q;
 		ls->last_qid = qid;
-	}
-	return q;
-}
-
-/* The checkpoint is fine, but query q does not fit any more */
-static void
-load_out_of_memory(LoadState *ls, StreamStateQuery *q)
-{
-	ereport(LOG,
-			(errmsg("stream_state: memory full while restoring continuous query \"%s\"; it needs a rebuild",
-					q->def.name),
-			 errhint("Increase stream_state.memory_limit, then run SELECT stream_state.rebuild('%s').",
-					 q->def.name)));
-	sstate_store_drop_query(ls->table, q);
-	LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
-	q->status = SSQ_NEEDS_REBUILD;
-	LWLockRelease(&ls->db->lock);
-}
-
-static bool
-load_key(void *arg, int32 qid, const char *key, uint32 keylen,
-		 const StreamStatePane *panes, int npanes, char **why)
-{
-	LoadState  *ls = arg;
-	StreamStateQuery *q = load_query_of(ls, qid);
-	StreamStateLoadResult res;
-
-	if (q == NULL)
-	{
-		*why = psprintf("it has a key of query id %d, which it does not define", qid);
-		return false;
 	}
 	if (q->status == SSQ_NEEDS_REBUILD)
 		return true;
@@ -2239,123 +2059,17 @@ oom:
 		return false;
 	}
 	if (res == SSL_OUT_OF_MEMORY)
-		load_out_of_memory(ls, q);
-	return true;
-}
-
-/* The pool of an image's panes: one DSA chunk, see store_memory.c */
-static void *
-load_image_pool(void *arg, const StreamStateImageHead *h, Size bytes)
-{
-	LoadState  *ls = arg;
-	void	   *addr;
-
-	Assert(!DsaPointerIsValid(ls->pool));
-	ls->pool = sstate_store_image_pool(ls->table, h->partition, bytes, &addr);
-	ls->pool_addr = addr;
-	ls->pool_partition = h->partition;
-	return addr;
-}
-
-/* The end of an image's pool, also when the load fails */
-static void
-load_image_end(LoadState *ls)
-{
-	if (DsaPointerIsValid(ls->pool))
-		sstate_store_image_end(ls->table, ls->pool_partition);
-	ls->pool = InvalidDsaPointer;
-	ls->pool_addr = NULL;
-}
-
-static StreamStateQuery *
-load_image_owner(void *arg, int32 qid)
-{
-	LoadState  *ls = arg;
-	StreamStateQuery *q = load_query_of(ls, qid);
-
-	if (q == NULL)
 	{
-		ls->bad_qid = qid;
-		return NULL;
-	}
-	return q->status == SSQ_NEEDS_REBUILD ? NULL : q;
-}
-
-/*
- * An image: its keys go into the table with their panes where they are, in
- * the pool (sstate_store_load_image); the few it cannot take there, and
- * every key of an image read into local memory, go one by one (load_key).
- */
-static bool
-load_image(void *arg, const StreamStateImageHead *h, const StreamStateImageKey *keys,
-		   const char *keybytes, const StreamStatePane *panes, char **why)
-{
-	LoadState  *ls = arg;
-	uint32		next = 0;
-	bool		ok = true;
-
-	if (DsaPointerIsValid(ls->pool) && panes == ls->pool_addr)
-	{
-		for (;;)
-		{
-			StreamStateLoadResult res;
-			const StreamStateImageKey *k;
-			const StreamStatePane *kp = panes;
-			StreamStateQuery *q;
-
-			res = sstate_store_load_image(ls->table, h, keys, keybytes, ls->pool, &next,
-										  load_image_owner, ls);
-			if (ls->bad_qid != 0)
-			{
-				*why = psprintf("it has a key of query id %d, which it does not define",
-								ls->bad_qid);
-				ok = false;
-				break;
-			}
-			if (res == SSL_OK)
-				break;
-			k = &keys[next];
-			q = load_query_of(ls, k->qid);
-			if (res == SSL_DUPLICATE)
-			{
-				*why = psprintf("it holds a key of query \"%s\" twice", q->def.name);
-				ok = false;
-				break;
-			}
-			if (res == SSL_OUT_OF_MEMORY)
-			{
-				if (q != NULL && q->status != SSQ_NEEDS_REBUILD)
-					load_out_of_memory(ls, q);
-			}
-			else
-			{
-				/* SSL_OTHER_PARTITION: a copy of its own */
-				for (uint32 i = 0; i < next; i++)
-					kp += keys[i].npanes;
-				if (!load_key(ls, k->qid,
-							  k->keylen <= STREAM_STATE_IMAGE_KEY_INLINE ? k->key : keybytes + k->keyoff,
-							  k->keylen, kp, (int) k->npanes, why))
-				{
-					ok = false;
-					break;
-				}
-			}
-			next++;
-		}
-		load_image_end(ls);
-		return ok;
-	}
-
-	load_image_end(ls);
-	for (uint32 i = 0; i < h->nkeys; i++)
-	{
-		const StreamStateImageKey *k = &keys[i];
-
-		if (!load_key(ls, k->qid,
-					  k->keylen <= STREAM_STATE_IMAGE_KEY_INLINE ? k->key : keybytes + k->keyoff,
-					  k->keylen, panes, (int) k->npanes, why))
-			return false;
-		panes += k->npanes;
+		/* the checkpoint is fine; this query does not fit any more */
+		ereport(LOG,
+				(errmsg("stream_state: memory full while restoring continuous query \"%s\"; it needs a rebuild",
+						q->def.name),
+				 errhint("Increase stream_state.memory_limit, then run SELECT stream_state.rebuild('%s').",
+						 q->def.name)));
+		sstate_store_drop_query(ls->table, q);
+		LWLockAcquire(&ls->db->lock, LW_EXCLUSIVE);
+		q->status = SSQ_NEEDS_REBUILD;
+		LWLockRelease(&ls->db->lock);
 	}
 	return true;
 }
@@ -2369,16 +2083,14 @@ ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 			   StreamStateCkptHeader *hdr_out, char **why)
 {
 	StreamStateCkptScan cb = {load_header, load_query, load_key, load_layout, load_options,
-	load_late, load_image_pool, load_image};
+	load_late};
 	LoadState	ls;
 
 	memset(&ls, 0, sizeof(ls));
 	ls.db = db;
 	ls.table = table;
-	ls.pool = InvalidDsaPointer;
 	if (!sstate_ckpt_scan_file(path, &cb, &ls, why))
 	{
-		load_image_end(&ls);
 		sstate_store_load_end();
 		clear_state(db, table);
 		return false;
@@ -2515,7 +2227,6 @@ typedef struct CkptScanState
 	int64		nkeys;
 	int64		nentries;
 	int64		bytes;
-	int64		flushed;		/* bytes when pg_flush_data was last called */
 	bool		failed;
 	StreamStateStore *table;
 } CkptScanState;
@@ -2558,56 +2269,6 @@ scan_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	/* written while the partition is held: blocks are 1 MB, a short write */
 	if (ss->cur.len >= CKPT_BLOCK_TARGET)
 		(void) scan_flush(ss);
-}
-
-/*
- * One image (a partition's entries, store_memory.c) as an IMAGE block,
- * written from the scanner's buffers as they are.  Written while the
- * partition is held, as ENTRIES blocks are.  Every CKPT_FLUSH_EVERY bytes
- * the kernel is asked to start writing the file back (pg_flush_data), so
- * that the disk works while the scanner copies and the final fsync finds
- * little left to do.
- */
-#define CKPT_FLUSH_EVERY	(8 * 1024 * 1024)
-
-static void
-scan_image_cb(void *arg, const StreamStateImageHead *h, const StreamStateImageKey *keys,
-			  const char *keybytes, const StreamStatePane *panes)
-{
-	CkptScanState *ss = arg;
-	CkptBlockHead head;
-	Size		recbytes = (Size) h->nkeys * sizeof(StreamStateImageKey);
-	Size		panebytes = (Size) h->npanes * sizeof(StreamStatePane);
-
-	if (ss->failed)
-		return;
-	head.type = CKB_IMAGE;
-	head.len = (uint32) (sizeof(*h) + recbytes + h->keybytes + panebytes);
-	INIT_CRC32C(head.crc);
-	COMP_CRC32C(head.crc, &head.type, sizeof(uint32) * 2);
-	COMP_CRC32C(head.crc, h, sizeof(*h));
-	COMP_CRC32C(head.crc, keys, recbytes);
-	COMP_CRC32C(head.crc, keybytes, h->keybytes);
-	COMP_CRC32C(head.crc, panes, panebytes);
-	FIN_CRC32C(head.crc);
-	if (!write_all(ss->fd, &head, sizeof(head)) ||
-		!write_all(ss->fd, h, sizeof(*h)) ||
-		!write_all(ss->fd, keys, recbytes) ||
-		!write_all(ss->fd, keybytes, h->keybytes) ||
-		!write_all(ss->fd, panes, panebytes))
-	{
-		ss->failed = true;
-		return;
-	}
-	ss->bytes += sizeof(head) + head.len;
-	ss->nblocks++;
-	ss->nkeys += h->nkeys;
-	ss->nentries += h->npanes;
-	if (ss->bytes - ss->flushed >= CKPT_FLUSH_EVERY)
-	{
-		pg_flush_data(ss->fd, 0, 0);
-		ss->flushed = ss->bytes;
-	}
 }
 
 static StreamStateDb *scanner_db = NULL;
@@ -2674,8 +2335,7 @@ stream_state_ckpt_scanner_main(Datum arg)
 	else
 	{
 		pgstat_report_activity(STATE_RUNNING, "copying state for a checkpoint");
-		sstate_store_snapshot(table, epoch, scan_key_cb, scan_image_cb, &ss,
-							  &ShutdownRequestPending);
+		sstate_store_snapshot(table, epoch, scan_key_cb, &ss, &ShutdownRequestPending);
 		if (ShutdownRequestPending)
 			proc_exit(0);		/* the worker sees it stopped unfinished */
 		(void) scan_flush(&ss);

@@ -13,8 +13,7 @@
 
 #include "store.h"
 
-#define STREAM_STATE_CKPT_VERSION	2	/* 0.8.0: IMAGE blocks */
-#define STREAM_STATE_CKPT_VERSION_MIN	1	/* the oldest this server reads */
+#define STREAM_STATE_CKPT_VERSION	1
 
 /* flags in the checkpoint header */
 #define SSC_FLAG_EXTENSION_DROPPED	0x01
@@ -79,17 +78,6 @@ typedef struct StreamStateCkptScan
 							char **why);
 	/* 0.7.0: a late group not yet in its query's late_to table */
 	bool		(*late) (void *arg, int32 qid, const StreamStateLateGroup *g, char **why);
-
-	/*
-	 * Format 2: an IMAGE block (store.h).  Without image, its keys go to key
-	 * one by one.  With image_pool, the reader first asks it for memory of
-	 * bytes for the image's panes (NULL: use its own) and reads them
-	 * straight into it; image then gets the checked image.
-	 */
-	void	   *(*image_pool) (void *arg, const StreamStateImageHead *h, Size bytes);
-	bool		(*image) (void *arg, const StreamStateImageHead *h,
-						  const StreamStateImageKey *keys, const char *keybytes,
-						  const StreamStatePane *panes, char **why);
 } StreamStateCkptScan;
 
 /* worker */

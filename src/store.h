@@ -111,68 +111,24 @@ extern bool sstate_store_sum_cached(StreamStateStore *store, int32 qid,
 									const char *key, uint32 keylen,
 									int64 pane_lo, int64 pane_hi, int64 *sum);
 
-/*
- * Images (store_memory.c, "Images"): the entries of one partition of the
- * memory store as they lie in memory, a checkpoint block's payload.  A head,
- * nkeys key records, the long keys' bytes (keybytes, a multiple of 8), then
- * every key's panes, in the order of the records.  Native byte order and
- * layout: the checkpoint's prefix says whose.
- */
-#define STREAM_STATE_IMAGE_KEY_INLINE	16
-
-typedef struct StreamStateImageHead
-{
-	uint32		partition;
-	uint32		nkeys;
-	uint64		keybytes;
-	uint64		npanes;
-} StreamStateImageHead;
-
-typedef struct StreamStateImageKey
-{
-	int32		qid;
-	uint32		keylen;
-	uint32		npanes;
-	uint32		keyoff;			/* long keys: offset in the keys' bytes */
-	char		key[STREAM_STATE_IMAGE_KEY_INLINE];	/* keys of up to 16 bytes */
-} StreamStateImageKey;
-
-typedef void (*sstate_store_image_cb) (void *arg, const StreamStateImageHead *h,
-									   const StreamStateImageKey *keys,
-									   const char *keybytes,
-									   const StreamStatePane *panes);
-/* the query a restored key belongs to, NULL to leave the key out */
-typedef StreamStateQuery *(*sstate_store_owner_cb) (void *arg, int32 qid);
-
 /* copy-on-write snapshots for checkpoints */
 extern void sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg);
 extern void sstate_store_cow_end(void);
 extern void sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
-								  sstate_store_image_cb image_cb, void *arg,
-								  volatile sig_atomic_t *stop);
+								  void *arg, volatile sig_atomic_t *stop);
 
 /* restoring a checkpoint (worker only) */
 typedef enum StreamStateLoadResult
 {
 	SSL_OK,
 	SSL_OUT_OF_MEMORY,
-	SSL_DUPLICATE,
-	SSL_OTHER_PARTITION			/* an image's key that hashes elsewhere */
+	SSL_DUPLICATE
 } StreamStateLoadResult;
 
 extern StreamStateLoadResult sstate_store_load(StreamStateStore *store, StreamStateQuery *q,
 											   const char *key, uint32 keylen,
 											   const StreamStatePane *panes, int npanes);
 extern void sstate_store_load_end(void);
-extern dsa_pointer sstate_store_image_pool(StreamStateStore *store, uint32 partition,
-										   Size bytes, void **addr);
-extern StreamStateLoadResult sstate_store_load_image(StreamStateStore *store,
-													 const StreamStateImageHead *h,
-													 const StreamStateImageKey *keys,
-													 const char *keybytes,
-													 dsa_pointer pool, uint32 *next,
-													 sstate_store_owner_cb owner, void *arg);
-extern void sstate_store_image_end(StreamStateStore *store, uint32 partition);
 
 /* readers */
 extern int64 sstate_store_sum(StreamStateStore *store, int32 qid,

@@ -42,7 +42,6 @@
 #include "postgres.h"
 
 #include "common/hashfn.h"
-#include "lib/stringinfo.h"
 #include "miscadmin.h"
 #include "utils/memutils.h"
 
@@ -78,12 +77,6 @@ typedef struct Partition
 	dsa_pointer slots;			/* Slot[mask + 1]; InvalidDsaPointer: none yet */
 	uint32		mask;
 	uint32		used;
-	dsa_pointer pool;			/* pane arrays restored from an image, one
-								 * chunk; InvalidDsaPointer: none */
-	uint64		pool_bytes;
-	uint64		pool_live;		/* pane arrays still in the pool */
-	bool		pool_loading;	/* an image is being loaded into it: keep it
-								 * even when no array lives in it */
 } Partition;
 
 #define STORE_MAGIC		0x53535354	/* "SSST" */
@@ -154,9 +147,7 @@ static void late_commit(void);
 static void late_undo(StreamStateStore *store);
 static dsa_pointer value_alloc(dsa_area *area, const char *bytes, uint32 len);
 static void late_free_list(dsa_area *area, LateList *l, XLogRecPtr upto, bool all);
-static void free_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s);
-static void panes_free(dsa_area *area, Partition *p, dsa_pointer dp);
-static inline bool in_pool(const Partition *p, dsa_pointer dp);
+static void free_slot(dsa_area *area, StreamStateQuery *q, Slot *s);
 
 /*
  * The hash of (query, key image).  Classed keys (sstate_key_image) hash by
@@ -431,7 +422,6 @@ sstate_store_create(dsa_area *area)
 	{
 		LWLockInitialize(&hdr->parts[i].lock, sstate_shared->lwtranche);
 		hdr->parts[i].slots = InvalidDsaPointer;
-		hdr->parts[i].pool = InvalidDsaPointer;
 	}
 	return sstate_store_attach(area, dp);
 }
@@ -481,15 +471,12 @@ sstate_store_destroy(StreamStateStore *store)
 						if (DsaPointerIsValid((dsa_pointer) panes[k].count))
 							dsa_free(area, (dsa_pointer) panes[k].count);
 				}
-				if (!in_pool(p, slots[j].panes))
-					dsa_free(area, slots[j].panes);
+				dsa_free(area, slots[j].panes);
 			}
 			if (slots[j].keylen > KEY_INLINE)
 				dsa_free(area, slots[j].key.dp);
 		}
 		dsa_free(area, p->slots);
-		if (DsaPointerIsValid(p->pool))
-			dsa_free(area, p->pool);
 	}
 	for (i = 0; i < MAX_VALUE_QUERIES; i++)
 		if (store->hdr->late[i].qid != 0)
@@ -570,48 +557,15 @@ free_values(dsa_area *area, StreamStateQuery *q, StreamStatePane *panes, int fro
 	}
 }
 
-/*
- * Pooled pane arrays (see "Images" below): is dp an array carved from p's
- * pool?  A pool is one DSA chunk, and the dsa_pointers of the bytes of one
- * chunk are consecutive numbers, so a range check tells.
- */
-static inline bool
-in_pool(const Partition *p, dsa_pointer dp)
-{
-	return DsaPointerIsValid(p->pool) && dp >= p->pool && dp < p->pool + p->pool_bytes;
-}
-
-/*
- * Free the pane array dp of a slot of p: its own chunk, or its place in
- * the pool, which is freed with its last array.  Caller holds p->lock
- * exclusively.
- */
-static void
-panes_free(dsa_area *area, Partition *p, dsa_pointer dp)
-{
-	if (!in_pool(p, dp))
-	{
-		dsa_free(area, dp);
-		return;
-	}
-	Assert(p->pool_live > 0);
-	if (--p->pool_live == 0 && !p->pool_loading)
-	{
-		dsa_free(area, p->pool);
-		p->pool = InvalidDsaPointer;
-		p->pool_bytes = 0;
-	}
-}
-
 /* Free a slot's chunks and uncount it; the caller deletes it next. */
 static void
-free_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
+free_slot(dsa_area *area, StreamStateQuery *q, Slot *s)
 {
 	if (q->def.sql && s->npanes > 0)
 		free_values(area, q, dsa_get_address(area, s->panes), 0, s->npanes);
 	if (DsaPointerIsValid(s->panes))
 	{
-		panes_free(area, p, s->panes);
+		dsa_free(area, s->panes);
 		q->bytes -= (int64) s->cap * sizeof(StreamStatePane);
 	}
 	if (s->keylen > KEY_INLINE)
@@ -669,7 +623,7 @@ delete_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
 {
 	Slot	   *slots = dsa_get_address(area, p->slots);
 
-	free_slot(area, p, q, s);
+	free_slot(area, q, s);
 	partition_delete_at(area, p, (uint32) (s - slots));
 }
 
@@ -679,7 +633,7 @@ delete_slot(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s)
  * changed.  Caller holds the partition's lock exclusively.
  */
 static bool
-insert_pane(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s, int pos, int64 pane, int64 count)
+insert_pane(dsa_area *area, StreamStateQuery *q, Slot *s, int pos, int64 pane, int64 count)
 {
 	/* (a session merge may have emptied an array it then fills again) */
 	StreamStatePane *panes = DsaPointerIsValid(s->panes) ? dsa_get_address(area, s->panes) : NULL;
@@ -697,7 +651,7 @@ insert_pane(dsa_area *area, Partition *p, StreamStateQuery *q, Slot *s, int pos,
 			memcpy(dsa_get_address(area, dp), panes,
 				   sizeof(StreamStatePane) * s->npanes);
 		if (DsaPointerIsValid(s->panes))
-			panes_free(area, p, s->panes);
+			dsa_free(area, s->panes);
 		q->bytes += (int64) (newcap - s->cap) * sizeof(StreamStatePane);
 		s->panes = dp;
 		s->cap = newcap;
@@ -778,7 +732,7 @@ sstate_store_add(StreamStateStore *store, StreamStateQuery *q, const char *key,
 		return true;
 	}
 
-	if (!insert_pane(area, p, q, s, pos, pane, count))
+	if (!insert_pane(area, q, s, pos, pane, count))
 	{
 		if (s->npanes == 0)
 			delete_slot(area, p, q, s);
@@ -831,7 +785,7 @@ sstate_store_add_cached(StreamStateStore *store, StreamStateQuery *q, const char
 			q->panes--;
 		}
 	}
-	else if (count < 0 || !insert_pane(area, p, q, s, pos, pane, count))
+	else if (count < 0 || !insert_pane(area, q, s, pos, pane, count))
 	{
 		/* the copy cannot be kept right: drop it */
 		delete_slot(area, p, q, s);
@@ -995,7 +949,7 @@ sstate_store_values_undo(StreamStateStore *store, StreamStateQuery *(*owner) (in
 					pane_search(dsa_get_address(area, s->panes), s->npanes, c->pane, &found) : 0;
 
 				cow_touch(area, s);
-				if (insert_pane(area, p, q, s, pos, c->pane, (int64) c->old))
+				if (insert_pane(area, q, s, pos, c->pane, (int64) c->old))
 					q->bytes += c->oldlen;
 				else
 					dsa_free(area, c->old);
@@ -1110,7 +1064,7 @@ sstate_store_merge_value(StreamStateStore *store, StreamStateQuery *q, const cha
 		return true;
 	}
 	dp = value_alloc(area, value, len);
-	if (!DsaPointerIsValid(dp) || !insert_pane(area, p, q, s, pos, pane, (int64) dp))
+	if (!DsaPointerIsValid(dp) || !insert_pane(area, q, s, pos, pane, (int64) dp))
 	{
 		if (DsaPointerIsValid(dp))
 			dsa_free(area, dp);
@@ -1247,7 +1201,7 @@ sstate_store_merge_session(StreamStateStore *store, StreamStateQuery *q, const c
 	{
 		/* make room first, so that nothing changes if there is none */
 		pos = pane_search(panes, s->npanes, mfirst, &found);
-		if (!insert_pane(area, p, q, s, pos, mfirst, (int64) dp))
+		if (!insert_pane(area, q, s, pos, mfirst, (int64) dp))
 		{
 			dsa_free(area, dp);
 			if (s->npanes == 0)
@@ -1272,7 +1226,7 @@ sstate_store_merge_session(StreamStateStore *store, StreamStateQuery *q, const c
 			q->panes--;
 		}
 		pos = s->npanes > 0 ? pane_search(panes, s->npanes, mfirst, &found) : 0;
-		if (!insert_pane(area, p, q, s, pos, mfirst, (int64) dp))
+		if (!insert_pane(area, q, s, pos, mfirst, (int64) dp))
 			elog(PANIC, "stream_state: no room for a merged session");	/* it had room */
 	}
 	q->bytes += sizeof(uint32) + sizeof(int64) + acclen;
@@ -1655,117 +1609,20 @@ sstate_store_load_end(void)
 	load_release();
 }
 
-/* ---------------------------------------------------------------------
- * Images
- *
- * A checkpoint's scanner writes each partition as an image
- * (StreamStateImageHead in store.h): the key records, the long keys, then
- * the pane arrays back to back, exactly as StreamStatePane lies in memory.
- * Restoring reads the pane arrays of a partition straight into one DSA
- * chunk, the partition's pool, and points each key's slot into it
- * (sstate_store_load_image): one allocation per partition instead of one
- * per key, no decoding, and the slots are placed into a slot array sized
- * once for them all.  Slot arrays are not imaged as they lie (with their
- * holes): a snapshot leaves out entries the worker copied on write, and the
- * records are a third of a slot array's bytes at its mean load.
- *
- * A pooled array is an ordinary pane array to everything else.  One that
- * must grow moves to a chunk of its own (insert_pane), and freeing one only
- * counts it out of the pool (panes_free); the pool goes back to the area
- * with its last array.  So the pool's memory is held until every key
- * restored into the partition has grown or gone: for sliding windows, about
- * one slide after the restore, when each live key has gained a pane.
- *
- * Queries in SQL are not imaged: their panes refer to values, each its own
- * chunk, so they gain nothing from it and keep the per-key encoding.
- * ---------------------------------------------------------------------
- */
-
-#define IMAGE_SPLIT		(32 * 1024 * 1024)	/* pane bytes per image at most */
-
-typedef struct ImageBuf
-{
-	StringInfoData keys;
-	StringInfoData keybytes;
-	StringInfoData panes;
-	uint32		nkeys;
-	uint64		npanes;
-} ImageBuf;
-
-static void
-image_emit(ImageBuf *b, uint32 partition, sstate_store_image_cb cb, void *arg)
-{
-	StreamStateImageHead h;
-
-	if (b->nkeys == 0)
-		return;
-	h.partition = partition;
-	h.nkeys = b->nkeys;
-	h.keybytes = b->keybytes.len;
-	h.npanes = b->npanes;
-	cb(arg, &h, (const StreamStateImageKey *) b->keys.data, b->keybytes.data,
-	   (const StreamStatePane *) b->panes.data);
-	resetStringInfo(&b->keys);
-	resetStringInfo(&b->keybytes);
-	resetStringInfo(&b->panes);
-	b->nkeys = 0;
-	b->npanes = 0;
-}
-
-static void
-image_add(ImageBuf *b, dsa_area *area, const Slot *s)
-{
-	StreamStateImageKey k;
-
-	memset(&k, 0, sizeof(k));
-	k.qid = s->qid;
-	k.keylen = s->keylen;
-	k.npanes = (uint32) s->npanes;
-	if (s->keylen <= KEY_INLINE)
-		memcpy(k.key, s->key.data, s->keylen);
-	else
-	{
-		static const char zeros[8] = {0};
-
-		k.keyoff = (uint32) b->keybytes.len;
-		appendBinaryStringInfo(&b->keybytes, dsa_get_address(area, s->key.dp), s->keylen);
-		if (b->keybytes.len % 8 != 0)
-			appendBinaryStringInfo(&b->keybytes, zeros, 8 - b->keybytes.len % 8);
-	}
-	appendBinaryStringInfo(&b->keys, (char *) &k, sizeof(k));
-	appendBinaryStringInfo(&b->panes, dsa_get_address(area, s->panes),
-						   sizeof(StreamStatePane) * s->npanes);
-	b->nkeys++;
-	b->npanes += s->npanes;
-}
-
 /*
  * The scanner's half of a snapshot: call cb for every entry not copied yet
  * for epoch (by the worker, or created after the snapshot began), and mark
- * it copied.  With image_cb, the entries of queries that are not in SQL go
- * to image_cb instead, one image per partition (or per IMAGE_SPLIT bytes of
- * panes).  Holds each partition exclusively while it is scanned.  Stops
+ * it copied.  Holds each partition exclusively while it is scanned.  Stops
  * early when *stop becomes true.
  */
 void
 sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
-					  sstate_store_image_cb image_cb, void *arg,
-					  volatile sig_atomic_t *stop)
+					  void *arg, volatile sig_atomic_t *stop)
 {
 	dsa_area   *area = store->area;
-	ImageBuf	b;
-	int32		last_qid = 0;
-	bool		last_values = false;
 	int			n;
 
 	load_release();
-	memset(&b, 0, sizeof(b));
-	if (image_cb != NULL)
-	{
-		initStringInfo(&b.keys);
-		initStringInfo(&b.keybytes);
-		initStringInfo(&b.panes);
-	}
 	for (n = 0; n < PARTITIONS && !*stop; n++)
 	{
 		Partition  *p = &store->hdr->parts[n];
@@ -1782,213 +1639,12 @@ sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_c
 			if (s->qid <= 0 || s->epoch >= epoch)
 				continue;
 			s->epoch = epoch;
-			if (s->npanes == 0)
-				continue;
-			if (s->qid != last_qid)
-			{
-				last_qid = s->qid;
-				last_values = is_value_qid(store->hdr, s->qid);
-			}
-			if (image_cb != NULL && !last_values)
-			{
-				image_add(&b, area, s);
-				if (b.panes.len >= IMAGE_SPLIT)
-					image_emit(&b, (uint32) n, image_cb, arg);
-			}
-			else
+			if (s->npanes > 0)
 				cb(arg, s->qid, slot_key(area, s), s->keylen,
 				   dsa_get_address(area, s->panes), s->npanes);
 		}
-		if (image_cb != NULL)
-			image_emit(&b, (uint32) n, image_cb, arg);
 		LWLockRelease(&p->lock);
 	}
-	if (image_cb != NULL)
-	{
-		pfree(b.keys.data);
-		pfree(b.keybytes.data);
-		pfree(b.panes.data);
-	}
-}
-
-/*
- * A pool of bytes for the pane arrays of an image of partition partition,
- * and its address in *addr; InvalidDsaPointer when the partition has a pool
- * already (a second image of it) or the area has no room: then the caller
- * loads the image's keys one by one (sstate_store_load).  The pool is kept
- * until sstate_store_image_end, even when no array lives in it yet.
- * Worker only.
- */
-dsa_pointer
-sstate_store_image_pool(StreamStateStore *store, uint32 partition, Size bytes, void **addr)
-{
-	Partition  *p;
-	dsa_pointer dp = InvalidDsaPointer;
-
-	Assert(partition < PARTITIONS);
-	p = &store->hdr->parts[partition];
-	load_release();
-	*addr = NULL;
-	if (bytes == 0)
-		return InvalidDsaPointer;
-	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-	if (!DsaPointerIsValid(p->pool))
-	{
-		dp = dsa_allocate_extended(store->area, bytes, DSA_ALLOC_NO_OOM | DSA_ALLOC_HUGE);
-		if (DsaPointerIsValid(dp))
-		{
-			p->pool = dp;
-			p->pool_bytes = bytes;
-			p->pool_live = 0;
-			p->pool_loading = true;
-			*addr = dsa_get_address(store->area, dp);
-		}
-	}
-	LWLockRelease(&p->lock);
-	return dp;
-}
-
-/* The end of loading images into partition's pool: free it if unused. */
-void
-sstate_store_image_end(StreamStateStore *store, uint32 partition)
-{
-	Partition  *p = &store->hdr->parts[partition];
-
-	load_release();
-	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-	p->pool_loading = false;
-	if (DsaPointerIsValid(p->pool) && p->pool_live == 0)
-	{
-		dsa_free(store->area, p->pool);
-		p->pool = InvalidDsaPointer;
-		p->pool_bytes = 0;
-	}
-	LWLockRelease(&p->lock);
-}
-
-/*
- * Put the keys of image h, from record *next on, into the table, their pane
- * arrays in pool (from sstate_store_image_pool, holding the image's panes).
- * The caller has checked the records against the image's sizes.  owner
- * gives each record's query (NULL: leave the key out).  Returns SSL_OK with
- * *next = h->nkeys when all are in; else stops at record *next, which is a
- * duplicate, does not fit (SSL_OUT_OF_MEMORY) or belongs to another
- * partition: the caller deals with that one and calls again from the next.
- * Worker only.
- */
-StreamStateLoadResult
-sstate_store_load_image(StreamStateStore *store, const StreamStateImageHead *h,
-						const StreamStateImageKey *keys, const char *keybytes,
-						dsa_pointer pool, uint32 *next,
-						sstate_store_owner_cb owner, void *arg)
-{
-	dsa_area   *area = store->area;
-	Partition  *p = &store->hdr->parts[h->partition];
-	StreamStateLoadResult res = SSL_OK;
-	uint64		off = 0;
-	uint64		need;
-	uint32		cap;
-	Slot	   *slots;
-	uint32		i;
-
-	Assert(in_pool(p, pool));
-	for (i = 0; i < *next; i++)
-		off += (uint64) keys[i].npanes * sizeof(StreamStatePane);
-	load_release();
-	LWLockAcquire(&p->lock, LW_EXCLUSIVE);
-
-	/*
-	 * One slot array for them all, at a load under 3/4; when the area has no
-	 * room for it, grow as inserts do, so that only what does not fit fails.
-	 */
-	need = (uint64) p->used + (h->nkeys - *next);
-	cap = DsaPointerIsValid(p->slots) ? p->mask + 1 : 0;
-	if (need * 4 > (uint64) cap * 3)
-	{
-		uint64		newcap = Max(cap, MIN_CAPACITY);
-
-		while (need * 4 > newcap * 3)
-			newcap *= 2;
-		if (newcap <= PG_UINT32_MAX / 2)
-			(void) partition_resize(area, p, (uint32) newcap);
-	}
-	slots = partition_slots(area, p);
-
-	for (i = *next; i < h->nkeys; i++)
-	{
-		const StreamStateImageKey *k = &keys[i];
-		StreamStateQuery *q = owner(arg, k->qid);
-		const char *key = k->keylen <= KEY_INLINE ? k->key : keybytes + k->keyoff;
-		dsa_pointer kp = InvalidDsaPointer;
-		uint32		hash;
-		uint32		j;
-		Slot	   *s;
-
-		if (q == NULL)
-		{
-			off += (uint64) k->npanes * sizeof(StreamStatePane);
-			continue;
-		}
-		hash = key_hash(q->def.id, q->def.key_classed, key, k->keylen);
-		if (partition_of(store, hash) != p)
-		{
-			res = SSL_OTHER_PARTITION;
-			break;
-		}
-		if (slots == NULL || (uint64) (p->used + 1) * 4 > (uint64) (p->mask + 1) * 3)
-		{
-			if (!partition_reserve(area, p))
-			{
-				res = SSL_OUT_OF_MEMORY;
-				break;
-			}
-			slots = partition_slots(area, p);
-		}
-		for (j = hash & p->mask; slots[j].qid != 0; j = (j + 1) & p->mask)
-			if (slots[j].hash == hash && slots[j].qid == q->def.id &&
-				slots[j].keylen == k->keylen &&
-				memcmp(slot_key(area, &slots[j]), key, k->keylen) == 0)
-				break;
-		if (slots[j].qid != 0)
-		{
-			res = SSL_DUPLICATE;
-			break;
-		}
-		if (k->keylen > KEY_INLINE)
-		{
-			kp = dsa_allocate_extended(area, k->keylen, DSA_ALLOC_NO_OOM);
-			if (!DsaPointerIsValid(kp))
-			{
-				res = SSL_OUT_OF_MEMORY;
-				break;
-			}
-			memcpy(dsa_get_address(area, kp), key, k->keylen);
-		}
-		s = &slots[j];
-		s->hash = hash;
-		s->qid = q->def.id;
-		s->keylen = k->keylen;
-		s->epoch = 0;
-		if (k->keylen > KEY_INLINE)
-		{
-			s->key.dp = kp;
-			q->bytes += k->keylen;
-		}
-		else
-			memcpy(s->key.data, key, KEY_INLINE);
-		s->panes = pool + off;
-		s->npanes = (int32) k->npanes;
-		s->cap = (int32) k->npanes;
-		p->used++;
-		p->pool_live++;
-		q->keys++;
-		q->panes += k->npanes;
-		q->bytes += ENTRY_BYTES + (int64) k->npanes * sizeof(StreamStatePane);
-		off += (uint64) k->npanes * sizeof(StreamStatePane);
-	}
-	LWLockRelease(&p->lock);
-	*next = i;
-	return res;
 }
 
 /* ---------------------------------------------------------------------

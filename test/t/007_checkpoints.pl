@@ -212,63 +212,7 @@ damage_case(
 		print $fh pack('L', 99);
 		close $fh;
 	},
-	qr/it has format version 99; this server reads versions 1 to 2/);
-
-# Format 2: the scanner writes each partition's entries as an IMAGE block
-# (type 8); its panes are read straight into the store's memory, so damage
-# inside one must be found as surely as in any other block.
-sub image_block
-{
-	my ($file) = @_;
-	open(my $fh, '<', $file) or die "open $file: $!";
-	binmode $fh;
-	my $at = 24;    # magic, version, major, byte-order mark, query size
-	while (read($fh, my $head, 12) == 12)
-	{
-		my ($type, $len) = unpack('LL', $head);
-		if ($type == 8)
-		{
-			close $fh;
-			return ($at, $len);
-		}
-		$at += 12 + $len;
-		seek($fh, $at, 0);
-	}
-	die "no IMAGE block in $file";
-}
-
-damage_case(
-	'a flipped byte in the panes of an image',
-	sub {
-		my ($at, $len) = image_block($_[0]);
-		flip_byte($_[0], $at + 12 + $len - 3);
-	},
-	qr/block \d+ at byte \d+ fails its CRC-32C check/);
-damage_case(
-	'a flipped byte in the key records of an image',
-	sub {
-		my ($at, $len) = image_block($_[0]);
-		flip_byte($_[0], $at + 12 + 24 + 4);    # the first record's key length
-	},
-	qr/block \d+ at byte \d+ fails its CRC-32C check/);
-damage_case(
-	'a file truncated inside an image',
-	sub {
-		my ($at, $len) = image_block($_[0]);
-		truncate($_[0], $at + 12 + int($len / 2)) or die;
-	},
-	qr/the file ends at byte \d+, inside a block/);
-damage_case(
-	'an image head whose sizes do not add up',
-	sub {
-		my ($at, $len) = image_block($_[0]);
-		open(my $fh, '+<', $_[0]) or die;
-		binmode $fh;
-		seek($fh, $at + 12 + 4, 0);    # nkeys
-		print $fh pack('L', 0x7fffffff);
-		close $fh;
-	},
-	qr/block \d+ at byte \d+ is an image whose sizes do not add up/);
+	qr/it has format version 99; this server reads version 1/);
 damage_case('a missing file', sub { unlink($_[0]) or die },
 	qr/could not open it: No such file or directory/);
 

@@ -1602,6 +1602,59 @@ sstate_store_load(StreamStateStore *store, StreamStateQuery *q, const char *key,
 	return SSL_OK;
 }
 
+/*
+ * Before restoring a checkpoint of about nkeys keys: give every partition
+ * the slot array it will end with.  Else each array doubles its way up from
+ * MIN_CAPACITY, and the load writes about twice the final arrays' memory
+ * (zeroing each new array, copying every slot into it), which is what a
+ * restore spends most of its time on: fresh shared memory costs a page
+ * fault per 4 kB on its first touch.  Keys spread over the partitions by
+ * their hash, about nkeys / PARTITIONS each give or take a few times its
+ * square root: a margin of 1/16 (at least 16 keys) covers that, and a
+ * partition that gets more grows as usual.  An array the area has no room
+ * for is left as it is.  Worker only.
+ */
+void
+sstate_store_presize(StreamStateStore *store, uint64 nkeys)
+{
+	uint64		per = nkeys / PARTITIONS;
+
+	per += Max(per / 16, 16);
+	load_release();
+	for (int n = 0; n < PARTITIONS; n++)
+	{
+		Partition  *p = &store->hdr->parts[n];
+		uint64		cap;
+		uint64		newcap = MIN_CAPACITY;
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		cap = DsaPointerIsValid(p->slots) ? (uint64) p->mask + 1 : 0;
+		while ((p->used + per) * 4 > newcap * 3)
+			newcap *= 2;
+		if (newcap > cap && newcap <= PG_UINT32_MAX / 2)
+			(void) partition_resize(store->area, p, (uint32) newcap);
+		LWLockRelease(&p->lock);
+	}
+}
+
+/*
+ * Give back the slot arrays of partitions that have no keys (after a
+ * restore that failed, sstate_store_presize's).  Worker only.
+ */
+void
+sstate_store_trim(StreamStateStore *store)
+{
+	load_release();
+	for (int n = 0; n < PARTITIONS; n++)
+	{
+		Partition  *p = &store->hdr->parts[n];
+
+		LWLockAcquire(&p->lock, LW_EXCLUSIVE);
+		partition_shrink(store->area, p);
+		LWLockRelease(&p->lock);
+	}
+}
+
 /* The end of a load: release the partition it holds. */
 void
 sstate_store_load_end(void)

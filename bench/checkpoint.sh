@@ -48,7 +48,10 @@
 #   BENCH_ENTRIES [10000000]  (key, pane) entries (rounded up to a multiple of 10)
 #   BENCH_RUNS [3]
 #   BENCH_MEMORY_LIMIT [4GB]  stream_state.memory_limit of the bench server
-#   BENCH_EXTRA_CONF='...'    extra postgresql.conf lines (printed)
+#   BENCH_EXTRA_CONF='...'    extra postgresql.conf lines (printed); e.g. huge pages
+#                          (after sysctl vm.nr_hugepages=800, as root):
+#                          BENCH_MEMORY_LIMIT=1GB BENCH_EXTRA_CONF='shared_buffers = 256MB
+#                          huge_pages = on'
 #   BENCH_PERF=1           perf record -g of the worker during measured checkpoint 1,
 #                          and of all processes during restore 1 (warm; the report shows
 #                          the worker only); prints the top symbols by self time
@@ -104,10 +107,17 @@ checkpoint_timeout = 30min
 synchronous_commit = on
 log_line_prefix = '%m [%p] '
 EOF
+hp_free() { awk '/^HugePages_Free:/ {f = $2} /^HugePages_Rsvd:/ {r = $2} END {print f - r}' /proc/meminfo; }
+HP_BEFORE=$(hp_free)
 bench_start_server 300
 echo "server: $T (port $PORT), $("$PGBIN/postgres" --version)"
 echo "checkpoint directory filesystem: $(findmnt -n -o SOURCE,FSTYPE -T "$T/data" | tr -s ' ')"
 bench_connect
+# The state lives in the main shared memory segment (its DSA area): with 4 kB
+# pages, the restore's and the scanner's page faults can dominate (see README).
+echo "huge pages: huge_pages = $("${PSQL[@]}" -d postgres -c 'SHOW huge_pages'), vm.nr_hugepages = $(cat /proc/sys/vm/nr_hugepages)," \
+	"$(((HP_BEFORE - $(hp_free)) * $(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo) / 1024)) MB of them reserved by the server" \
+	"(transparent huge pages for shared memory: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null || echo n/a))"
 
 # ---------------------------------------------------------------- helpers
 state_counts() {	# -> "keys panes" of query q

@@ -34,6 +34,15 @@
  *				  delta from the previous) and its count (zigzag varint)
  *		END		  number of keys, of (key, pane) entries and of blocks
  *
+ * The format stays version 1 after 0.7.0.  A native image of the memory store
+ * (raw pane arrays per partition, read straight into pooled memory) was
+ * measured and dropped: 5.6x the bytes, a slower checkpoint and a restore
+ * only a third cheaper, because what a restore costs is the first touch of
+ * the state's memory (store_memory.c, "Checkpoints and memory pages").  A
+ * restore reads END's key count first (read_header_only) to size the table
+ * once; that count is only a hint, bounded by the file's size, until the
+ * whole file has been read and checked.
+ *
  * A file that ends early, has a block whose CRC does not match, a wrong
  * version, another database or server, or anything after END is damaged:
  * the worker logs why and falls back to the previous checkpoint.
@@ -545,8 +554,14 @@ remove_temp_files(const char *dir)
  * Read just the header of a checkpoint file (the prefix and first block),
  * its size, and the entry count of its END block (-1 if unreadable).
  */
+/*
+ * The header of checkpoint file path, its size, and the numbers of entries
+ * and keys its END block counts (-1 if it has none).  Checks nothing else:
+ * the counts are only hints until the file is read through.
+ */
 static bool
-read_header_only(const char *path, CkptHeader *hdr, int64 *bytes, int64 *entries)
+read_header_only(const char *path, CkptHeader *hdr, int64 *bytes, int64 *entries,
+				 int64 *keys)
 {
 	int			fd = OpenTransientFile(path, O_RDONLY | PG_BINARY);
 	CkptPrefix	prefix;
@@ -566,11 +581,15 @@ read_header_only(const char *path, CkptHeader *hdr, int64 *bytes, int64 *entries
 		fstat(fd, &st) == 0;
 	*bytes = ok ? (int64) st.st_size : 0;
 	*entries = -1;
+	*keys = -1;
 	if (ok && st.st_size > (off_t) (sizeof(CkptBlockHead) + sizeof(CkptEnd)) &&
 		pread(fd, &head, sizeof(head), st.st_size - sizeof(head) - sizeof(endb)) == sizeof(head) &&
 		head.type == CKB_END &&
 		pread(fd, &endb, sizeof(endb), st.st_size - sizeof(endb)) == sizeof(endb))
+	{
 		*entries = (int64) endb.nentries;
+		*keys = (int64) endb.nkeys;
+	}
 	CloseTransientFile(fd);
 	return ok;
 }
@@ -609,6 +628,7 @@ adopt_unlisted_files(Oid dboid, const char *dir)
 		ListCell   *lc;
 		int64		bytes;
 		int64		entries;
+		int64		keys;
 
 		if (id <= 0 || strcmp(end, ".ckpt") != 0)
 			continue;
@@ -618,7 +638,7 @@ adopt_unlisted_files(Oid dboid, const char *dir)
 		if (listed)
 			continue;
 		snprintf(path, MAXPGPATH, "%s/%s", dir, de->d_name);
-		if (!read_header_only(path, &hdr, &bytes, &entries) || hdr.id != id ||
+		if (!read_header_only(path, &hdr, &bytes, &entries, &keys) || hdr.id != id ||
 			hdr.dboid != dboid)
 			continue;			/* not ours, or unreadable: leave it */
 		ci = palloc0(sizeof(StreamStateCkptInfo));
@@ -1601,6 +1621,7 @@ scan_entries(CkptReader *r, const StreamStateCkptScan *cb, void *arg,
 					keylen,
 					npanes;
 		const char *key;
+		bool		values;
 
 		if (!get_uvarint(&p, end, &qid) || !get_uvarint(&p, end, &keylen) ||
 			keylen > (uint64) (end - p))
@@ -1609,6 +1630,7 @@ scan_entries(CkptReader *r, const StreamStateCkptScan *cb, void *arg,
 		p += keylen;
 		if (!get_uvarint(&p, end, &npanes) || npanes == 0 || npanes > (uint64) (end - p))
 			goto malformed;
+		values = list_member_int(r->sql_qids, (int) qid);
 		if ((int) npanes > cap)
 		{
 			cap = Max((int) npanes, 64);
@@ -1630,7 +1652,7 @@ scan_entries(CkptReader *r, const StreamStateCkptScan *cb, void *arg,
 					goto malformed;
 				panes[i].pane = panes[i - 1].pane + (int64) d;
 			}
-			if (list_member_int(r->sql_qids, (int) qid))
+			if (values)
 			{
 				uint64		vlen;
 				char	   *chunk;
@@ -1923,6 +1945,7 @@ clear_state(StreamStateDb *db, StreamStateStore *table)
 			sstate_store_late_drop(table, qs[i].def.id);
 		}
 	}
+	sstate_store_trim(table);	/* what sstate_store_presize gave */
 	LWLockAcquire(&db->lock, LW_EXCLUSIVE);
 	memset(qs, 0, sizeof(StreamStateQuery) * sstate_shared->max_queries);
 	LWLockRelease(&db->lock);
@@ -2086,9 +2109,24 @@ ckpt_load_file(const char *path, StreamStateDb *db, StreamStateStore *table,
 	load_late};
 	LoadState	ls;
 
+	CkptHeader	hdr;
+	int64		bytes,
+				entries,
+				keys;
+
 	memset(&ls, 0, sizeof(ls));
 	ls.db = db;
 	ls.table = table;
+
+	/*
+	 * Size the table for the keys the file says it holds, so that loading
+	 * never grows it (sstate_store_presize).  The count is not checked yet:
+	 * a key takes at least 4 bytes of a file, which bounds what a damaged
+	 * count can ask for.
+	 */
+	if (read_header_only(path, &hdr, &bytes, &entries, &keys) && keys > 0)
+		sstate_store_presize(table, (uint64) Min(keys, bytes / 4));
+
 	if (!sstate_ckpt_scan_file(path, &cb, &ls, why))
 	{
 		sstate_store_load_end();
@@ -2229,6 +2267,8 @@ typedef struct CkptScanState
 	int64		bytes;
 	bool		failed;
 	StreamStateStore *table;
+	int32		last_qid;		/* the query of the last key, and whether */
+	bool		last_values;	/* its panes refer to values */
 } CkptScanState;
 
 static bool
@@ -2262,8 +2302,14 @@ scan_key_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 {
 	CkptScanState  *ss = arg;
 
+	/* keys come query by query within a partition: look the kind up once */
+	if (qid != ss->last_qid)
+	{
+		ss->last_qid = qid;
+		ss->last_values = sstate_store_is_values(ss->table, qid);
+	}
 	encode_key(&ss->cur, qid, key, keylen, panes, npanes,
-			   sstate_store_is_values(ss->table, qid) ? ss->table : NULL, false);
+			   ss->last_values ? ss->table : NULL, false);
 	ss->nkeys++;
 	ss->nentries += npanes;
 	/* written while the partition is held: blocks are 1 MB, a short write */

@@ -129,6 +129,8 @@ extern StreamStateLoadResult sstate_store_load(StreamStateStore *store, StreamSt
 											   const char *key, uint32 keylen,
 											   const StreamStatePane *panes, int npanes);
 extern void sstate_store_load_end(void);
+extern void sstate_store_presize(StreamStateStore *store, uint64 nkeys);
+extern void sstate_store_trim(StreamStateStore *store);
 
 /* readers */
 extern int64 sstate_store_sum(StreamStateStore *store, int32 qid,

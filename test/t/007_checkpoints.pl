@@ -201,6 +201,11 @@ sub flip_byte
 
 damage_case('a flipped byte', sub { flip_byte($_[0], (-s $_[0]) - 40) },
 	qr/block \d+ at byte \d+ fails its CRC-32C check/);
+# The END block's key count sizes the table before the file is read
+# (sstate_store_presize); a damaged count must only cost a failed load.
+damage_case('a huge key count in the end block',
+	sub { flip_byte($_[0], (-s $_[0]) - 24 + 6) },    # CkptEnd.nkeys, byte 6
+	qr/block \d+ at byte \d+ fails its CRC-32C check/);
 damage_case('a truncated file', sub { truncate($_[0], int((-s $_[0]) / 2)) or die },
 	qr/the file ends at byte \d+, inside a block/);
 damage_case(

@@ -196,18 +196,12 @@ sstate_capture_note_ddl(void)
 	sstate_query_cache_reset();
 }
 
-static void
-log_message(const char *data, Size len)
-{
-	LogLogicalMessage(STREAM_STATE_MSG_PREFIX, data, len, true);
-	xact_logged = true;
-}
-
 /*
- * The same record as log_message of the parts put one after the other, made
- * without copying them into one buffer first: a level's values are
- * megabytes.  LogLogicalMessage (replication/logical/message.c) writes
- * exactly this: the header, the prefix with its NUL, then the message.
+ * One transactional logical message of ours, its content the parts put one
+ * after the other, without copying them into one buffer first (a level's
+ * values are megabytes): the record LogLogicalMessage
+ * (replication/logical/message.c) writes, the header, the prefix with its
+ * NUL, then the message.
  */
 static void
 log_message_parts(const char *const *parts, const Size *lens, int nparts)
@@ -232,6 +226,12 @@ log_message_parts(const char *const *parts, const Size *lens, int nparts)
 	XLogSetRecordFlags(XLOG_INCLUDE_ORIGIN);
 	XLogInsert(RM_LOGICALMSG_ID, XLOG_LOGICAL_MESSAGE);
 	xact_logged = true;
+}
+
+static void
+log_message(const char *data, Size len)
+{
+	log_message_parts(&data, &len, 1);
 }
 
 static DeltaLevel *

@@ -359,16 +359,16 @@ table_bytes(uint64 nentries)
 	return sizeof(CaptureEntry) * nentries;
 }
 
+/* A new empty array of nentries for t (t unchanged if this fails) */
 static void
 table_alloc(GroupTable *t, uint64 nentries)
 {
 	Size		bytes = table_bytes(nentries);
+	bool		mapped = bytes > SSTATE_ARENA_SMALL;
 
-	t->mapped = bytes > SSTATE_ARENA_SMALL;
-	if (t->mapped)
-		t->data = (CaptureEntry *) sstate_huge_map(TYPEALIGN(SSTATE_HUGE_PAGE, bytes));
-	else
-		t->data = MemoryContextAllocZero(t->owner, bytes);
+	t->data = mapped ? (CaptureEntry *) sstate_huge_map(TYPEALIGN(SSTATE_HUGE_PAGE, bytes)) :
+		MemoryContextAllocZero(t->owner, bytes);
+	t->mapped = mapped;
 	t->mask = nentries - 1;
 }
 

@@ -964,22 +964,20 @@ deleted_in_batch(int32 qid)
 }
 
 /*
- * The entry of raw key k (len bytes) of query qid, read from RocksDB when
- * it is not in the table yet.  An error reading RocksDB is an ERROR: the
- * worker restarts and goes on from RocksDB's meta.
+ * The table's entry of raw key k (len bytes) of query qid; a new one
+ * (*found false) holds no value yet.
  */
 static ValueEntry *
-value_entry(int32 qid, const char *k, uint32 len)
+value_entry_enter(int32 qid, const char *k, uint32 len, bool *found)
 {
 	ValueKey	vk;
 	ValueEntry *e;
-	bool		found;
 
 	values_init();
 	vk.data = k;
 	vk.len = len;
-	e = hash_search(values, &vk, HASH_ENTER, &found);
-	if (found)
+	e = hash_search(values, &vk, HASH_ENTER, found);
+	if (*found)
 		return e;
 	e->key.data = MemoryContextAlloc(value_cxt, len);
 	memcpy((char *) e->key.data, k, len);
@@ -989,6 +987,22 @@ value_entry(int32 qid, const char *k, uint32 len)
 	e->len = 0;
 	e->dirty = false;
 	values_bytes += len + sizeof(ValueEntry);
+	return e;
+}
+
+/*
+ * The entry of raw key k (len bytes) of query qid, read from RocksDB when
+ * it is not in the table yet.  An error reading RocksDB is an ERROR: the
+ * worker restarts and goes on from RocksDB's meta.
+ */
+static ValueEntry *
+value_entry(int32 qid, const char *k, uint32 len)
+{
+	bool		found;
+	ValueEntry *e = value_entry_enter(qid, k, len, &found);
+
+	if (found)
+		return e;
 	if (!deleted_in_batch(qid))
 	{
 		char	   *err = NULL;
@@ -998,6 +1012,7 @@ value_entry(int32 qid, const char *k, uint32 len)
 		if (err != NULL)
 		{
 			char	   *msg = pstrdup(err);
+			ValueKey	vk = e->key;
 
 			rocksdb_free(err);
 			(void) hash_search(values, &vk, HASH_REMOVE, NULL);
@@ -1184,26 +1199,9 @@ flush_values(void)
 static ValueEntry *
 value_entry_nofetch(int32 qid, const char *k, uint32 len)
 {
-	ValueKey	vk;
-	ValueEntry *e;
 	bool		found;
 
-	values_init();
-	vk.data = k;
-	vk.len = len;
-	e = hash_search(values, &vk, HASH_ENTER, &found);
-	if (!found)
-	{
-		e->key.data = MemoryContextAlloc(value_cxt, len);
-		memcpy((char *) e->key.data, k, len);
-		e->key.len = len;
-		e->qid = qid;
-		e->value = NULL;
-		e->len = 0;
-		e->dirty = false;
-		values_bytes += len + sizeof(ValueEntry);
-	}
-	return e;
+	return value_entry_enter(qid, k, len, &found);
 }
 
 /* One pane key of the key being looked at by sstate_rdb_drop_idle */

@@ -55,6 +55,52 @@ SELECT count(*) FROM cq_spend;
 SELECT attname, atttypid::regtype FROM pg_attribute
  WHERE attrelid = 'cq_spend'::regclass AND attnum > 0 ORDER BY attnum;
 
+-- a transaction whose partial states outgrow 1 MB writes them to the WAL
+-- during the statement (30,000 groups of about 60 bytes each), also inside
+-- a savepoint that is rolled back and one that is released, and before a
+-- TRUNCATE; every case is exact
+CREATE TABLE cq_big (k bigint, v bigint, ts timestamptz);
+SELECT stream_state.create_query('cq_bigq',
+	'SELECT k, count(*), sum(v), avg(v), max(v) FROM cq_big GROUP BY k',
+	time_column => 'ts', window_size => '1 hour');
+CREATE FUNCTION ss_test.cq_big_diff() RETURNS bigint
+LANGUAGE sql AS $$
+	WITH truth AS (
+		SELECT k, count(*), sum(v), avg(v), max(v) FROM cq_big
+		 WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00' GROUP BY k),
+	got AS (
+		SELECT * FROM stream_state.window_result('cq_bigq', '2026-11-24 10:30+00')
+			AS t(k bigint, count bigint, sum numeric, avg numeric, max bigint))
+	SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+						  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d
+$$;
+BEGIN;
+INSERT INTO cq_big SELECT g, g % 1000, '2026-11-24 10:00+00' FROM generate_series(1, 30000) g;
+SAVEPOINT a;
+INSERT INTO cq_big SELECT 100000 + g, 5, '2026-11-24 10:01+00' FROM generate_series(1, 30000) g;
+ROLLBACK TO a;
+SAVEPOINT b;
+INSERT INTO cq_big SELECT g, 7, '2026-11-24 10:02+00' FROM generate_series(1, 30000, 2) g;
+RELEASE b;
+COMMIT;
+BEGIN;
+INSERT INTO cq_big SELECT 200000 + g, 1, '2026-11-24 10:03+00' FROM generate_series(1, 30000) g;
+ROLLBACK;
+SELECT count(*) AS keys, sum(count) AS events, sum(sum) AS total, max(max)
+  FROM stream_state.window_result('cq_bigq', '2026-11-24 10:30+00')
+	AS t(k bigint, count bigint, sum numeric, avg numeric, max bigint);
+SELECT ss_test.cq_big_diff() AS diff;
+BEGIN;
+INSERT INTO cq_big SELECT g, 1, '2026-11-24 10:04+00' FROM generate_series(1, 30000) g;
+TRUNCATE cq_big;
+INSERT INTO cq_big VALUES (1, 10, '2026-11-24 10:05+00'), (2, 20, '2026-11-24 10:05+00');
+COMMIT;
+SELECT * FROM stream_state.window_result('cq_bigq', '2026-11-24 10:30+00')
+	AS t(k bigint, count bigint, sum numeric, avg numeric, max bigint) ORDER BY k;
+SELECT ss_test.cq_big_diff() AS diff;
+SELECT stream_state.drop_query('cq_bigq');
+DROP TABLE cq_big;
+
 -- errors
 -- the rocksdb backend keeps session windows and retention too
 SELECT stream_state.create_query('cq_r', 'SELECT user_id, count(*) FROM cq_events GROUP BY user_id',

@@ -147,14 +147,29 @@ SELECT stream_state.rebuild('cq_spend');
 SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_rebuild;
 
 -- a statement whose groups outgrow stream_state.capture_memory spills the
--- rows of the groups that do not fit and reads them again (here one hll
--- state fills it: a pass per group, several levels deep): the same result
+-- rows of the groups that do not fit: small states (cq_small's) by hash,
+-- read again a partition at a time, several levels deep; large ones
+-- (cq_spend's hll, about 130 kB each) sorted and folded a group at a time.
+-- The same results
+SELECT stream_state.create_query('cq_small',
+	'SELECT user_id, count(*), sum(amount), max(page) FROM cq_events GROUP BY user_id',
+	time_column => 'ts', window_size => '1 hour', slide => '10 minutes');
 SET stream_state.capture_memory = '64kB';
 INSERT INTO cq_events SELECT g % 500, g % 9, 'p' || (g % 37), 'purchase',
 	   '2026-11-24 10:00+00'::timestamptz + (g % 50) * interval '1 minute'
   FROM generate_series(1, 3000) g;
 RESET stream_state.capture_memory;
 SELECT ss_test.cq_window_diff('2026-11-24 10:55+00') AS diff_after_spills;
+WITH truth AS (
+	SELECT user_id, count(*), sum(amount), max(page) FROM cq_events
+	 WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00' GROUP BY user_id),
+got AS (
+	SELECT * FROM stream_state.window_result('cq_small', '2026-11-24 10:55+00')
+		AS t(user_id bigint, count bigint, sum numeric, max text))
+SELECT (SELECT count(*) FROM got) AS small_keys,
+	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+							 UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS small_diff;
+SELECT stream_state.drop_query('cq_small');
 SELECT count(*) AS keys FROM stream_state.window_result('cq_spend', '2026-11-24 10:55+00')
 	AS t(user_id bigint, count bigint, sum numeric, avg numeric, max numeric, pages float8);
 

@@ -157,3 +157,36 @@ SELECT stream_state.drop_query('sq2');
 SELECT stream_state.drop_query('sq_fixed');
 DROP FUNCTION ss_test.sv_diff(), ss_test.sv_diff_open(), ss_test.sv_sessions();
 DROP TABLE sv, sv2, sv_src, sv_closed;
+
+-- sessions through a sorted spill: with capture_memory this small, the hll
+-- states (about 130 kB each) make the statement sort the rows of the groups
+-- that do not fit and fold them a group at a time; keys longer than a
+-- group entry holds; the same sessions as in plain SQL
+CREATE TABLE sl (who text, page text, ts timestamptz);
+SELECT stream_state.create_query('slq',
+	$$SELECT who, count(*), hll_cardinality(hll_add_agg(hll_hash_text(page))) AS pages FROM sl GROUP BY who$$,
+	time_column => 'ts', session_gap => '10 minutes', lateness => '1 day');
+SET stream_state.capture_memory = '64kB';
+INSERT INTO sl SELECT 'a visitor with a long name, number ' || (g % 30), 'p' || (g % 11),
+	   '2026-11-24 10:00+00'::timestamptz + (g % 7) * interval '3 minutes' + (g % 4) * interval '45 minutes'
+  FROM generate_series(1, 600) g;
+RESET stream_state.capture_memory;
+WITH o AS (
+	SELECT who, page, ts, CASE WHEN ts - lag(ts) OVER (PARTITION BY who ORDER BY ts) < interval '10 minutes'
+							   THEN 0 ELSE 1 END AS brk
+	  FROM sl),
+g AS (
+	SELECT who, page, ts, sum(brk) OVER (PARTITION BY who ORDER BY ts ROWS UNBOUNDED PRECEDING) AS sid
+	  FROM o),
+truth AS (
+	SELECT min(ts) AS window_start, max(ts) + interval '10 minutes' AS window_end, who, count(*),
+		   hll_cardinality(hll_add_agg(hll_hash_text(page))) AS pages
+	  FROM g GROUP BY who, sid),
+got AS (
+	SELECT * FROM stream_state._session_result('slq', NULL, 'infinity')
+		AS t(window_start timestamptz, window_end timestamptz, who text, count bigint, pages float8))
+SELECT (SELECT count(*) FROM got) AS sessions, (SELECT sum(count) FROM got) AS events,
+	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+							 UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
+SELECT stream_state.drop_query('slq');
+DROP TABLE sl;

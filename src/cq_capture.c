@@ -31,6 +31,7 @@
 #include <sys/mman.h>
 
 #include "common/hashfn.h"
+#include "catalog/pg_operator_d.h"
 #include "catalog/pg_type_d.h"
 #include "executor/executor.h"
 #include "miscadmin.h"
@@ -40,6 +41,7 @@
 #include "utils/datum.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
+#include "utils/tuplesort.h"
 
 #include "cq_capture.h"
 #include "cq_memory.h"
@@ -530,6 +532,11 @@ typedef struct CaptureRun
 	Datum	   *keyvals;
 	bool	   *keynulls;
 	TupleTableSlot *spillslot;	/* rows read back from a spill */
+	TupleDesc	sortdesc;		/* a sorted spill's rows (SORT_COLS, then
+								 * the source's columns), made when needed */
+	TupleTableSlot *sortin;
+	TupleTableSlot *sortout;
+	TupleTableSlot *sortrow;	/* the source row of a sorted one */
 
 	/* the batch of rows whose groups are looked up together (below) */
 	struct PendingRow *pending;
@@ -588,15 +595,45 @@ prefetch_group(CaptureRun *r, CaptureGroup *g)
 	__builtin_prefetch(p + r->span - 1, 1);
 }
 
+/* Group entry->g into the delta */
 static void
-flush_groups(CaptureRun *r)
+flush_group(CaptureRun *r, CaptureEntry *entry)
 {
 	CqCompiled *c = r->c;
-	GroupTable *groups = r->groups;
 	StreamStateCqAggContext *cx = r->cx;
 	StreamStateCqAggFns *fns = r->fns;
 	StringInfo	val = &r->val;
-	int			naggs = c->an->naggs;
+	CaptureGroup *g = entry->g;
+
+	resetStringInfo(val);
+	if (r->session)
+	{
+		appendBinaryStringInfo(val, (const char *) &g->first, sizeof(int64));
+		appendBinaryStringInfo(val, (const char *) &g->last, sizeof(int64));
+	}
+	for (int j = 0; j < c->an->naggs; j++)
+	{
+		int			o = c->share[j];
+
+		if (c->from_rows[o])
+		{
+			StreamStateCqState rows;
+
+			sstate_cq_state_init(cx, &fns[o], &rows);
+			rows.value = Int64GetDatum(g->nrows);
+			sstate_cq_state_serialize(cx, &fns[j], &rows, val);
+		}
+		else
+			sstate_cq_state_serialize(cx, &fns[j], &g->states[r->slot[o]], val);
+	}
+	sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
+						 val->data, val->len);
+}
+
+static void
+flush_groups(CaptureRun *r)
+{
+	GroupTable *groups = r->groups;
 	uint64		size = groups->mask + 1;
 
 	/*
@@ -607,43 +644,16 @@ flush_groups(CaptureRun *r)
 	for (uint64 i = 0; i < size; i++)
 	{
 		CaptureEntry *entry = &groups->data[i];
-		CaptureGroup *g;
 
 		if (i + FLUSH_AHEAD < size && groups->data[i + FLUSH_AHEAD].g != NULL)
 			prefetch_group(r, groups->data[i + FLUSH_AHEAD].g);
-		if (entry->g == NULL)
-			continue;
-		g = entry->g;
-
-		resetStringInfo(val);
-		if (r->session)
-		{
-			appendBinaryStringInfo(val, (const char *) &g->first, sizeof(int64));
-			appendBinaryStringInfo(val, (const char *) &g->last, sizeof(int64));
-		}
-		for (int j = 0; j < naggs; j++)
-		{
-			int			o = c->share[j];
-
-			if (c->from_rows[o])
-			{
-				StreamStateCqState rows;
-
-				sstate_cq_state_init(cx, &fns[o], &rows);
-				rows.value = Int64GetDatum(g->nrows);
-				sstate_cq_state_serialize(cx, &fns[j], &rows, val);
-			}
-			else
-				sstate_cq_state_serialize(cx, &fns[j], &g->states[r->slot[o]], val);
-		}
-		sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
-							 val->data, val->len);
+		if (entry->g != NULL)
+			flush_group(r, entry);
 	}
 	table_reset(groups);
-	sstate_cq_agg_context_reset(cx);
+	sstate_cq_agg_context_reset(r->cx);
 	sstate_arena_reset(r->arena);	/* after the states' context */
 }
-
 /*
  * Groups that do not fit: as PostgreSQL's hash aggregation does, once the
  * groups take stream_state.capture_memory, rows of groups already there
@@ -798,6 +808,163 @@ batch_fold(CaptureRun *r)
 	MemoryContextReset(r->batchcxt);
 }
 
+/* The row in econtext's scan slot into group g, a row at a time */
+static void
+fold_slot_row(CaptureRun *r, CaptureGroup *g, int64 event_us, ExprContext *econtext)
+{
+	StreamStateCqAnalysis *an = r->c->an;
+
+	g->nrows++;
+	if (event_us < g->first)
+		g->first = event_us;
+	if (event_us > g->last)
+		g->last = event_us;
+	for (int o = 0; o < r->nowned; o++)
+	{
+		int			j = r->owned[o];
+		Datum		args[FUNC_MAX_ARGS];
+		bool		nulls[FUNC_MAX_ARGS];
+		int			nargs = list_length(an->aggs[j].args);
+
+		if (r->filters[j] && !ExecQual(r->filters[j], econtext))
+			continue;
+		for (int k = 0; k < nargs; k++)
+			args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
+		sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[o], args, nulls, nargs);
+	}
+}
+
+/*
+ * Groups with large states: when the groups that fill capture_memory take
+ * more than SORT_GROUP_BYTES each on average (hll's state is about 130 kB
+ * in memory, so 64 MB hold some 490 groups), spilling the rows of the
+ * others by hash would build their states a few hundred at a time, pass
+ * after pass, each pass in memory gone cold since the last and (as malloc
+ * gives back and takes again) in fresh pages: a 2M-row statement with an
+ * hll column took 144,000 more page faults than without it.  Instead those
+ * rows are sorted by (hash, pane, key image), as PostgreSQL's GroupAggregate
+ * would have them, and folded a group at a time: one group's states alive,
+ * their memory reused from one group to the next.  A sorted row is its
+ * hash, pane, image and event time, then the source row (whose expressions
+ * are evaluated when it is folded).
+ */
+#define SORT_GROUP_BYTES	4096
+#define SORT_COLS			4
+
+static Tuplesortstate *
+sort_begin(CaptureRun *r, TupleDesc source)
+{
+	AttrNumber	cols[3] = {1, 2, 3};
+	Oid			ops[3] = {Int4LessOperator, Int8LessOperator, ByteaLessOperator};
+	Oid			colls[3] = {InvalidOid, InvalidOid, InvalidOid};
+	bool		nullsfirst[3] = {false, false, false};
+
+	if (r->sortdesc == NULL)
+	{
+		MemoryContext o = MemoryContextSwitchTo(GetMemoryChunkContext(r->keyvals));
+		TupleDesc	d = CreateTemplateTupleDesc(SORT_COLS + source->natts);
+
+		TupleDescInitEntry(d, 1, "hash", INT4OID, -1, 0);
+		TupleDescInitEntry(d, 2, "pane", INT8OID, -1, 0);
+		TupleDescInitEntry(d, 3, "image", BYTEAOID, -1, 0);
+		TupleDescInitEntry(d, 4, "event_us", INT8OID, -1, 0);
+		for (int i = 0; i < source->natts; i++)
+			TupleDescCopyEntry(d, SORT_COLS + 1 + i, source, i + 1);
+		r->sortdesc = d;
+		r->sortin = MakeSingleTupleTableSlot(d, &TTSOpsVirtual);
+		r->sortout = MakeSingleTupleTableSlot(d, &TTSOpsMinimalTuple);
+		r->sortrow = MakeSingleTupleTableSlot(source, &TTSOpsVirtual);
+		MemoryContextSwitchTo(o);
+	}
+	return tuplesort_begin_heap(r->sortdesc, 3, cols, ops, colls, nullsfirst,
+								work_mem, NULL, TUPLESORT_NONE);
+}
+
+/* The row in slot, of key and hash, into sort (in the per-row memory) */
+static void
+sort_put(CaptureRun *r, Tuplesortstate *sort, TupleTableSlot *slot, const CaptureKey *key,
+		 uint32 hash, int64 event_us)
+{
+	TupleTableSlot *in = r->sortin;
+	int			natts = slot->tts_tupleDescriptor->natts;
+	bytea	   *img = MemoryContextAlloc(r->econtext->ecxt_per_tuple_memory, VARHDRSZ + key->len);
+
+	SET_VARSIZE(img, VARHDRSZ + key->len);
+	memcpy(VARDATA(img), capture_key_bytes(key), key->len);
+	slot_getallattrs(slot);
+	ExecClearTuple(in);
+	in->tts_values[0] = Int32GetDatum((int32) hash);
+	in->tts_values[1] = Int64GetDatum(key->pane);
+	in->tts_values[2] = PointerGetDatum(img);
+	in->tts_values[3] = Int64GetDatum(event_us);
+	memset(in->tts_isnull, 0, SORT_COLS);
+	memcpy(in->tts_values + SORT_COLS, slot->tts_values, sizeof(Datum) * natts);
+	memcpy(in->tts_isnull + SORT_COLS, slot->tts_isnull, sizeof(bool) * natts);
+	ExecStoreVirtualTuple(in);
+	tuplesort_puttupleslot(sort, in);
+}
+
+/* The sorted rows folded a group at a time, each into the delta */
+static void
+sort_fold(CaptureRun *r, Tuplesortstate *sort)
+{
+	ExprContext *econtext = r->econtext;
+	TupleTableSlot *out = r->sortout;
+	TupleTableSlot *row = r->sortrow;
+	int			natts = row->tts_tupleDescriptor->natts;
+	CaptureEntry cur;
+
+	cur.g = NULL;
+	tuplesort_performsort(sort);
+	while (tuplesort_gettupleslot(sort, true, false, out, NULL))
+	{
+		CaptureKey	key;
+		bytea	   *img;
+		uint32		hash;
+		int64		event_us;
+
+		CHECK_FOR_INTERRUPTS();
+		ResetExprContext(econtext);
+		slot_getallattrs(out);
+		hash = (uint32) DatumGetInt32(out->tts_values[0]);
+		img = DatumGetByteaPP(out->tts_values[2]);
+		key.pane = DatumGetInt64(out->tts_values[1]);
+		key.len = VARSIZE_ANY_EXHDR(img);
+		key.img = VARDATA_ANY(img);
+		key.inl[0] = key.inl[1] = 0;
+		if (key.len <= CAPTURE_INLINE)
+			memcpy(key.inl, key.img, key.len);
+		event_us = DatumGetInt64(out->tts_values[3]);
+
+		if (cur.g == NULL || cur.hash != hash || !capture_key_equal(&cur.key, &key))
+		{
+			if (cur.g != NULL)
+			{
+				flush_group(r, &cur);
+				sstate_cq_agg_context_reset(r->cx);
+				sstate_arena_reset(r->arena);
+			}
+			cur.key = key;
+			cur.hash = hash;
+			new_group(r, &cur, &key);	/* copies a long image */
+		}
+
+		ExecClearTuple(row);
+		memcpy(row->tts_values, out->tts_values + SORT_COLS, sizeof(Datum) * natts);
+		memcpy(row->tts_isnull, out->tts_isnull + SORT_COLS, sizeof(bool) * natts);
+		ExecStoreVirtualTuple(row);
+		econtext->ecxt_scantuple = row;
+		fold_slot_row(r, cur.g, event_us, econtext);
+	}
+	if (cur.g != NULL)
+	{
+		flush_group(r, &cur);
+		sstate_cq_agg_context_reset(r->cx);
+		sstate_arena_reset(r->arena);
+	}
+	tuplesort_end(sort);
+}
+
 static void
 capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, TupleTableSlot *slot),
 			 void *arg, int level)
@@ -807,6 +974,7 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 	StreamStateCqAnalysis *an = c->an;
 	ExprContext *econtext = r->econtext;
 	Tuplestorestate *spill[SPILL_PARTS] = {0};
+	Tuplesortstate *sort = NULL;
 	bool		full = false;
 
 	check_stack_depth();		/* a pass per level of spilling */
@@ -814,7 +982,6 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 	{
 		CaptureKey	key;
 		CaptureEntry *entry;
-		CaptureGroup *g;
 		uint32		hash;
 		int64		event_us = 0;
 
@@ -858,16 +1025,28 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 			batch_add(r, &key, hash, event_us, econtext);
 			if (r->npending == CAPTURE_BATCH)
 			{
+				Size		used;
+
 				batch_fold(r);
-				if (MemoryContextMemAllocated(r->cx->states, true) + r->arena->used +
-					table_bytes(r->groups->mask + 1) > r->limit)
+				used = MemoryContextMemAllocated(r->cx->states, true) + r->arena->used +
+					table_bytes(r->groups->mask + 1);
+				if (used > r->limit)
+				{
 					full = true;
+					if (used / Max(r->groups->members, 1) > SORT_GROUP_BYTES)
+						sort = sort_begin(r, slot->tts_tupleDescriptor);
+				}
 			}
 			continue;
 		}
 
 		/* the groups are full: a row a time, new groups' rows spilled */
 		entry = table_lookup(r->groups, &key, hash);
+		if (entry == NULL && sort != NULL)
+		{
+			sort_put(r, sort, slot, &key, hash, event_us);
+			continue;
+		}
 		if (entry == NULL)
 		{
 			uint32		h = level * SPILL_BITS < 32 ? hash >> (level * SPILL_BITS) :
@@ -884,28 +1063,12 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 			tuplestore_puttupleslot(spill[part], slot);
 			continue;
 		}
-		g = entry->g;
-		g->nrows++;
-		if (event_us < g->first)
-			g->first = event_us;
-		if (event_us > g->last)
-			g->last = event_us;
-		for (int o = 0; o < r->nowned; o++)
-		{
-			int			j = r->owned[o];
-			Datum		args[FUNC_MAX_ARGS];
-			bool		nulls[FUNC_MAX_ARGS];
-			int			nargs = list_length(an->aggs[j].args);
-
-			if (r->filters[j] && !ExecQual(r->filters[j], econtext))
-				continue;
-			for (int k = 0; k < nargs; k++)
-				args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
-			sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[o], args, nulls, nargs);
-		}
+		fold_slot_row(r, entry->g, event_us, econtext);
 	}
 	batch_fold(r);
 	flush_groups(r);
+	if (sort != NULL)
+		sort_fold(r, sort);
 	for (int part = 0; part < SPILL_PARTS; part++)
 	{
 		if (spill[part] == NULL)
@@ -1018,6 +1181,12 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 	sstate_capture_begin(&r.cap, info);
 	capture_pass(&r, slot, next, arg, 0);
 	ExecDropSingleTupleTableSlot(r.spillslot);
+	if (r.sortdesc != NULL)
+	{
+		ExecDropSingleTupleTableSlot(r.sortin);
+		ExecDropSingleTupleTableSlot(r.sortout);
+		ExecDropSingleTupleTableSlot(r.sortrow);
+	}
 	sstate_cq_agg_context_reset(r.cx);
 	FreeExecutorState(estate);
 	MemoryContextSwitchTo(old);

@@ -149,6 +149,20 @@ static rocksdb_compactionfilter_t *rdb_filter = NULL;
 static rocksdb_filterpolicy_t *rdb_bloom = NULL;
 static bool rdb_pending = false;
 
+static void rdb_read_error(char *err) pg_attribute_noreturn();
+
+/* ERROR for a RocksDB read that failed with err (freed here) */
+static void
+rdb_read_error(char *err)
+{
+	char	   *msg = pstrdup(err);
+
+	rocksdb_free(err);
+	ereport(ERROR,
+			(errcode(ERRCODE_IO_ERROR),
+			 errmsg("stream_state: could not read RocksDB: %s", msg)));
+}
+
 /*
  * Adds of the current round, written to the batch sorted by key (and equal
  * keys summed) before anything else goes into it, and at the round's end.
@@ -1011,14 +1025,10 @@ value_entry(int32 qid, const char *k, uint32 len)
 
 		if (err != NULL)
 		{
-			char	   *msg = pstrdup(err);
 			ValueKey	vk = e->key;
 
-			rocksdb_free(err);
 			(void) hash_search(values, &vk, HASH_REMOVE, NULL);
-			ereport(ERROR,
-					(errcode(ERRCODE_IO_ERROR),
-					 errmsg("stream_state: could not read RocksDB: %s", msg)));
+			rdb_read_error(err);
 		}
 		if (v != NULL && vlen >= 1 && v[0] == VALUE_TAG)
 		{
@@ -1397,14 +1407,7 @@ walk_values(const StreamStateQueryDef *def, walk_values_cb cb, void *arg)
 	if (tab != NULL)
 		pfree(tab);
 	if (err != NULL)
-	{
-		char	   *msg = pstrdup(err);
-
-		rocksdb_free(err);
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("stream_state: could not read RocksDB: %s", msg)));
-	}
+		rdb_read_error(err);
 }
 
 static void
@@ -2982,14 +2985,7 @@ iterate_db(rocksdb_t *db, const StreamStateQueryDef *def, int64 dead_below,
 	rocksdb_iter_destroy(it);
 	rocksdb_readoptions_destroy(ro);
 	if (err != NULL)
-	{
-		char	   *msg = pstrdup(err);
-
-		rocksdb_free(err);
-		ereport(ERROR,
-				(errcode(ERRCODE_IO_ERROR),
-				 errmsg("stream_state: could not read RocksDB: %s", msg)));
-	}
+		rdb_read_error(err);
 }
 
 /* ---------------------------------------------------------------------

@@ -74,8 +74,11 @@ LANGUAGE sql AS $$
 	SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
 						  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d
 $$;
+CREATE EXTENSION IF NOT EXISTS pg_walinspect;
+SELECT pg_current_wal_insert_lsn() AS big_from \gset
 BEGIN;
 INSERT INTO cq_big SELECT g, g % 1000, '2026-11-24 10:00+00' FROM generate_series(1, 30000) g;
+SELECT pg_current_xact_id()::xid AS big_xid \gset
 SAVEPOINT a;
 INSERT INTO cq_big SELECT 100000 + g, 5, '2026-11-24 10:01+00' FROM generate_series(1, 30000) g;
 ROLLBACK TO a;
@@ -83,6 +86,11 @@ SAVEPOINT b;
 INSERT INTO cq_big SELECT g, 7, '2026-11-24 10:02+00' FROM generate_series(1, 30000, 2) g;
 RELEASE b;
 COMMIT;
+-- the first statement's values went out in two 1 MB messages before the
+-- commit (and a released savepoint's under its own id), the rest in one at
+-- pre-commit
+SELECT count(*) AS messages_of_top_xid FROM pg_get_wal_records_info(:'big_from', pg_current_wal_flush_lsn())
+ WHERE resource_manager = 'LogicalMessage' AND xid = :'big_xid';
 BEGIN;
 INSERT INTO cq_big SELECT 200000 + g, 1, '2026-11-24 10:03+00' FROM generate_series(1, 30000) g;
 ROLLBACK;
@@ -100,6 +108,7 @@ SELECT * FROM stream_state.window_result('cq_bigq', '2026-11-24 10:30+00')
 SELECT ss_test.cq_big_diff() AS diff;
 SELECT stream_state.drop_query('cq_bigq');
 DROP TABLE cq_big;
+DROP EXTENSION pg_walinspect;
 
 -- errors
 -- the rocksdb backend keeps session windows and retention too

@@ -656,6 +656,26 @@ run_query(StreamStateDb *db, int32 qid, bool (*some) (StreamStateDb *db, int32 q
 	return ok;
 }
 
+/*
+ * Whether query qid shows "needs rebuild": its state is lost (its slot says
+ * so, or the worker does not know it and lost the database's state), so
+ * reading its windows or late groups would only fail, as the readers'
+ * check_not_lost says, every time a helper runs for the other queries.
+ * Nothing of it is emitted or written until rebuild() makes it run again.
+ */
+static bool
+lost_query(StreamStateDb *db, int32 qid)
+{
+	StreamStateQuery *q;
+	bool		lost;
+
+	LWLockAcquire(&db->lock, LW_SHARED);
+	q = query_slot(db, qid);
+	lost = (q == NULL && db->state_lost) || (q != NULL && q->status == SSQ_NEEDS_REBUILD);
+	LWLockRelease(&db->lock);
+	return lost;
+}
+
 void
 stream_state_emit_main(Datum arg)
 {
@@ -726,13 +746,15 @@ stream_state_emit_main(Datum arg)
 	PG_END_TRY();
 
 	foreach(lc, qids)
-		ok &= run_query(db, lfirst_int(lc), emit_some, cxt,
-						"stream_state: could not emit the closed windows of continuous query %d: %s",
-						"Its closed windows stay in state until they can be emitted; it is tried again every second.");
+		if (!lost_query(db, lfirst_int(lc)))
+			ok &= run_query(db, lfirst_int(lc), emit_some, cxt,
+							"stream_state: could not emit the closed windows of continuous query %d: %s",
+							"Its closed windows stay in state until they can be emitted; it is tried again every second.");
 	foreach(lc, late_qids)
-		ok &= run_query(db, lfirst_int(lc), late_some, cxt,
-						"stream_state: could not write the late groups of continuous query %d: %s",
-						"They stay in state until they can be written; it is tried again every second.");
+		if (!lost_query(db, lfirst_int(lc)))
+			ok &= run_query(db, lfirst_int(lc), late_some, cxt,
+							"stream_state: could not write the late groups of continuous query %d: %s",
+							"They stay in state until they can be written; it is tried again every second.");
 	pgstat_report_activity(STATE_IDLE, NULL);
 	SpinLockAcquire(&db->mutex);
 	db->emit_done = ok;

@@ -58,7 +58,10 @@ CREATE EXTENSION stream_state;
 CREATE TABLE events (user_id bigint, ts timestamptz);
 CREATE TABLE filler (x text);
 SELECT stream_state.create_query('tumble_5m', 'events', 'user_id', 'ts',
-								 window_size => '5 minutes', lateness => '1 day');});
+								 window_size => '5 minutes', lateness => '1 day');
+CREATE TABLE late_src (k bigint, ts timestamptz);
+SELECT stream_state.create_query('with_late', 'SELECT k, count(*) FROM late_src GROUP BY k',
+	time_column => 'ts', window_size => '1 minute', late_to => 'late_rows');});
 insert_rows(0, 499);
 check('before', 500);
 
@@ -89,6 +92,30 @@ like($err, qr/ERROR:  the state of continuous query "tumble_5m" was lost/,
 is($node->safe_psql($db,
 		q{SELECT wal_status <> 'lost' FROM pg_replication_slots WHERE slot_name LIKE 'stream_state_%'}),
 	't', 'the slot keeps WAL again');
+
+# a query made now runs, and its emit helper passes over the lost query
+# with late_to (whose late groups cannot be read) without a warning each
+# time it runs
+$offset = -s $node->logfile;
+$node->safe_psql($db, q{
+CREATE TABLE em_src (k bigint, ts timestamptz);
+SELECT stream_state.create_query('emitting', 'SELECT k, count(*) FROM em_src GROUP BY k',
+	time_column => 'ts', window_size => '1 minute', emit_to => 'em_closed');});
+for my $m (0 .. 4)
+{
+	$node->safe_psql($db,
+		"INSERT INTO em_src SELECT g % 3, timestamptz '2026-11-24 10:00:00+00' + interval '$m minutes' + g * interval '1 second'
+		   FROM generate_series(0, 29) g");
+	ok( $node->poll_query_until(
+			$db, "SELECT count(*) FROM em_closed WHERE window_end <= timestamptz '2026-11-24 10:00:00+00' + interval '$m minutes'",
+			$m * 3),
+		"emitting: the $m windows closed so far are emitted");
+}
+is( $node->safe_psql($db,
+		q{SELECT string_agg(status, ',' ORDER BY name) FROM stream_state.queries WHERE name IN ('emitting', 'with_late')}),
+	'running,needs rebuild', 'the new query runs, the one with late_to needs rebuild');
+unlike(slurp_file($node->logfile, $offset), qr/could not (write the late groups|emit the closed windows)/,
+	'no warning about the lost query from the helper');
 
 insert_rows(500, 599);
 $node->safe_psql($db, q{SELECT stream_state.rebuild('tumble_5m')});

@@ -47,39 +47,14 @@ sub check_all
 # random, until the server goes away.
 sub start_writer
 {
-	my $s = $node->background_psql($db, on_error_stop => 0);
-	$s->query_until(
-		qr/writing/, q{
-\echo writing
-DO $$
-BEGIN
-	LOOP
-		INSERT INTO events (user_id, ts)
+	my $rows = sub {
+		return "INSERT INTO events (user_id, ts)
 		SELECT 1 + (random() * 49)::int,
 			   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
-		  FROM generate_series(1, 1 + (random() * 10)::int);
-		BEGIN
-			INSERT INTO events (user_id, ts)
-			SELECT 1 + (random() * 49)::int,
-				   timestamptz '2026-11-24 10:00:00+00' + (random() * 2099)::int * interval '1 second'
-			  FROM generate_series(1, 1 + (random() * 5)::int);
-			IF random() < 0.3 THEN
-				RAISE EXCEPTION 'roll back the sub-transaction';
-			END IF;
-		EXCEPTION WHEN raise_exception THEN
-			NULL;
-		END;
-		IF random() < 0.3 THEN
-			ROLLBACK;
-		ELSE
-			COMMIT;
-		END IF;
-		PERFORM pg_sleep(0.01);
-	END LOOP;
-END
-$$;
-});
-	return $s;
+		  FROM generate_series(1, $_[0])";
+	};
+	return ss_start_writer($node, $db, $rows->('1 + (random() * 10)::int'),
+		$rows->('1 + (random() * 5)::int'), 0.01);
 }
 
 # Two-phase commits: prepared, then committed or rolled back; the last one

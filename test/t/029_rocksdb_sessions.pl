@@ -130,34 +130,7 @@ check('after create (backfill and inserts)');
 # the server goes away
 sub start_writer
 {
-	my $s = $node->background_psql($db, on_error_stop => 0);
-	my $ins = $rows->('1 + (random() * 10)::int');
-	$s->query_until(
-		qr/writing/, qq{
-\\echo writing
-DO \$\$
-BEGIN
-	LOOP
-		$ins;
-		BEGIN
-			$ins;
-			IF random() < 0.3 THEN
-				RAISE EXCEPTION 'roll back the sub-transaction';
-			END IF;
-		EXCEPTION WHEN raise_exception THEN
-			NULL;
-		END;
-		IF random() < 0.3 THEN
-			ROLLBACK;
-		ELSE
-			COMMIT;
-		END IF;
-		PERFORM pg_sleep(0.005);
-	END LOOP;
-END
-\$\$;
-});
-	return $s;
+	return ss_start_writer($node, $db, $rows->('1 + (random() * 10)::int'));
 }
 
 for my $round (1 .. 4)

@@ -51,6 +51,7 @@ our @EXPORT = qw(
   ss_check_processing_windows
   ss_query_stats
   ss_bg_abandon
+  ss_start_writer
   ss_wait_log
   ss_checkpoint
   ss_slot_restart
@@ -449,6 +450,52 @@ sub ss_bg_abandon
 	my $h = $session->{run};
 	eval { $h->finish; 1 } or eval { $h->kill_kill; 1 };
 	return;
+}
+
+=pod
+
+=item ss_start_writer(node, dbname, insert, sub_insert, pause)
+
+A background session that, until the server goes away, runs insert, then
+sub_insert (insert if undef) in a sub-transaction rolled back three times
+in ten, then commits or (three times in ten) rolls back, pausing pause
+seconds (0.005 if undef) between transactions.  Returns the session, for
+ss_bg_abandon once the server has gone.
+
+=cut
+
+sub ss_start_writer
+{
+	my ($node, $dbname, $ins, $sub_ins, $pause) = @_;
+	$sub_ins //= $ins;
+	$pause //= 0.005;
+	my $s = $node->background_psql($dbname, on_error_stop => 0);
+	$s->query_until(
+		qr/writing/, qq{
+\\echo writing
+DO \$\$
+BEGIN
+	LOOP
+		$ins;
+		BEGIN
+			$sub_ins;
+			IF random() < 0.3 THEN
+				RAISE EXCEPTION 'roll back the sub-transaction';
+			END IF;
+		EXCEPTION WHEN raise_exception THEN
+			NULL;
+		END;
+		IF random() < 0.3 THEN
+			ROLLBACK;
+		ELSE
+			COMMIT;
+		END IF;
+		PERFORM pg_sleep($pause);
+	END LOOP;
+END
+\$\$;
+});
+	return $s;
 }
 
 =pod

@@ -675,10 +675,10 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 		if (q->status != SSQ_NEEDS_REBUILD && sstate_rdb_get_meta(q->def.id, &m) &&
 			m.status != SSTATE_RDB_FROZEN && m.applied > lsn)
 		{
-			sstate_store_drop_query(apply_table, q);
 			LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 			q->def.backend = SSB_ROCKSDB;
 			LWLockRelease(&apply_db->lock);
+			sstate_store_drop_query(apply_table, q);
 			if (adopt_rdb_meta(q, lsn))
 				sstate_rdb_late_load(q->def.id);
 			return;
@@ -696,9 +696,41 @@ move_query(StreamStateQuery *q, uint8 backend, XLogRecPtr lsn)
 		if (q->def.late)
 			sstate_store_late_scan(apply_table, q->def.id, InvalidXLogRecPtr, PG_UINT64_MAX,
 								   move_late_to_rdb_cb, NULL);
-		sstate_store_drop_query(apply_table, q);
+
+		/*
+		 * Readers must find the whole state on one side or the other at
+		 * every moment: a read of a memory query holds db->lock shared, and
+		 * one of a rocksdb query is answered by this worker from RocksDB,
+		 * which has only what was written.  So the state goes into RocksDB
+		 * first (the pending batch holds only commits before this one, so
+		 * it is RocksDB's state at lsn, as in the move out below), then the
+		 * query switches under the lock, then its memory is freed.  Had it
+		 * been freed first, or the batch been left to the round's end, a
+		 * read in between would see part of the keys or none, and the
+		 * emit_to helper would move its progress past sessions it never
+		 * saw.  If RocksDB cannot be written the query stays on memory.
+		 */
+		if (sstate_rdb_dirty())
+		{
+			char	   *error = NULL;
+
+			if (!sstate_rdb_write(apply_db, lsn, sstate_apply_restart_lsn(lsn), &error))
+			{
+				sstate_rdb_fail(apply_db, lsn, error);
+				ereport(WARNING,
+						(errcode(ERRCODE_IO_ERROR),
+						 errmsg("stream_state: continuous query \"%s\" stays on backend memory: RocksDB cannot be written",
+								q->def.name),
+						 errdetail("%s", error),
+						 errhint("Call set_backend again once RocksDB can be written.")));
+				return;
+			}
+		}
 		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 		q->def.backend = SSB_ROCKSDB;
+		LWLockRelease(&apply_db->lock);
+		sstate_store_drop_query(apply_table, q);	/* counts down keys, panes, bytes */
+		LWLockAcquire(&apply_db->lock, LW_EXCLUSIVE);
 		q->keys = -1;
 		q->panes = 0;
 		q->bytes = 0;

@@ -94,6 +94,8 @@ $node->safe_psql($db,
 $big = 300000;
 
 # --- a checkpoint into the table ------------------------------------------------
+# checkpoint() waits for its own session's commits only; these came from others
+ss_wait_applied($node, $db, 'rows inserted');
 is(checkpoint('table'), '1', "checkpoint(target => 'table') returns id 1");
 is( $node->safe_psql(
 		$db, q{

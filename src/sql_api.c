@@ -1928,6 +1928,24 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 }
 
 /*
+ * After reading the memory store (db->lock still held): the worker may have
+ * evicted panes of the window [start_us, end_us) while the scan ran (it
+ * publishes dead_below first, then evicts), so the keys read may be short.
+ * Then the read fails, as it would had it started a moment later.
+ */
+static void
+check_window_kept(const StreamStateQuery *q, int64 start_us, int64 end_us)
+{
+	if (sstate_pane_of(&q->def, start_us) < q->dead_below)
+		ereport(ERROR,
+				(errcode(ERRCODE_INVALID_PARAMETER_VALUE),
+				 errmsg("window ending at %s of continuous query \"%s\" has closed",
+						timestamptz_to_str(sstate_unix_us_to_ts(end_us)), q->def.name),
+				 errdetail("It closed and its panes were evicted while it was being read."),
+				 errhint("Read a window that ends after the watermark, or create the query with a larger lateness.")));
+}
+
+/*
  * Every key of query q (read_query_begin gave db and q, db's lock held),
  * through cb; releases the lock.  Of a rocksdb query the worker answers,
  * asked without the lock.  The panes of a query in SQL refer to their
@@ -1936,7 +1954,7 @@ check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
  */
 static void
 scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb cb, void *arg,
-				  bool *rocksdb)
+				  bool *rocksdb, const int64 *window)
 {
 	*rocksdb = (q != NULL && q->def.backend == SSB_ROCKSDB);
 	if (*rocksdb)
@@ -1952,6 +1970,8 @@ scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb c
 		PG_TRY();
 		{
 			sstate_store_scan(read_table, q->def.id, cb, arg);
+			if (window != NULL)
+				check_window_kept(q, window[0], window[1]);
 		}
 		PG_CATCH();
 		{
@@ -1973,7 +1993,7 @@ scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg,
 	*rocksdb = false;
 	if (db == NULL)
 		return;
-	scan_query_locked(db, q, cb, arg, rocksdb);
+	scan_query_locked(db, q, cb, arg, rocksdb, NULL);
 }
 
 static void
@@ -2141,6 +2161,16 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 		else
 			result = sstate_store_sum(read_table, info->id, img, len,
 									  start_us / q->def.pane_us, end_us / q->def.pane_us);
+		PG_TRY();
+		{
+			check_window_kept(q, start_us, end_us);
+		}
+		PG_CATCH();
+		{
+			read_end(db);
+			PG_RE_THROW();
+		}
+		PG_END_TRY();
 	}
 	read_end(db);
 	PG_RETURN_INT64(result);
@@ -2484,8 +2514,8 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 	CqCompiled *c;
 	StreamStateDb *db;
 	StreamStateQuery *q;
-	int64		start_us,
-				end_us;
+	int64		start_us = 0,
+				end_us = 0;
 	ResultScan	rs;
 
 	if (TIMESTAMP_NOT_FINITE(at))
@@ -2524,7 +2554,12 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 		}
 		PG_END_TRY();
 	}
-	scan_query_locked(db, q, result_cb, &rs, &rs.rocksdb);
+	{
+		int64		window[2] = {start_us, end_us};
+
+		scan_query_locked(db, q, result_cb, &rs, &rs.rocksdb,
+						  q != NULL && rs.mode == SCAN_PANES ? window : NULL);
+	}
 	for (int k = 0; k < sstate_cq_compiled_analysis(c)->nkeys; k++)
 		if (sstate_cq_compiled_analysis(c)->keys[k].classed)
 		{
@@ -2837,7 +2872,10 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 			cs.lo = start_us / q->def.pane_us;
 			cs.hi = end_us / q->def.pane_us;
 			if (q->def.backend != SSB_ROCKSDB)
+			{
 				sstate_store_scan(read_table, info->id, counts_cb, &cs);
+				check_window_kept(q, start_us, end_us);
+			}
 		}
 		PG_CATCH();
 		{

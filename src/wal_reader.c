@@ -76,6 +76,7 @@ typedef struct SavedQuery
 {
 	StreamStateQuery *q;
 	StreamStateQuery copy;
+	int64		max_event_us;	/* the commit's newest event: q's once applied */
 } SavedQuery;
 
 /*
@@ -530,6 +531,7 @@ save_query(List **saved, StreamStateQuery *q)
 	s = palloc(sizeof(SavedQuery));
 	s->q = q;
 	s->copy = *q;
+	s->max_event_us = SSTATE_NO_TIME;
 	*saved = lappend(*saved, s);
 	return s;
 }
@@ -1037,8 +1039,8 @@ walk_data(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, List **saved,
 				q->events_applied += e.count;
 			}
 			if (!undo && q != NULL && max_event != SSTATE_NO_TIME &&
-				max_event > q->max_event_us)
-				q->max_event_us = max_event;
+				max_event > sq->max_event_us)
+				sq->max_event_us = max_event;
 		}
 	}
 	return true;
@@ -1198,6 +1200,23 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 	{
 		sstate_store_values_commit(apply_table);
 		sstate_rdb_values_commit();
+
+		/*
+		 * The watermark moves once every message of the commit is in: a
+		 * reader that finds a window (session) closed by it must find all
+		 * of the commit's events in it.  Moved after the first of several
+		 * messages, it let the emit_to helper emit a window before the
+		 * later messages' events for it were applied (they are not late:
+		 * lateness is judged by the watermark before the commit).
+		 */
+		foreach(lc, saved)
+		{
+			SavedQuery *sq = lfirst(lc);
+
+			if (sq->max_event_us > sq->q->max_event_us && sq->q->status != SSQ_FREE &&
+				sq->q->def.id == sq->copy.def.id)
+				sq->q->max_event_us = sq->max_event_us;
+		}
 	}
 	else
 	{
@@ -1213,7 +1232,7 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			int64		keys = sq->q->keys,
 						panes = sq->q->panes,
 						bytes = sq->q->bytes,
-						max_event = sq->q->max_event_us;
+						max_event = Max(sq->q->max_event_us, sq->max_event_us);
 
 			if (sq->q->status == SSQ_FREE || sq->q->def.id != sq->copy.def.id)
 				continue;
@@ -1270,11 +1289,16 @@ evict_to(StreamStateQuery *q, int64 max_event_us)
 	dead = Min(sstate_dead_below(&q->def, wm), sstate_emit_hold(q));
 	if (dead > q->dead_below)
 	{
+		/*
+		 * Published before the panes go: a reader of the memory store
+		 * checks it again after its scan (sql_api.c, check_window_kept), so
+		 * a read that met the eviction fails rather than miss keys.
+		 */
+		q->dead_below = dead;
 		if (q->def.backend == SSB_ROCKSDB)
 			sstate_rdb_set_dead_below(q->def.id, dead);
 		else
 			sstate_store_evict(apply_table, q, dead);
-		q->dead_below = dead;
 	}
 
 	/*

@@ -129,6 +129,7 @@
 #include "storage/fd.h"
 #include "utils/hsearch.h"
 #include "utils/memutils.h"
+#include "utils/timestamp.h"
 
 #include "rocks.h"
 #include "window.h"
@@ -668,6 +669,70 @@ sstate_rdb_reload(void)
 			(errmsg("stream_state: the RocksDB block cache is now %zu kB", want / 1024)));
 }
 
+/*
+ * Scan snapshots.  A scan is answered a page at a time (rocks_request.c),
+ * and the worker applies rounds between the pages: every page of one scan
+ * reads the RocksDB snapshot its first page took, so that the scan shows
+ * the state between two rounds, so between two commits, never parts of
+ * several (TAP 033).  One per request slot; released by the scan's last
+ * page, by the slot's next scan, after SCAN_SNAPSHOT_IDLE_MS unused (a
+ * reader that gave up half-way), or when the database closes.
+ */
+#define SCAN_SNAPSHOT_IDLE_MS	60000
+
+typedef struct ScanSnapshot
+{
+	const rocksdb_snapshot_t *snap;
+	TimestampTz used;
+} ScanSnapshot;
+
+static ScanSnapshot *scan_snaps = NULL;
+static int	nscan_snaps = 0;
+
+void
+sstate_rdb_scan_snapshot_release(int slot)
+{
+	if (slot < nscan_snaps && scan_snaps[slot].snap != NULL)
+	{
+		rocksdb_release_snapshot(rdb, scan_snaps[slot].snap);
+		scan_snaps[slot].snap = NULL;
+	}
+}
+
+/*
+ * The snapshot of the scan of request slot slot (of nslots): a new one for
+ * its first page, else the one the first page took; NULL if that is gone
+ * (the database was closed and opened again since).
+ */
+const void *
+sstate_rdb_scan_snapshot(int slot, int nslots, bool first)
+{
+	if (scan_snaps == NULL)
+	{
+		scan_snaps = MemoryContextAllocZero(TopMemoryContext, sizeof(ScanSnapshot) * nslots);
+		nscan_snaps = nslots;
+	}
+	Assert(slot < nscan_snaps);
+	if (first)
+	{
+		sstate_rdb_scan_snapshot_release(slot);
+		scan_snaps[slot].snap = rocksdb_create_snapshot(rdb);
+	}
+	scan_snaps[slot].used = GetCurrentTimestamp();
+	return scan_snaps[slot].snap;
+}
+
+/* Release the snapshots of scans given up (or all of them) */
+void
+sstate_rdb_scan_snapshots_expire(bool all)
+{
+	TimestampTz old = TimestampTzPlusMilliseconds(GetCurrentTimestamp(), -SCAN_SNAPSHOT_IDLE_MS);
+
+	for (int i = 0; i < nscan_snaps; i++)
+		if (scan_snaps[i].snap != NULL && (all || scan_snaps[i].used < old))
+			sstate_rdb_scan_snapshot_release(i);
+}
+
 /* Close the database; pending writes are dropped. */
 void
 sstate_rdb_close(void)
@@ -675,6 +740,7 @@ sstate_rdb_close(void)
 	sstate_rdb_cache_drop(0);
 	if (rdb == NULL)
 		return;
+	sstate_rdb_scan_snapshots_expire(true);
 	rocksdb_close(rdb);
 	rdb = NULL;
 	free_options();
@@ -2235,6 +2301,7 @@ sstate_rdb_batch_empty(void)
  */
 bool
 sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *class_prefix,
+				const void *snapshot,
 				const char *from, uint32 fromlen, char *buf, uint32 bufsize, uint32 *used,
 				char **cursor, uint32 *cursorlen, uint32 *need, char **error)
 {
@@ -2275,6 +2342,8 @@ sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below, const char *cl
 		}
 	}
 	rocksdb_readoptions_set_iterate_upper_bound(ro, upper, prefixlen);
+	if (snapshot != NULL)
+		rocksdb_readoptions_set_snapshot(ro, (const rocksdb_snapshot_t *) snapshot);
 	it = rocksdb_create_iterator(rdb, ro);
 	if (fromlen > 0)
 		rocksdb_iter_seek(it, from, fromlen);

@@ -155,11 +155,16 @@ extern const char *sstate_rdb_value(int64 ref, uint32 *len);
  * the first record fits, *need says how many bytes it takes.
  */
 extern bool sstate_rdb_scan(const StreamStateQueryDef *def, int64 dead_below,
-							const char *class_prefix,
+							const char *class_prefix, const void *snapshot,
 							const char *from, uint32 fromlen,
 							char *buf, uint32 bufsize, uint32 *used,
 							char **cursor, uint32 *cursorlen, uint32 *need,
 							char **error);
+
+/* Scan snapshots: every page of a scan reads what its first page saw */
+extern const void *sstate_rdb_scan_snapshot(int slot, int nslots, bool first);
+extern void sstate_rdb_scan_snapshot_release(int slot);
+extern void sstate_rdb_scan_snapshots_expire(bool all);
 
 /* rocksdb_stats: one database row, then one per query */
 typedef struct StreamStateRdbStats

@@ -29,7 +29,9 @@
  *
  * Scans (window_counts, window_result, the state view, emit_to) go a page
  * at a time, each continuing at the raw RocksDB key where the last one
- * stopped; a key's panes split over two pages are merged again here.  A
+ * stopped; a key's panes split over two pages are merged again here.  The
+ * worker applies rounds between pages, so every page reads the RocksDB
+ * snapshot the scan's first page took (rocks.c, "Scan snapshots").  A
  * page of a query in SQL carries each pane's value (its partial states)
  * instead of a count; a value larger than half a page gets a page of its
  * own in a DSM segment, as a large key does.
@@ -84,6 +86,7 @@ typedef struct RdbRequest
 	int64		hi;
 	int64		dead_below;
 	bool		classed_scan;	/* RQK_SCAN of the keys of one class */
+	bool		scan_first;		/* RQK_SCAN: its first page (a new snapshot) */
 	dsm_handle	seg;			/* DSM_HANDLE_INVALID: request and answer in
 								 * buf; else in this segment (large keys) */
 	uint32		segsize;
@@ -196,6 +199,7 @@ serve_one(StreamStateDb *db, RdbRequest *r)
 				uint32		used = 0;
 				uint32		cursorlen = 0;
 				uint32		need = 0;
+				const void *snap;
 
 				if (r->classed_scan)
 					memcpy(class_prefix, io, SSTATE_CLASS_PREFIX);
@@ -204,12 +208,20 @@ serve_one(StreamStateDb *db, RdbRequest *r)
 					from = palloc(fromlen);
 					memcpy(from, io + r->keylen, fromlen);
 				}
+				snap = sstate_rdb_scan_snapshot(r - requests, nrequests, r->scan_first);
+				if (snap == NULL)
+				{
+					strlcpy(r->error, "the RocksDB of this database was opened again during the scan; read again",
+							sizeof(r->error));
+					break;
+				}
 				/* half for the records, the rest for where to go on */
 				if (!sstate_rdb_scan(&r->def, r->dead_below,
-									 r->classed_scan ? class_prefix : NULL,
+									 r->classed_scan ? class_prefix : NULL, snap,
 									 from, fromlen, io, iosize / 2, &used,
 									 &cursor, &cursorlen, &need, &error))
 				{
+					sstate_rdb_scan_snapshot_release(r - requests);
 					strlcpy(r->error, error, sizeof(r->error));
 					break;
 				}
@@ -223,6 +235,8 @@ serve_one(StreamStateDb *db, RdbRequest *r)
 				memcpy(io + used, cursor, cursorlen);
 				r->used = used;
 				r->cursorlen = cursorlen;
+				if (cursorlen == 0)
+					sstate_rdb_scan_snapshot_release(r - requests);
 				break;
 			}
 		case RQK_STATS:
@@ -247,6 +261,7 @@ sstate_rdb_serve(StreamStateDb *db)
 	sstate_rdb_cache_poll();
 	if (posted == served_seen)
 		return;
+	sstate_rdb_scan_snapshots_expire(false);
 	served_seen = posted;
 	for (int i = 0; i < nrequests; i++)
 	{
@@ -601,6 +616,7 @@ sstate_rdb_request_scan(StreamStateDb *db, const StreamStateQueryDef *def,
 		r->def = *def;
 		r->dead_below = dead_below;
 		r->classed_scan = (class_key != NULL);
+		r->scan_first = (cursor == NULL);
 		r->keylen = (class_key != NULL) ? SSTATE_CLASS_PREFIX : 0;
 		r->fromlen = cursorlen;
 		io = request_io(r, Max(want, 2 * ((Size) cursorlen + r->keylen) + 1024), &seg);

@@ -1854,7 +1854,7 @@ check_not_lost(StreamStateDb *db, StreamStateQuery *q, const StreamStateQueryInf
  * behind it are gone): that is an ERROR, never a count of zero.
  */
 static StreamStateDb *
-read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp)
+read_query_begin_once(const StreamStateQueryInfo *info, StreamStateQuery **qp)
 {
 	StreamStateDb *db = read_begin(true, info->id);
 	StreamStateQuery *q;
@@ -1899,6 +1899,116 @@ read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp)
 	}
 	*qp = q;
 	return db;
+}
+
+/* ---------------------------------------------------------------------
+ * Stable reads
+ *
+ * A read shows a query's state between two commits, never part of one.
+ * The worker applies a commit to the memory store entry by entry, and
+ * brackets it with two bumps of the query's apply_seq (wal_reader.c).  A
+ * read takes the number when it starts (odd: it waits for the commit to be
+ * done, without db->lock, which the worker may need), and after its scan
+ * compares; if it moved, the scan is thrown away and done again, as a
+ * seqlock reader does.  After two such failures the reader asks the worker
+ * to hold the query's next commit back for about twice its last scan (at
+ * most STABLE_HOLD_MAX_MS), so that a long scan of a busy query ends.  A
+ * rocksdb query is read by the worker between its commits; only its read
+ * cache (sstate_store_sum_cached) is checked so.
+ * ---------------------------------------------------------------------
+ */
+#define STABLE_HOLD_MAX_MS	1000
+
+typedef struct StableRead
+{
+	StreamStateQuery *q;		/* NULL: nothing to check */
+	uint32		seq;
+	int			failures;
+	TimestampTz started;
+} StableRead;
+
+/* Wait, holding no lock, until the worker is done with q's commit */
+static void
+stable_wait(StreamStateQuery *q, const char *name)
+{
+	TimestampTz deadline = TimestampTzPlusMilliseconds(GetCurrentTimestamp(),
+													   sstate_read_timeout_ms);
+
+	while (pg_atomic_read_u32(&q->apply_seq) & 1)
+	{
+		if (GetCurrentTimestamp() >= deadline)
+			ereport(ERROR,
+					(errcode(ERRCODE_QUERY_CANCELED),
+					 errmsg("timed out waiting for stream_state to finish applying a commit to continuous query \"%s\"",
+							name),
+					 errdetail("A read shows the state between two commits, never part of one."),
+					 errhint("Raise stream_state.read_timeout.")));
+		pg_usleep(100L);
+		CHECK_FOR_INTERRUPTS();
+	}
+}
+
+/*
+ * read_query_begin_once, and with sr, the start of a stable read of the
+ * query: returns with db->lock held and no commit being applied to it.
+ */
+static StreamStateDb *
+read_query_begin(const StreamStateQueryInfo *info, StreamStateQuery **qp, StableRead *sr)
+{
+	for (;;)
+	{
+		StreamStateDb *db = read_query_begin_once(info, qp);
+		StreamStateQuery *q = *qp;
+		uint32		seq;
+
+		if (sr == NULL)
+			return db;
+		sr->q = NULL;
+		if (db == NULL || q == NULL)
+			return db;
+		seq = pg_atomic_read_u32(&q->apply_seq);
+		if ((seq & 1) == 0)
+		{
+			pg_read_barrier();	/* the number before the state */
+			sr->q = q;
+			sr->seq = seq;
+			/* timed only when it is read again (stable_end) */
+			sr->started = sr->failures > 0 ? GetCurrentTimestamp() : 0;
+			return db;
+		}
+		read_end(db);
+		stable_wait(q, info->name);
+	}
+}
+
+/*
+ * After the scan of a stable read (db->lock still held): true if no commit
+ * was applied to the query while it ran; else the caller releases the lock,
+ * throws the scan away and starts again.
+ */
+static bool
+stable_end(StableRead *sr)
+{
+	TimestampTz now;
+
+	if (sr->q == NULL)
+		return true;
+	pg_read_barrier();			/* the state before the number */
+	if (pg_atomic_read_u32(&sr->q->apply_seq) == sr->seq)
+	{
+		if (sr->failures >= 2)
+			pg_atomic_write_u64(&sr->q->reader_hold_until, 0);
+		return true;
+	}
+	now = GetCurrentTimestamp();
+	if (++sr->failures >= 2)
+	{
+		long		ms = 2 * TimestampDifferenceMilliseconds(sr->started, now) + 10;
+
+		pg_atomic_write_u64(&sr->q->reader_hold_until,
+							(uint64) TimestampTzPlusMilliseconds(now, Min(ms, STABLE_HOLD_MAX_MS)));
+	}
+	return false;
 }
 
 static void
@@ -1946,16 +2056,20 @@ check_window_kept(const StreamStateQuery *q, int64 start_us, int64 end_us)
 }
 
 /*
- * Every key of query q (read_query_begin gave db and q, db's lock held),
- * through cb; releases the lock.  Of a rocksdb query the worker answers,
+ * Every key of query q (read_query_begin gave db and q, db's lock held, and
+ * began the stable read sr), through cb; releases the lock.  False if a
+ * commit was applied to the query while the memory store was read: the
+ * caller throws away what cb gathered and reads again.  Of a rocksdb query the worker answers,
  * asked without the lock.  The panes of a query in SQL refer to their
  * values: in the memory store (sstate_store_value), or, when *rocksdb is
  * set (before cb is called), in the scan's copies (sstate_rdb_value).
  */
-static void
+static bool
 scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb cb, void *arg,
-				  bool *rocksdb, const int64 *window)
+				  bool *rocksdb, const int64 *window, StableRead *sr)
 {
+	bool		stable;
+
 	*rocksdb = (q != NULL && q->def.backend == SSB_ROCKSDB);
 	if (*rocksdb)
 	{
@@ -1963,7 +2077,7 @@ scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb c
 
 		read_end(db);
 		sstate_rdb_request_scan(db, &def, NULL, 0, cb, arg);
-		return;
+		return true;
 	}
 	if (q != NULL)
 	{
@@ -1980,20 +2094,31 @@ scan_query_locked(StreamStateDb *db, StreamStateQuery *q, sstate_store_scan_cb c
 		}
 		PG_END_TRY();
 	}
+	stable = stable_end(sr);
 	read_end(db);
+	return stable;
 }
 
-/* Every key of query info, through cb (none if no state yet); see above */
+/*
+ * Every key of query info, through cb (none if no state yet), as a stable
+ * read: reset(arg) throws away what a scan that overlapped a commit gave.
+ */
 static void
-scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg, bool *rocksdb)
+scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg, bool *rocksdb,
+		   void (*reset) (void *arg))
 {
-	StreamStateQuery *q;
-	StreamStateDb *db = read_query_begin(info, &q);
+	StableRead	sr = {0};
 
-	*rocksdb = false;
-	if (db == NULL)
-		return;
-	scan_query_locked(db, q, cb, arg, rocksdb, NULL);
+	for (;;)
+	{
+		StreamStateQuery *q;
+		StreamStateDb *db = read_query_begin(info, &q, &sr);
+
+		*rocksdb = false;
+		if (db == NULL || scan_query_locked(db, q, cb, arg, rocksdb, NULL, &sr))
+			return;
+		reset(arg);
+	}
 }
 
 static void
@@ -2006,6 +2131,12 @@ min_pane_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 		*min = panes[0].pane;
 }
 
+static void
+min_pane_reset(void *arg)
+{
+	*(int64 *) arg = PG_INT64_MAX;
+}
+
 /*
  * The lowest pane query info has in state (panes are kept sorted); false
  * if it has none (emit.c).
@@ -2016,7 +2147,7 @@ sstate_query_min_pane(const StreamStateQueryInfo *info, int64 *pane)
 	int64		min = PG_INT64_MAX;
 	bool		rocksdb;
 
-	scan_query(info, min_pane_cb, &min, &rocksdb);
+	scan_query(info, min_pane_cb, &min, &rocksdb, min_pane_reset);
 	*pane = min;
 	return min != PG_INT64_MAX;
 }
@@ -2056,6 +2187,7 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 	StreamStateQueryInfo *info = sstate_query_by_name(name, false);
 	StreamStateDb *db;
 	StreamStateQuery *q;
+	StableRead	sr = {0};
 	int64		result = 0;
 
 	sstate_query_check_read(info);
@@ -2072,7 +2204,8 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 						format_type_be(info->key_type)),
 				 errhint("Cast the key to %s.", format_type_be(info->key_type))));
 
-	db = read_query_begin(info, &q);
+retry:
+	db = read_query_begin(info, &q, &sr);
 	if (db == NULL)
 		PG_RETURN_INT64(0);
 	if (q != NULL)
@@ -2110,8 +2243,12 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 											start_us / def.pane_us, end_us / def.pane_us,
 											&result))
 				{
-					pg_atomic_fetch_add_u64(&db->rdb_cache_hits, 1);
+					bool		stable = stable_end(&sr);
+
 					read_end(db);
+					if (!stable)
+						goto retry;
+					pg_atomic_fetch_add_u64(&db->rdb_cache_hits, 1);
 					PG_RETURN_INT64(result);
 				}
 				pg_atomic_fetch_add_u64(&db->rdb_cache_misses, 1);
@@ -2171,6 +2308,12 @@ stream_state_window_count(PG_FUNCTION_ARGS)
 			PG_RE_THROW();
 		}
 		PG_END_TRY();
+		if (!stable_end(&sr))
+		{
+			read_end(db);
+			result = 0;
+			goto retry;
+		}
 	}
 	read_end(db);
 	PG_RETURN_INT64(result);
@@ -2517,6 +2660,7 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 	int64		start_us = 0,
 				end_us = 0;
 	ResultScan	rs;
+	StableRead	sr = {0};
 
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
@@ -2524,8 +2668,9 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 				 errmsg("at must be a finite timestamp")));
 	c = result_query(fcinfo, name, info, 0);
 
+retry:
 	memset(&rs, 0, sizeof(rs));
-	db = read_query_begin(info, &q);
+	db = read_query_begin(info, &q, &sr);
 	if (db == NULL)
 		return (Datum) 0;
 	if (q != NULL)
@@ -2557,8 +2702,9 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 	{
 		int64		window[2] = {start_us, end_us};
 
-		scan_query_locked(db, q, result_cb, &rs, &rs.rocksdb,
-						  q != NULL && rs.mode == SCAN_PANES ? window : NULL);
+		if (!scan_query_locked(db, q, result_cb, &rs, &rs.rocksdb,
+							   q != NULL && rs.mode == SCAN_PANES ? window : NULL, &sr))
+			goto retry;
 	}
 	for (int k = 0; k < sstate_cq_compiled_analysis(c)->nkeys; k++)
 		if (sstate_cq_compiled_analysis(c)->keys[k].classed)
@@ -2568,6 +2714,13 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 		}
 	result_rows(name, c, rs.keys, rsinfo, RESULT_PLAIN, info->def.session_gap_us == 0);
 	return (Datum) 0;
+}
+
+/* A scan that overlapped a commit: its keys go (scan_query) */
+static void
+result_reset(void *arg)
+{
+	((ResultScan *) arg)->keys = NIL;
 }
 
 /* A timestamptz as Unix microseconds, infinities as the ends of int64 */
@@ -2611,7 +2764,7 @@ stream_state_session_result(PG_FUNCTION_ARGS)
 	rs.lo = PG_ARGISNULL(1) ? PG_INT64_MIN : ts_bound_us(PG_GETARG_TIMESTAMPTZ(1));
 	rs.hi = ts_bound_us(PG_GETARG_TIMESTAMPTZ(2));
 	rs.gap = info->def.session_gap_us;
-	scan_query(info, result_cb, &rs, &rs.rocksdb);
+	scan_query(info, result_cb, &rs, &rs.rocksdb, result_reset);
 	result_rows(name, c, rs.keys, rsinfo, RESULT_BOUNDS, false);
 	return (Datum) 0;
 }
@@ -2671,7 +2824,7 @@ sstate_query_late_upto(const StreamStateQueryInfo *info, XLogRecPtr after, int64
 					   XLogRecPtr *upto)
 {
 	StreamStateQuery *q;
-	StreamStateDb *db = read_query_begin(info, &q);
+	StreamStateDb *db = read_query_begin(info, &q, NULL);	/* whole commits: done_lsn */
 	LateUpto	lu = {limit, 0, InvalidXLogRecPtr};
 
 	if (db == NULL)
@@ -2701,7 +2854,7 @@ stream_state_late_result(PG_FUNCTION_ARGS)
 	name = text_to_cstring(PG_GETARG_TEXT_PP(0));
 	info = sstate_query_by_name(name, false);
 	c = result_query(fcinfo, name, info, 4);
-	db = read_query_begin(info, &q);
+	db = read_query_begin(info, &q, NULL);	/* whole commits: done_lsn */
 	if (db == NULL)
 		return (Datum) 0;
 	if (q != NULL)
@@ -2843,6 +2996,7 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	StreamStateDb *db;
 	StreamStateQuery *q;
 	CountsScan cs;
+	StableRead	sr = {0};
 	int64		start_us = 0,
 				end_us = 0;
 	ListCell   *lc;
@@ -2859,8 +3013,9 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 				 errmsg("at must be a finite timestamp")));
 	InitMaterializedSRF(fcinfo, 0);
 
+retry:
 	cs.keys = NIL;
-	db = read_query_begin(info, &q);
+	db = read_query_begin(info, &q, &sr);
 	if (db == NULL)
 		return (Datum) 0;
 	if (q != NULL)
@@ -2890,6 +3045,11 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 			read_end(db);
 			sstate_rdb_request_scan(db, &def, NULL, 0, counts_cb, &cs);
 			db = NULL;
+		}
+		else if (!stable_end(&sr))
+		{
+			read_end(db);
+			goto retry;
 		}
 	}
 	read_end(db);

@@ -118,6 +118,9 @@ typedef struct LateList
 	int64		count;
 	int64		bytes;
 	XLogRecPtr	last_lsn;
+	XLogRecPtr	done_lsn;		/* the groups of every commit up to this one
+								 * are all in: readers stop here, since the
+								 * commit being applied appends after it */
 } LateList;
 
 typedef struct StoreHeader
@@ -165,7 +168,7 @@ load_release(void)
 
 static int	pane_search(const StreamStatePane *panes, int n, int64 pane, bool *found);
 static bool is_value_qid(const StoreHeader *hdr, int32 qid);
-static void late_commit(void);
+static void late_commit(StreamStateStore *store);
 static void late_undo(StreamStateStore *store);
 static dsa_pointer value_alloc(dsa_area *area, const char *bytes, uint32 len);
 static void late_free_list(dsa_area *area, LateList *l, XLogRecPtr upto, bool all);
@@ -937,7 +940,7 @@ sstate_store_values_commit(StreamStateStore *store)
 		pfree(changes[i].key);
 	}
 	nchanges = 0;
-	late_commit();
+	late_commit(store);
 }
 
 /*
@@ -1879,14 +1882,30 @@ sstate_store_late_add(StreamStateStore *store, int32 qid, const StreamStateLateG
 	l->count++;
 	l->bytes += size;
 	l->last_lsn = Max(l->last_lsn, g->lsn);
+	if (!journal)
+		l->done_lsn = l->last_lsn;	/* a load: whole commits */
 	LWLockRelease(&store->hdr->late_lock);
 	return true;
 }
 
-/* The commit applied: its late groups stay */
+/*
+ * The commit applied: its late groups stay, and readers may see them.  A
+ * reader that saw part of a commit's groups would tell the helper to write
+ * up to that commit, and the helper would never write the rest (TAP 033).
+ */
 static void
-late_commit(void)
+late_commit(StreamStateStore *store)
 {
+	if (nlate_added == 0)
+		return;
+	LWLockAcquire(&store->hdr->late_lock, LW_EXCLUSIVE);
+	for (int i = 0; i < nlate_added; i++)
+	{
+		LateList   *l = &store->hdr->late[late_added[i].list];
+
+		l->done_lsn = Max(l->done_lsn, l->last_lsn);
+	}
+	LWLockRelease(&store->hdr->late_lock);
 	nlate_added = 0;
 }
 
@@ -1971,7 +1990,8 @@ sstate_store_late_info(StreamStateStore *store, int32 qid, int64 *count, int64 *
 
 /*
  * Every late group of query qid (0: of every query) committed after after
- * and at or before upto, oldest first, through cb.  cb runs under the lock
+ * and at or before upto, oldest first, through cb; of a commit the worker
+ * is still applying, none (LateList.done_lsn).  cb runs under the lock
  * and must not raise an ERROR (copy, then work on the copy).
  */
 void
@@ -1995,7 +2015,7 @@ sstate_store_late_scan(StreamStateStore *store, int32 qid, XLogRecPtr after, XLo
 			dp = r->next;
 			if (r->lsn <= after)
 				continue;
-			if (r->lsn > upto)
+			if (r->lsn > upto || r->lsn > l->done_lsn)
 				break;
 			g.lsn = r->lsn;
 			g.commit_us = r->commit_us;

@@ -135,6 +135,17 @@ typedef struct StreamStateQuery
 	int64		keys;
 	int64		panes;
 	int64		bytes;
+
+	/*
+	 * Stable reads (sql_api.c): odd while the worker applies a commit to the
+	 * query, bumped when it starts and when it is done.  A reader that sees
+	 * it odd, or changed across its scan, reads again.  A reader that had to
+	 * read again twice asks the worker, through reader_hold_until (a
+	 * TimestampTz; 0: nobody), to wait that long before it starts the
+	 * query's next commit.  Zero (even) when the slot is set up.
+	 */
+	pg_atomic_uint32 apply_seq;
+	pg_atomic_uint64 reader_hold_until;
 } StreamStateQuery;
 
 /* One database's slot in shared memory */

@@ -144,9 +144,64 @@ applier_free(Applier *a)
 	a->xids = NULL;
 }
 
+/*
+ * Stable reads.  A commit reaches the memory store entry by entry, each
+ * under its partition's lock, so a reader could see part of it (and, over a
+ * long scan, parts of several).  So the worker brackets what a commit does
+ * to a query with two bumps of the query's apply_seq: the first when the
+ * commit first touches the query (save_query, a truncation, a move), the
+ * second when the commit, and the evictions it brings, are done
+ * (apply_messages).  A reader whose scan overlapped a bracket reads again
+ * (sql_api.c, "Stable reads").  A reader that failed twice sets
+ * reader_hold_until, and the next commit of the query waits that long (at
+ * most READER_HOLD_MAX_US), so that a long scan of a busy query finishes.
+ */
+#define READER_HOLD_MAX_US	1000000
+
+static StreamStateQuery **opened = NULL;
+static int	nopened = 0;
+
+static void
+apply_open(StreamStateQuery *q)
+{
+	uint64		hold;
+
+	for (int i = 0; i < nopened; i++)
+		if (opened[i] == q)
+			return;
+	if (opened == NULL)
+		opened = MemoryContextAlloc(TopMemoryContext,
+									sizeof(StreamStateQuery *) * sstate_shared->max_queries);
+	hold = pg_atomic_read_u64(&q->reader_hold_until);
+	if (hold != 0)
+	{
+		TimestampTz now = GetCurrentTimestamp();
+
+		if (now < (TimestampTz) hold)
+			pg_usleep(Min((TimestampTz) hold - now, READER_HOLD_MAX_US));
+	}
+	opened[nopened++] = q;
+	/* odd: a full barrier, so before any change the commit makes */
+	pg_atomic_fetch_add_u32(&q->apply_seq, 1);
+}
+
+static void
+apply_close(void)
+{
+	/* even: a full barrier, so after every change */
+	for (int i = 0; i < nopened; i++)
+		pg_atomic_fetch_add_u32(&opened[i]->apply_seq, 1);
+	nopened = 0;
+}
+
 void
 sstate_apply_init(StreamStateDb *db, StreamStateStore *table)
 {
+	/*
+	 * A worker that stopped half-way through a commit left its brackets
+	 * open; the new one starts from zeroed query slots (worker.c).
+	 */
+	nopened = 0;
 	apply_db = db;
 	apply_table = table;
 	applier_init(&main_applier);
@@ -528,6 +583,7 @@ save_query(List **saved, StreamStateQuery *q)
 		if (s->q == q)
 			return s;
 	}
+	apply_open(q);				/* before the copy: an undo keeps it open */
 	s = palloc(sizeof(SavedQuery));
 	s->q = q;
 	s->copy = *q;
@@ -1107,6 +1163,7 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			{
 				ResetMark  *m = palloc(sizeof(ResetMark));
 
+				apply_open(q);
 				reset_query(q);
 				m->q = q;
 				m->lsn = msg->lsn;
@@ -1122,7 +1179,10 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			/* whoever applies the query's data moves it */
 			if (sstate_delta_get_backend(&r, &qid, &backend) && (q = find_query(qid)) != NULL &&
 				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
+			{
+				apply_open(q);
 				move_query(q, backend, lsn);
+			}
 		}
 		else if (r.kind == SSM_ALTER)
 		{
@@ -1394,6 +1454,7 @@ apply_messages(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn,
 					evict_to(s->q, s->q->max_event_us);
 			}
 			list_free_deep(saved);
+			apply_close();
 			return true;
 		}
 
@@ -1411,6 +1472,7 @@ apply_messages(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn,
 		list_free_deep(saved);
 		saved = NIL;
 	}
+	apply_close();
 	return false;
 }
 

@@ -1198,7 +1198,10 @@ try_apply(Applier *a, List *msgs, int64 commit_us, XLogRecPtr lsn, int *ddl,
 			if (sstate_delta_get_alter(&r, &qid, &lateness_us, &what, &retention_us, &emit, &late) &&
 				(q = find_query(qid)) != NULL &&
 				(applies_to(a, q) || (a->only == NULL && q->status == SSQ_NEEDS_REBUILD)))
+			{
+				apply_open(q);	/* it may evict */
 				alter_query(q, lateness_us, what, retention_us, emit, late, lsn);
+			}
 		}
 		else if (a->only != NULL)
 			continue;			/* catch-up: definitions are the main reader's */
@@ -1394,7 +1397,11 @@ void
 sstate_apply_evict_emitted(StreamStateQuery *q)
 {
 	if (q->status != SSQ_FREE)
+	{
+		apply_open(q);			/* readers see all of it or none */
 		evict_to(q, q->max_event_us);
+		apply_close();
+	}
 }
 
 /*

@@ -3227,6 +3227,13 @@ state_cb(void *arg, int32 qid, const char *key, uint32 keylen,
 	}
 }
 
+/* A scan that overlapped a commit: its rows go (scan_query) */
+static void
+state_reset(void *arg)
+{
+	((StateScan *) arg)->rows = NIL;
+}
+
 Datum
 stream_state_state(PG_FUNCTION_ARGS)
 {
@@ -3241,24 +3248,46 @@ stream_state_state(PG_FUNCTION_ARGS)
 	db = read_begin(true, 0);
 	if (db == NULL)
 		return (Datum) 0;
-	sstate_store_scan(read_table, 0, state_cb, &ss);
 	{
-		/* rocksdb queries: asked of the worker, without db->lock */
+		/*
+		 * Each query as a stable read of its own (the memory store), or asked
+		 * of the worker (rocksdb), without db->lock held between them; queries
+		 * in SQL have values, not counts: see window_result.
+		 */
 		StreamStateQuery *qs = sstate_db_queries(db);
+		List	   *mems = NIL;
 		List	   *rdefs = NIL;
 		ListCell   *dc;
 
-		/* queries in SQL have values, not counts: see window_result */
 		for (int i = 0; i < sstate_shared->max_queries; i++)
-			if (qs[i].status == SSQ_RUNNING && qs[i].def.backend == SSB_ROCKSDB &&
-				!qs[i].def.sql)
+		{
+			if (qs[i].status == SSQ_FREE || qs[i].status == SSQ_NEEDS_REBUILD || qs[i].def.sql)
+				continue;
+			if (qs[i].def.backend == SSB_ROCKSDB)
 			{
-				StreamStateQueryDef *d = palloc(sizeof(StreamStateQueryDef));
+				StreamStateQueryDef *d;
 
+				if (qs[i].status != SSQ_RUNNING)
+					continue;
+				d = palloc(sizeof(StreamStateQueryDef));
 				*d = qs[i].def;
 				rdefs = lappend(rdefs, d);
 			}
+			else
+				mems = lappend_int(mems, qs[i].def.id);
+		}
 		read_end(db);
+		foreach(dc, mems)
+		{
+			StreamStateQueryInfo *info = sstate_query_by_id(lfirst_int(dc));
+			StateScan	one = {NIL};
+			bool		rocksdb;
+
+			if (info == NULL || !sstate_query_can_read(info))
+				continue;
+			scan_query(info, state_cb, &one, &rocksdb, state_reset);
+			ss.rows = list_concat(ss.rows, one.rows);
+		}
 		foreach(dc, rdefs)
 		{
 			StreamStateQueryDef *d = lfirst(dc);

@@ -9,8 +9,9 @@
 #    after every commit all keys have the same count.  Two readers that do
 #    not wait for the worker (read_consistency none) read every key's count
 #    again and again, of a query in SQL, a windowed count (memory) and a
-#    windowed count (rocksdb, read by the worker): every read must show all
-#    2,000 keys (or none) with equal counts.  Before the fix, about a
+#    windowed count (rocksdb, read by the worker), and the state view's rows
+#    of the memory windowed count: every read must show all 2,000 keys (or
+#    none) with equal counts.  Before the fix, about a
 #    quarter of the reads of the memory queries were mixed.
 # 2. late_to: each of 20 transactions adds 30,000 late groups while the
 #    helper writes them; every commit's groups must be written, all of them
@@ -68,6 +69,9 @@ BEGIN
 		SELECT count(*), min(count), max(count) INTO nk, lo, hi
 		  FROM stream_state.window_counts('c', '2026-11-24 12:00+00');
 		INSERT INTO reads VALUES ($i, 'c', nk, lo, hi);
+		SELECT count(*), min(count), max(count) INTO nk, lo, hi
+		  FROM stream_state.state WHERE query = 'b';
+		INSERT INTO reads VALUES ($i, 'state', nk, lo, hi);
 		COMMIT;
 	END LOOP;
 END
@@ -83,15 +87,15 @@ ss_wait_applied($node, $db, '400 transactions of 2,000 keys');
 $node->safe_psql($db, 'INSERT INTO stop_reading VALUES (1)');
 $_->quit for @readers;
 
-for my $q ('a', 'b', 'c')
+for my $q ('a', 'b', 'c', 'state')
 {
 	my $n = $node->safe_psql($db, "SELECT count(*) FROM reads WHERE q = '$q'");
-	cmp_ok($n, '>=', 20, "query $q: the readers read it ($n reads)");
+	cmp_ok($n, '>=', 20, "$q: the readers read it ($n reads)");
 	is( $node->safe_psql(
 			$db, qq{SELECT count(*) FROM reads
 					 WHERE q = '$q' AND (nkeys NOT IN (0, 2000) OR lo <> hi)}),
 		'0',
-		"query $q: every read shows all 2,000 keys or none, with equal counts (no commit seen in part)"
+		"$q: every read shows all 2,000 keys or none, with equal counts (no commit seen in part)"
 	  )
 	  or diag(
 		$node->safe_psql(

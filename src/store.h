@@ -114,8 +114,9 @@ extern bool sstate_store_sum_cached(StreamStateStore *store, int32 qid,
 /* copy-on-write snapshots for checkpoints */
 extern void sstate_store_cow_begin(uint32 epoch, sstate_store_scan_cb cb, void *arg);
 extern void sstate_store_cow_end(void);
-extern void sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
-								  void *arg, volatile sig_atomic_t *stop);
+extern void sstate_store_snapshot(StreamStateStore *store, uint32 epoch, int part, int nparts,
+								  sstate_store_scan_cb cb, void *arg,
+								  volatile sig_atomic_t *stop);
 
 /* restoring a checkpoint (worker only) */
 typedef enum StreamStateLoadResult

@@ -1693,20 +1693,21 @@ sstate_store_load_end(void)
 }
 
 /*
- * The scanner's half of a snapshot: call cb for every entry not copied yet
+ * A scanner's half of a snapshot: call cb for every entry not copied yet
  * for epoch (by the worker, or created after the snapshot began), and mark
- * it copied.  Holds each partition exclusively while it is scanned.  Stops
- * early when *stop becomes true.
+ * it copied, in the partitions whose number modulo nparts is part (each of
+ * nparts scanners takes its share).  Holds each partition exclusively while
+ * it is scanned.  Stops early when *stop becomes true.
  */
 void
-sstate_store_snapshot(StreamStateStore *store, uint32 epoch, sstate_store_scan_cb cb,
-					  void *arg, volatile sig_atomic_t *stop)
+sstate_store_snapshot(StreamStateStore *store, uint32 epoch, int part, int nparts,
+					  sstate_store_scan_cb cb, void *arg, volatile sig_atomic_t *stop)
 {
 	dsa_area   *area = store->area;
 	int			n;
 
 	load_release();
-	for (n = 0; n < PARTITIONS && !*stop; n++)
+	for (n = part; n < PARTITIONS && !*stop; n += nparts)
 	{
 		Partition  *p = &store->hdr->parts[n];
 		Slot	   *slots;

@@ -180,16 +180,23 @@ typedef struct StreamStateDb
 	bool		ckpt_request_table; /* the request asks for target "table" */
 	int			ckpt_result_sqlstate;	/* of ckpt_result_error, when it has one */
 
-	/* the checkpoint scanner process (checkpoint.c), under mutex */
-	pid_t		scan_pid;
+	/*
+	 * The checkpoint scanner processes (checkpoint.c), under mutex: up to
+	 * SSTATE_SCANNERS, each copying the partitions whose number modulo
+	 * scan_count is its own; scan_count is 0 until the worker has started
+	 * them all.
+	 */
+#define SSTATE_SCANNERS 2
+	int			scan_count;
 	uint32		scan_epoch;
 	char		scan_path[MAXPGPATH];
-	bool		scan_done;
-	int32		scan_nblocks;
-	int64		scan_nkeys;
-	int64		scan_nentries;
-	int64		scan_bytes;
-	char		scan_error[256];
+	pid_t		scan_pid[SSTATE_SCANNERS];
+	bool		scan_done[SSTATE_SCANNERS];
+	int32		scan_nblocks[SSTATE_SCANNERS];
+	int64		scan_nkeys[SSTATE_SCANNERS];
+	int64		scan_nentries[SSTATE_SCANNERS];
+	int64		scan_bytes[SSTATE_SCANNERS];
+	char		scan_error[256];	/* the first scanner's error */
 
 	/* the checkpoint table helper process (checkpoint_table.c), under mutex */
 	uint32		tbl_job;		/* number of the current job */

@@ -1,7 +1,7 @@
 
 # Copyright (c) stream_state contributors
 
-# Checkpoints do not stop the worker: a scanner process copies the state
+# Checkpoints do not stop the worker: scanner processes copy the state
 # while the worker goes on applying, and the worker copies an entry itself
 # (copy-on-write) just before it changes one the scanner has not reached.
 # Here a session keeps inserting into existing keys, new keys and new panes
@@ -91,8 +91,8 @@ END
 	my $offset = -s $node->logfile;
 	my $id = $node->safe_psql($db, 'SELECT stream_state.checkpoint()');
 	ok( $node->log_contains(
-			qr/checkpoint $id: the scanner copied \d+ keys, the worker \d+ on write/, $offset),
-		"round $round: checkpoint $id was copied by the scanner process");
+			qr/checkpoint $id: 2 scanners copied \d+ keys, the worker \d+ on write/, $offset),
+		"round $round: checkpoint $id was copied by two scanner processes");
 	usleep(200_000);
 	$node->stop('immediate');
 	ss_bg_abandon($w);

@@ -2011,6 +2011,22 @@ stable_end(StableRead *sr)
 	return false;
 }
 
+/*
+ * The memory of a stable read's attempts, a child of the caller's context:
+ * each attempt starts it afresh (a retried scan of many keys would otherwise
+ * keep every attempt's copies).  The caller switches back after the last.
+ */
+static void
+attempt_begin(MemoryContext *attempt)
+{
+	if (*attempt == NULL)
+		*attempt = AllocSetContextCreate(CurrentMemoryContext, "stream_state read",
+										 ALLOCSET_DEFAULT_SIZES);
+	else
+		MemoryContextReset(*attempt);
+	MemoryContextSwitchTo(*attempt);
+}
+
 static void
 check_window_open(const StreamStateQuery *q, int64 start_us, int64 end_us)
 {
@@ -2108,17 +2124,22 @@ scan_query(const StreamStateQueryInfo *info, sstate_store_scan_cb cb, void *arg,
 		   void (*reset) (void *arg))
 {
 	StableRead	sr = {0};
+	MemoryContext caller = CurrentMemoryContext;
+	MemoryContext attempt = NULL;
 
 	for (;;)
 	{
 		StreamStateQuery *q;
-		StreamStateDb *db = read_query_begin(info, &q, &sr);
+		StreamStateDb *db;
 
+		attempt_begin(&attempt);
+		db = read_query_begin(info, &q, &sr);
 		*rocksdb = false;
 		if (db == NULL || scan_query_locked(db, q, cb, arg, rocksdb, NULL, &sr))
-			return;
+			break;
 		reset(arg);
 	}
+	MemoryContextSwitchTo(caller);
 }
 
 static void
@@ -2661,18 +2682,25 @@ stream_state_window_result(PG_FUNCTION_ARGS)
 				end_us = 0;
 	ResultScan	rs;
 	StableRead	sr = {0};
+	MemoryContext caller;
+	MemoryContext attempt = NULL;
 
 	if (TIMESTAMP_NOT_FINITE(at))
 		ereport(ERROR,
 				(errcode(ERRCODE_DATETIME_VALUE_OUT_OF_RANGE),
 				 errmsg("at must be a finite timestamp")));
 	c = result_query(fcinfo, name, info, 0);
+	caller = CurrentMemoryContext;
 
 retry:
+	attempt_begin(&attempt);
 	memset(&rs, 0, sizeof(rs));
 	db = read_query_begin(info, &q, &sr);
 	if (db == NULL)
+	{
+		MemoryContextSwitchTo(caller);
 		return (Datum) 0;
+	}
 	if (q != NULL)
 	{
 		PG_TRY();
@@ -2706,6 +2734,7 @@ retry:
 							   q != NULL && rs.mode == SCAN_PANES ? window : NULL, &sr))
 			goto retry;
 	}
+	MemoryContextSwitchTo(caller);
 	for (int k = 0; k < sstate_cq_compiled_analysis(c)->nkeys; k++)
 		if (sstate_cq_compiled_analysis(c)->keys[k].classed)
 		{
@@ -2997,6 +3026,8 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 	StreamStateQuery *q;
 	CountsScan cs;
 	StableRead	sr = {0};
+	MemoryContext caller;
+	MemoryContext attempt = NULL;
 	int64		start_us = 0,
 				end_us = 0;
 	ListCell   *lc;
@@ -3013,11 +3044,16 @@ stream_state_window_counts(PG_FUNCTION_ARGS)
 				 errmsg("at must be a finite timestamp")));
 	InitMaterializedSRF(fcinfo, 0);
 
+	caller = CurrentMemoryContext;
 retry:
+	attempt_begin(&attempt);
 	cs.keys = NIL;
 	db = read_query_begin(info, &q, &sr);
 	if (db == NULL)
+	{
+		MemoryContextSwitchTo(caller);
 		return (Datum) 0;
+	}
 	if (q != NULL)
 	{
 		sstate_window_at(&q->def, at + STREAM_STATE_UNIX_OFFSET_US, &start_us, &end_us);
@@ -3053,6 +3089,7 @@ retry:
 		}
 	}
 	read_end(db);
+	MemoryContextSwitchTo(caller);
 	if (info->def.key_classed)
 		cs.keys = merge_classed(cs.keys);
 

@@ -19,6 +19,8 @@
 #    appending wrote part of them and moved its progress past the rest.
 # 3. A read that waits longer than stream_state.read_timeout for a commit
 #    to be applied fails with a clear message.
+# 4. A read longer than the time between two commits of a busy writer ends:
+#    the reader holds the query's next commit back after two failed tries.
 
 use strict;
 use warnings FATAL => 'all';
@@ -210,6 +212,67 @@ Raise stream_state.read_timeout.},
 my $commits = $node->safe_psql($db, 'SELECT count(*) / 400000 FROM big');
 is( $node->safe_psql($db, "SELECT count(*) FROM big_reads WHERE n NOT BETWEEN 0 AND $commits"),
 	'0', 'the reads that did not time out show whole commits');
+
+# ---------------------------------------------------------------- 4
+# A scan of 300,000 keys takes longer than the time between two commits of
+# a busy writer: every attempt would overlap a commit.  After two failed
+# attempts the reader holds the query's next commit back, and its read ends,
+# whole.
+# (room for it: the queries above go)
+$node->safe_psql($db, q{SELECT stream_state.drop_query(name) FROM stream_state.query_def});
+$node->safe_psql($db, q{
+CREATE TABLE wide (k int, ts timestamptz);
+SELECT stream_state.create_query('w', $q$SELECT k, count(*) FROM wide GROUP BY k$q$,
+	time_column => 'ts', window_size => '1 day');
+INSERT INTO wide SELECT g, '2026-11-24 10:00+00' FROM generate_series(1, 300000) g;
+CREATE TABLE stop_writing (x int);
+});
+ss_wait_applied($node, $db, '300,000 keys');
+my $writer = $node->background_psql($db, on_error_stop => 1);
+$writer->query_until(
+	qr/writing/, q{
+\echo writing
+DO $$
+DECLARE
+	i int := 0;
+BEGIN
+	WHILE NOT EXISTS (SELECT FROM stop_writing) LOOP
+		i := i + 1;
+		INSERT INTO wide VALUES (i % 300000 + 1, '2026-11-24 10:00+00');
+		COMMIT;
+	END LOOP;
+END
+$$;
+});
+my @wide;
+for my $i (1 .. 3)
+{
+	push @wide,
+	  $node->safe_psql(
+		$db, q{SET stream_state.read_consistency = none;
+			   WITH r AS (SELECT * FROM stream_state.window_result('w', '2026-11-24 12:00+00')
+							  AS r(k int, count bigint)),
+					s AS (SELECT count, lead(count) OVER (ORDER BY k) AS next FROM r WHERE k >= 2)
+			   SELECT (SELECT count(*) FROM r) || ' '
+					  || (SELECT bool_and(next IS NULL OR count >= next) AND max(count) - min(count) <= 1 FROM s)});
+}
+$node->safe_psql($db, 'INSERT INTO stop_writing VALUES (1)');
+$writer->quit;
+my $wrote = $node->safe_psql($db, 'SELECT count(*) - 300000 FROM wide');
+cmp_ok($wrote, '>', 100, "the writer committed while the reads ran ($wrote commits)");
+# commit i adds a row to key i % 300000 + 1: a read between two commits
+# shows counts that never rise from key 2 on, and differ by at most one
+is(join(',', @wide), '300000 true,300000 true,300000 true',
+	'three reads of 300,000 keys under a busy writer ended, each between two commits');
+ss_wait_applied($node, $db, 'the busy writer');
+is( $node->safe_psql(
+		$db, q{SELECT count(*) FROM (
+				 (SELECT k, count FROM stream_state.window_result('w', '2026-11-24 12:00+00') AS r(k int, count bigint)
+				  EXCEPT ALL SELECT k, count(*) FROM wide GROUP BY k)
+				 UNION ALL
+				 (SELECT k, count(*) FROM wide GROUP BY k
+				  EXCEPT ALL SELECT k, count FROM stream_state.window_result('w', '2026-11-24 12:00+00') AS r(k int, count bigint))) d}),
+	'0', 'query w equals GROUP BY of the source afterwards');
 
 $node->stop;
 done_testing();

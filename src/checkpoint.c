@@ -489,8 +489,8 @@ raw_uvarint(char *p, uint64 v)
 	return p;
 }
 
-static inline bool
-get_uvarint(const char **p, const char *end, uint64 *v)
+static bool
+get_uvarint_long(const char **p, const char *end, uint64 *v)
 {
 	uint64		result = 0;
 	int			shift = 0;
@@ -508,6 +508,23 @@ get_uvarint(const char **p, const char *end, uint64 *v)
 		shift += 7;
 	}
 	return false;
+}
+
+/*
+ * Most varints of a checkpoint are one byte (pane steps, small counts): that
+ * case inline, the rest out of line.  The decoding loop was a third of a
+ * restore's time (perf, 10M entries, huge pages); with this, a restore of
+ * them took 124-212 ms against 151-253 ms (five restarts each, alternated).
+ */
+static inline bool
+get_uvarint(const char **p, const char *end, uint64 *v)
+{
+	if (likely(*p < end) && likely((uint8) **p < 0x80))
+	{
+		*v = (uint8) *(*p)++;
+		return true;
+	}
+	return get_uvarint_long(p, end, v);
 }
 
 static inline bool

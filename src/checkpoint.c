@@ -1322,9 +1322,11 @@ sstate_ckpt_continue(StreamStateCkptWriter *w, Size budget, int64 *id, char **er
 			goto done;
 		}
 		ereport(DEBUG1,
-				(errmsg("stream_state: checkpoint %lld: %d scanners copied %lld keys, the worker %lld on write",
-						(long long) w->id, w->nscanners, (long long) scan_nkeys,
-						(long long) (w->nkeys - scan_nkeys))));
+				(errmsg_plural("stream_state: checkpoint %lld: %d scanner copied %lld keys, the worker %lld on write",
+							   "stream_state: checkpoint %lld: %d scanners copied %lld keys, the worker %lld on write",
+							   w->nscanners,
+							   (long long) w->id, w->nscanners, (long long) scan_nkeys,
+							   (long long) (w->nkeys - scan_nkeys))));
 		{
 			MemoryContext o = MemoryContextSwitchTo(w->cxt);
 

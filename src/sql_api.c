@@ -1913,8 +1913,11 @@ read_query_begin_once(const StreamStateQueryInfo *info, StreamStateQuery **qp)
  * seqlock reader does.  After two such failures the reader asks the worker
  * to hold the query's next commit back for about twice its last scan (at
  * most STABLE_HOLD_MAX_MS), so that a long scan of a busy query ends.  A
- * rocksdb query is read by the worker between its commits; only its read
- * cache (sstate_store_sum_cached) is checked so.
+ * rocksdb query's scans read one RocksDB snapshot from their first page to
+ * their last (rocks.c), taken between two of the worker's rounds; a read of
+ * one key in its read cache (sstate_store_sum_cached), which the worker
+ * updates a round at a time under the key's partition lock, is checked
+ * here too, at no cost.
  * ---------------------------------------------------------------------
  */
 #define STABLE_HOLD_MAX_MS	1000

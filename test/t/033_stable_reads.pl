@@ -48,6 +48,20 @@ CREATE TABLE reads (reader int, q text, nkeys bigint, lo bigint, hi bigint);
 CREATE TABLE stop_reading (x int);
 });
 
+# Query $q (k, count(*) per k, a window holding every row) against GROUP BY
+# of its source $table
+sub equals_group_by
+{
+	my ($q, $table) = @_;
+	my $got = qq{SELECT k, count FROM stream_state.window_result('$q', '2026-11-24 12:00+00')
+					AS r(k int, count bigint)};
+	my $want = "SELECT k, count(*) FROM $table GROUP BY k";
+	is( $node->safe_psql(
+			$db, qq{SELECT count(*) FROM (($got EXCEPT ALL $want) UNION ALL ($want EXCEPT ALL $got)) d}),
+		'0', "query $q equals GROUP BY of the source afterwards");
+	return;
+}
+
 # ---------------------------------------------------------------- 1
 my @readers;
 for my $i (1 .. 2)
@@ -104,14 +118,7 @@ for my $q ('a', 'b', 'c', 'state')
 			$db, qq{SELECT string_agg(nkeys || ' keys, counts ' || lo || ' to ' || hi, E'\\n')
 					 FROM reads WHERE q = '$q' AND (nkeys NOT IN (0, 2000) OR lo <> hi)}));
 }
-is( $node->safe_psql(
-		$db, q{SELECT count(*) FROM (
-				 (SELECT k, count FROM stream_state.window_result('a', '2026-11-24 12:00+00') AS r(k int, count bigint)
-				  EXCEPT ALL SELECT k, count(*) FROM ev GROUP BY k)
-				 UNION ALL
-				 (SELECT k, count(*) FROM ev GROUP BY k
-				  EXCEPT ALL SELECT k, count FROM stream_state.window_result('a', '2026-11-24 12:00+00') AS r(k int, count bigint))) d}),
-	'0', 'query a equals GROUP BY of the source afterwards');
+equals_group_by('a', 'ev');
 
 # ---------------------------------------------------------------- 2
 $node->safe_psql($db, q{
@@ -265,14 +272,7 @@ cmp_ok($wrote, '>', 100, "the writer committed while the reads ran ($wrote commi
 is(join(',', @wide), '300000 true,300000 true,300000 true',
 	'three reads of 300,000 keys under a busy writer ended, each between two commits');
 ss_wait_applied($node, $db, 'the busy writer');
-is( $node->safe_psql(
-		$db, q{SELECT count(*) FROM (
-				 (SELECT k, count FROM stream_state.window_result('w', '2026-11-24 12:00+00') AS r(k int, count bigint)
-				  EXCEPT ALL SELECT k, count(*) FROM wide GROUP BY k)
-				 UNION ALL
-				 (SELECT k, count(*) FROM wide GROUP BY k
-				  EXCEPT ALL SELECT k, count FROM stream_state.window_result('w', '2026-11-24 12:00+00') AS r(k int, count bigint))) d}),
-	'0', 'query w equals GROUP BY of the source afterwards');
+equals_group_by('w', 'wide');
 
 $node->stop;
 done_testing();

@@ -154,12 +154,14 @@ applier_free(Applier *a)
  * (apply_messages).  A reader whose scan overlapped a bracket reads again
  * (sql_api.c, "Stable reads").  A reader that failed twice sets
  * reader_hold_until, and the next commit of the query waits that long (at
- * most READER_HOLD_MAX_US), so that a long scan of a busy query finishes.
+ * most READER_HOLD_MAX_US), so that a long scan of a busy query finishes;
+ * but after a hold of t the worker holds for nobody during the next t.
  */
 #define READER_HOLD_MAX_US	1000000
 
 static StreamStateQuery **opened = NULL;
 static int	nopened = 0;
+static TimestampTz hold_again_at = 0;	/* no hold before this */
 
 static void
 apply_open(StreamStateQuery *q)
@@ -177,8 +179,17 @@ apply_open(StreamStateQuery *q)
 	{
 		TimestampTz now = GetCurrentTimestamp();
 
-		if (now < (TimestampTz) hold)
-			pg_usleep(Min((TimestampTz) hold - now, READER_HOLD_MAX_US));
+		/*
+		 * After a hold the worker runs at least as long before it holds
+		 * again: readers that keep asking get at most half of its time.
+		 */
+		if (now < (TimestampTz) hold && now >= hold_again_at)
+		{
+			int64		us = Min((TimestampTz) hold - now, READER_HOLD_MAX_US);
+
+			pg_usleep(us);
+			hold_again_at = now + 2 * us;
+		}
 	}
 	opened[nopened++] = q;
 	/* odd: a full barrier, so before any change the commit makes */

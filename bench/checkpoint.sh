@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# bench/checkpoint.sh - checkpoints of the memory backend, as ratios against
+# bench/checkpoint.sh - checkpoints of the memory backend (or, with
+# BENCH_BACKEND=rocksdb, of the rocksdb backend), as ratios against
 # baselines measured in the same run.
 #
 #   bash bench/checkpoint.sh        (as root; about 5 minutes with 10M entries)
@@ -36,6 +37,18 @@
 #     The restore time is the worker's "Loading the checkpoint took X ms"
 #     (DETAIL of "restored checkpoint N of database D"); after each restart the
 #     state is checked (sum(panes) of 'q' must be unchanged).
+#     With BENCH_BACKEND=rocksdb 'q' keeps its state in RocksDB, which a
+#     restart opens instead of loading it (the same log line times that), and
+#     the checkpoint is its file plus a RocksDB checkpoint of hard links: the
+#     baselines then write and read the bytes of both (the file and every
+#     file under stream_state/<db>/rocksdb-ckpt/<id>), and there is no floor.
+#     floor: before each restart, bench/memfloor.c (built with cc) writes
+#     state_bytes of 'q' (what the restore builds: slot and pane arrays)
+#     into a fresh shared anonymous mapping (MAP_HUGETLB if the server got
+#     huge pages), as the restore writes into the fresh DSA area; its first
+#     write (page faults and the kernel's zeroing included) is the least any
+#     restore into this memory layout can take, and the second write of the
+#     same memory the least without faults.
 #
 # Every ratio is the median of the per-pair ratios; other columns are medians.
 # Output goes to bench/out/checkpoint-<date>.txt, the result table also to
@@ -48,6 +61,7 @@
 #   BENCH_ENTRIES [10000000]  (key, pane) entries (rounded up to a multiple of 10)
 #   BENCH_RUNS [3]
 #   BENCH_MEMORY_LIMIT [4GB]  stream_state.memory_limit of the bench server
+#   BENCH_BACKEND [memory]    the backend of 'q': memory or rocksdb
 #   BENCH_EXTRA_CONF='...'    extra postgresql.conf lines (printed); e.g. huge pages
 #                          (after sysctl vm.nr_hugepages=800, as root):
 #                          BENCH_MEMORY_LIMIT=1GB BENCH_EXTRA_CONF='shared_buffers = 256MB
@@ -66,6 +80,8 @@ PANES=10
 KEYS=$(((ENTRIES_ASKED + PANES - 1) / PANES))
 ENTRIES=$((KEYS * PANES))
 MEMLIMIT=${BENCH_MEMORY_LIMIT:-4GB}
+BACKEND=${BENCH_BACKEND:-memory}
+case $BACKEND in memory | rocksdb) ;; *) die "BENCH_BACKEND must be memory or rocksdb, not '$BACKEND'" ;; esac
 
 # 10 panes of 6 minutes from BASE; window_count at AT reads [BASE, BASE + 1h).
 BASE='2024-06-01 00:00:00+00'
@@ -81,7 +97,7 @@ bench_output "$OUT"
 
 echo "stream_state checkpoint bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  host $(hostname)  $(nproc) cores  $(free -g | awk '/^Mem:/ {print $2}') GiB"
 echo "git: $(git_desc)"
-echo "runs=$RUNS entries=$ENTRIES ($KEYS int8 keys x $PANES panes) memory_limit=$MEMLIMIT"
+echo "runs=$RUNS entries=$ENTRIES ($KEYS int8 keys x $PANES panes) backend=$BACKEND memory_limit=$MEMLIMIT"
 [ -n "${BENCH_EXTRA_CONF:-}" ] && echo "extra postgresql.conf: $BENCH_EXTRA_CONF"
 echo
 
@@ -115,12 +131,21 @@ echo "checkpoint directory filesystem: $(findmnt -n -o SOURCE,FSTYPE -T "$T/data
 bench_connect
 # The state lives in the main shared memory segment (its DSA area): with 4 kB
 # pages, the restore's and the scanner's page faults can dominate (see README).
+HP_MB=$(((HP_BEFORE - $(hp_free)) * $(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo) / 1024))
+HUGE=0
+[ "$HP_MB" -gt 0 ] && HUGE=1
 echo "huge pages: huge_pages = $("${PSQL[@]}" -d postgres -c 'SHOW huge_pages'), vm.nr_hugepages = $(cat /proc/sys/vm/nr_hugepages)," \
-	"$(((HP_BEFORE - $(hp_free)) * $(awk '/^Hugepagesize:/ {print $2}' /proc/meminfo) / 1024)) MB of them reserved by the server" \
+	"$HP_MB MB of them reserved by the server" \
 	"(transparent huge pages for shared memory: $(cat /sys/kernel/mm/transparent_hugepage/shmem_enabled 2>/dev/null || echo n/a))"
 
 # ---------------------------------------------------------------- helpers
 state_counts() {	# -> "keys panes" of query q
+	if [ "$BACKEND" = rocksdb ]; then
+		# the view's keys are RocksDB's estimate, and it has no panes: count the
+		# window that holds every pane (a scan of the whole state)
+		sql "SELECT count(*), sum(count) FROM stream_state.window_counts('q', '$AT')" | tr '|' ' '
+		return
+	fi
 	sql "SELECT keys, panes FROM stream_state.queries WHERE name = 'q'" | tr '|' ' '
 }
 
@@ -164,7 +189,7 @@ DBOID=$(sql "SELECT oid FROM pg_database WHERE datname = 'bench'")
 
 echo
 echo "== load: $KEYS keys x $PANES panes = $ENTRIES (key, pane) entries (bench/checkpoint_load.sql)"
-r=$("${PSQL[@]}" -v keys="$KEYS" -v base="$BASE" -f "$HERE/checkpoint_load.sql" | grep '^LOAD')
+r=$("${PSQL[@]}" -v keys="$KEYS" -v base="$BASE" -v backend="$BACKEND" -f "$HERE/checkpoint_load.sql" | grep '^LOAD')
 check_server "load"
 read -r _ load_s apply_s ok <<<"${r:-LOAD NA NA NA}"
 echo "   inserts ${load_s} s, then applied in ${apply_s} s (wait_applied: $ok)"
@@ -172,7 +197,16 @@ echo "   inserts ${load_s} s, then applied in ${apply_s} s (wait_applied: $ok)"
 read -r L_KEYS L_PANES <<<"$(state_counts)"
 echo "   queries view: keys=$L_KEYS panes=$L_PANES (expected $KEYS and $ENTRIES)"
 [ "${L_PANES:-}" = "$ENTRIES" ] || echo "   WARNING: sum of panes of 'q' is ${L_PANES:-?}, expected $ENTRIES"
-echo "   state_bytes of 'q': $(sql "SELECT state_bytes FROM stream_state.queries WHERE name = 'q'")"
+STATE_BYTES=$(sql "SELECT state_bytes FROM stream_state.queries WHERE name = 'q'")
+echo "   state_bytes of 'q': $STATE_BYTES"
+MEMFLOOR=""
+if [ "$BACKEND" = rocksdb ]; then
+	:	# nothing to load into memory at start
+elif cc -O2 -o "$T/memfloor" "$HERE/memfloor.c" 2>"$T/memfloor.err"; then
+	MEMFLOOR=$T/memfloor
+else
+	echo "   NOTE: cannot build bench/memfloor.c ($(head -1 "$T/memfloor.err")): no restore floor"
+fi
 echo "   window_count check at '$AT': $(spot_check)"
 sql "CHECKPOINT" >/dev/null
 sql "VACUUM ANALYZE events" >/dev/null
@@ -217,8 +251,30 @@ write_fsync_baseline() {	# dir bytes
 	rm -f "$f"
 }
 
-read_baseline() {	# file -> seconds to read it (dd bs=1M to /dev/null)
-	dd_seconds if="$1" of=/dev/null bs=1M
+read_baseline() {	# file [rocksdb checkpoint dir] -> seconds to read it (and every file under dir)
+	if [ -z "${2:-}" ]; then
+		dd_seconds if="$1" of=/dev/null bs=1M
+		return
+	fi
+	local t0
+	t0=$(now)
+	cat "$1" "$2"/* >/dev/null || { echo NA; return; }
+	calc "$(now) - $t0"
+}
+
+# The RocksDB checkpoint of checkpoint id (rocksdb backend), else nothing.
+rdb_ckpt_dir() {	# id
+	[ "$BACKEND" = rocksdb ] && echo "$T/data/stream_state/$DBOID/rocksdb-ckpt/$1"
+}
+# The bytes of checkpoint id: its file's (bytes) and its RocksDB checkpoint's.
+ckpt_bytes_all() {	# id bytes
+	local d
+	d=$(rdb_ckpt_dir "$1")
+	if [ -n "$d" ] && [ -d "$d" ]; then
+		echo $(($2 + $(du -sb "$d" | cut -f1)))
+	else
+		echo "$2"
+	fi
 }
 
 # Probe: one client, INSERT one row into probe + wait_applied, for SECONDS;
@@ -252,7 +308,8 @@ log_complaints "the warm-up checkpoint"
 echo "   checkpoint $CK_ID: $CK_ENTRIES entries, $CK_BYTES bytes, duration ${CK_DUR} s (client ${CK_WALL} s), pause ${CK_PAUSE} ms"
 echo "   file: $CK_LOC"
 CK_DIR=$(dirname "$CK_LOC")
-W_BYTES=$CK_BYTES
+W_BYTES=$(ckpt_bytes_all "$CK_ID" "$CK_BYTES")
+[ "$BACKEND" = rocksdb ] && echo "   RocksDB checkpoint: $(rdb_ckpt_dir "$CK_ID"), $((W_BYTES - CK_BYTES)) bytes"
 PROBE_SECS=$(awk -v w="$CK_WALL" 'BEGIN { s = int(w * 3) + 4; print (s < 5) ? 5 : s }')
 
 # ---------------------------------------------------------------- checkpoints
@@ -288,11 +345,15 @@ for i in $(seq 1 "$RUNS"); do
 	check_server "checkpoint run $i"
 	log_complaints "checkpoint run $i"
 	C_B+=("$b"); C_S+=("$CK_DUR"); C_R+=("$(div "$CK_DUR" "$b")"); C_WALL+=("$CK_WALL")
-	C_PAUSE+=("$CK_PAUSE"); C_BYTES+=("$CK_BYTES"); C_ENT+=("$CK_ENTRIES"); P_DUR+=("$pd"); P_OUT+=("$po")
+	C_PAUSE+=("$CK_PAUSE"); C_BYTES+=("$(ckpt_bytes_all "$CK_ID" "$CK_BYTES")")
+	# rocksdb: the view counts the memory state (the probe's); q's is in RocksDB
+	if [ "$BACKEND" = rocksdb ]; then C_ENT+=("$((CK_ENTRIES + ENTRIES))"); else C_ENT+=("$CK_ENTRIES"); fi
+	P_DUR+=("$pd"); P_OUT+=("$po")
 done
 NEWEST_ID=$CK_ID
 NEWEST_LOC=$CK_LOC
-NEWEST_BYTES=$CK_BYTES
+NEWEST_BYTES=$(ckpt_bytes_all "$CK_ID" "$CK_BYTES")
+NEWEST_RDB=$(rdb_ckpt_dir "$CK_ID")
 NEWEST_ENTRIES=$CK_ENTRIES
 read -r PRE_KEYS PRE_PANES <<<"$(state_counts)"
 echo "   history: $(sql "SELECT string_agg(id || ':' || status, ' ' ORDER BY id) FROM stream_state.checkpoints")"
@@ -350,8 +411,17 @@ restore_round() {	# cold|warm i -> appends to the arrays of that condition
 	if [ "$i" = 1 ] && command -v fincore >/dev/null; then
 		echo "   $i   $cond pages of the file in the page cache before the read: $(fincore -n -o RES "$NEWEST_LOC" 2>/dev/null | tr -d ' ')"
 	fi
-	b=$(read_baseline "$NEWEST_LOC")
+	b=$(read_baseline "$NEWEST_LOC" "$NEWEST_RDB")
 	printf '   %-3s %-4s read file    %7s s\n' "$i" "$cond" "$(fmt "$b" 3)"
+	if [ -n "$MEMFLOOR" ]; then
+		local f first again
+		f=$("$MEMFLOOR" "$STATE_BYTES" "$HUGE" 2>&1)
+		read -r _ first again <<<"$(grep '^FLOOR' <<<"$f")"
+		isnum "${first:-}" || { echo "   WARNING: memfloor failed: $f"; first=NA; again=NA; }
+		printf '   %-3s %-4s floor      %7s ms  (%s bytes of fresh shared memory, huge pages %s; written again: %s ms)\n' \
+			"$i" "$cond" "$first" "$STATE_BYTES" "$HUGE" "$again"
+		F_S+=("$first"); F_A+=("$again")
+	fi
 	if [ "$cond" = warm ] && [ "$i" = 1 ] && [ "${BENCH_PERF:-0}" = 1 ]; then
 		restart_and_restore "$cond" "$OUTDIR/checkpoint-perf-restore-$STAMP.data"
 	else
@@ -376,11 +446,11 @@ restore_round() {	# cold|warm i -> appends to the arrays of that condition
 }
 
 echo
-echo "== restores of checkpoint $NEWEST_ID ($NEWEST_BYTES bytes): baseline = dd the file to /dev/null (bs=1M),"
+echo "== restores of checkpoint $NEWEST_ID ($NEWEST_BYTES bytes): baseline = dd the file to /dev/null (bs=1M)$( [ -n "$NEWEST_RDB" ] && echo " and cat of the files of its RocksDB checkpoint"),"
 echo "   subject = restart the server, 'Loading the checkpoint took X ms' from its log"
 echo "   cold: sync; echo 3 > /proc/sys/vm/drop_caches before the read and again before the start"
 echo "   warm: the file in the page cache (nothing dropped)"
-RC_B=(); RC_S=(); RC_R=(); RW_B=(); RW_S=(); RW_R=()
+RC_B=(); RC_S=(); RC_R=(); RW_B=(); RW_S=(); RW_R=(); F_S=(); F_A=()
 for i in $(seq 1 "$RUNS"); do
 	[ "$CAN_DROP" = 1 ] && restore_round cold "$i"
 	restore_round warm "$i"
@@ -398,7 +468,7 @@ m_ent=$(median "${C_ENT[@]}")
 bpe=$(div "$m_bytes" "$m_ent")
 {
 	echo "stream_state checkpoint bench  $(date -u '+%Y-%m-%d %H:%M:%S UTC')  $(nproc) cores  git $(git -C "$ROOT" rev-parse --short HEAD 2>/dev/null)$(git -C "$ROOT" status --porcelain 2>/dev/null | grep -q . && echo ' (dirty tree)')"
-	echo "memory backend, $ENTRIES (key, pane) entries asked ($KEYS int8 keys x $PANES panes, count 1); median of $RUNS runs,"
+	echo "$BACKEND backend, $ENTRIES (key, pane) entries asked ($KEYS int8 keys x $PANES panes, count 1); median of $RUNS runs,"
 	echo "ratio = median of the per-pair ratios"
 	echo
 	printf '%-9s | %-10s | %-7s | %-8s | %-13s | %-6s | %-8s | %-10s | %-7s | %-6s | %s\n' \
@@ -415,6 +485,15 @@ bpe=$(div "$m_bytes" "$m_ent")
 	echo "targets: checkpoint / write+fsync <= 1.5: $(fmt "$c_r" 2) ($(verdict "$c_r" '<=' 1.5));" \
 		"pause <= 100 ms: $(fmt "$pause" 0) ms ($(verdict "$pause" '<=' 100));" \
 		"restore / read <= 2: cold $(fmt "$rc_r" 2) ($(verdict "$rc_r" '<=' 2)), warm $(fmt "$rw_r" 2) ($(verdict "$rw_r" '<=' 2))"
+	if [ -n "$MEMFLOOR" ]; then
+		f_s=$(median "${F_S[@]}")
+		f_b=$(median "${RC_B[@]}")
+		isnum "$f_b" || f_b=$(median "${RW_B[@]}")
+		f_r=$(div "$(calc "$f_s / 1000")" "$f_b")
+		echo "restore floor: writing state_bytes ($STATE_BYTES) of fresh shared memory (huge pages $HUGE) took $(fmt "$f_s" 0) ms"
+		echo "  ($(fmt "$(median "${F_A[@]}")" 0) ms written again), $(fmt "$f_r" 2) x reading the file ($( [ "$CAN_DROP" = 1 ] && echo cold || echo warm )):" \
+			"$( [ "$(calc "${f_r:-x} > 2")" = 1 ] && echo "above the restore target, so no restore into this layout can meet it" || echo "within the restore target")"
+	fi
 	echo "ckpt_s = the checkpoints view's duration (copy + write + fsync + rename); the client saw $(fmt "$(median "${C_WALL[@]}")" 3) s"
 	echo "  for SELECT stream_state.checkpoint(). pause_ms = the view's pause (the copy)."
 	echo "probe (1 client: INSERT + wait_applied): longest commit-to-applied $(fmt "$p_dur" 1) ms during a checkpoint,"

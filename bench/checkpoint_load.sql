@@ -1,10 +1,10 @@
 -- bench/checkpoint_load.sql: the state bench/checkpoint.sh checkpoints.
 --
 -- Called by bench/checkpoint.sh as
---   psql -X -At -v keys=N -v base='...' -f bench/checkpoint_load.sql
+--   psql -X -At -v keys=N -v base='...' -v backend=memory|rocksdb -f bench/checkpoint_load.sql
 -- Creates events(k bigint, ts timestamptz) with the query 'q' on it (1 hour
 -- window, 6 minute slide, so 6 minute panes; lateness 100 days so nothing is
--- late), then inserts one row per (key, pane) for keys 1..N and the 10 panes
+-- late; on the backend :backend), then inserts one row per (key, pane) for keys 1..N and the 10 panes
 -- starting at :base, one INSERT (N rows) per pane: N * 10 (key, pane)
 -- entries, each with count 1.  Also creates probe(k bigint, ts timestamptz)
 -- with the query 'probe' (1 minute window and slide), which the probe
@@ -18,7 +18,8 @@
 
 CREATE TABLE events (k bigint, ts timestamptz);
 SELECT stream_state.create_query('q', 'events', key_column => 'k', time_column => 'ts',
-       window_size => '1 hour', slide => '6 minutes', lateness => '100 days') \g /dev/null
+       window_size => '1 hour', slide => '6 minutes', lateness => '100 days',
+       backend => :'backend') \g /dev/null
 
 CREATE TABLE probe (k bigint, ts timestamptz);
 SELECT stream_state.create_query('probe', 'probe', key_column => 'k', time_column => 'ts',

@@ -40,7 +40,7 @@ DATA = sql/stream_state--0.1.0.sql sql/stream_state--0.1.0--0.2.0.sql \
 PGFILEDESC = "stream_state - keyed streaming state"
 
 REGRESS = setup errors exactness transactions keys classed_keys store windows privileges backends \
-	read_cache cq_analyze cq_evaluate alter_query cq_queries cq_emit cq_retention cq_sessions cq_late
+	read_cache cq_analyze cq_evaluate alter_query cq_queries cq_statements cq_emit cq_retention cq_sessions cq_late
 REGRESS_OPTS = --temp-instance=./tmp_check --temp-config=$(srcdir)/test/stream_state.conf \
 	--load-extension=stream_state
 

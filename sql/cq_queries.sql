@@ -86,9 +86,8 @@ SAVEPOINT b;
 INSERT INTO cq_big SELECT g, 7, '2026-11-24 10:02+00' FROM generate_series(1, 30000, 2) g;
 RELEASE b;
 COMMIT;
--- the first statement's values went out in two 1 MB messages before the
--- commit (and a released savepoint's under its own id), the rest in one at
--- pre-commit
+-- the first statement's groups were carried to pre-commit (cq_statements)
+-- and went out there with the released savepoint's, in messages of 1 MB
 SELECT count(*) AS messages_of_top_xid FROM pg_get_wal_records_info(:'big_from', pg_current_wal_flush_lsn())
  WHERE resource_manager = 'LogicalMessage' AND xid = :'big_xid';
 BEGIN;

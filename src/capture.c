@@ -149,6 +149,7 @@ typedef struct DeltaLevel
 
 static DeltaLevel *cur_level = NULL;
 static bool xact_logged = false;	/* this transaction wrote messages */
+static bool defer_wal = false;	/* sstate_capture_defer_wal */
 static bool xact_ddl = false;	/* ... changed definitions */
 static XLogRecPtr last_commit_lsn = InvalidXLogRecPtr;
 static XLogRecPtr xact_wal_end = InvalidXLogRecPtr;	/* see PRE_COMMIT */
@@ -459,10 +460,25 @@ sstate_capture_value(StreamStateCapture *cap, const char *img, uint32 len, int64
 	sstate_delta_put_value(&dq->values, value, vlen);
 	MemoryContextSwitchTo(old);
 	dq->nvalues++;
-	if (++cap->level->nentries >= sstate_max_delta_entries)
+	if (defer_wal)
+		cap->level->nentries++;
+	else if (++cap->level->nentries >= sstate_max_delta_entries)
 		level_flush(cap->level, false);
 	else if (dq->values.len >= VALUES_FLUSH_BYTES)
 		level_flush(cap->level, true);
+}
+
+/*
+ * While defer is set, sstate_capture_value writes nothing into the WAL,
+ * whatever the level holds: groups a sub-transaction's callback puts into a
+ * level (cq_capture.c, Carry) must not go out in a message tagged with
+ * whichever transaction is current then.  They go with the level's next
+ * write.
+ */
+void
+sstate_capture_defer_wal(bool defer)
+{
+	defer_wal = defer;
 }
 
 /* A row of a query in SQL not counted: a NULL or infinite event time. */
@@ -685,6 +701,7 @@ level_merge_into_parent(DeltaLevel *child)
 		foreach(lc, child->truncated)
 		{
 			level_truncate(parent, lfirst_int(lc));
+			sstate_cq_carry_discard(lfirst_int(lc), parent->nest_level);
 			parent->truncated = list_append_unique_int(parent->truncated,
 													   lfirst_int(lc));
 		}
@@ -725,6 +742,8 @@ reset_xact_state(void)
 {
 	/* the levels live in TopTransactionContext, which goes away with it */
 	cur_level = NULL;
+	sstate_cq_carry_forget();
+	defer_wal = false;
 	xact_logged = false;
 	xact_wal_end = InvalidXLogRecPtr;
 	xact_ddl = false;
@@ -737,6 +756,8 @@ capture_xact_callback(XactEvent event, void *arg)
 	{
 		case XACT_EVENT_PRE_COMMIT:
 		case XACT_EVENT_PRE_PREPARE:
+			/* groups carried between statements first (cq_capture.c) */
+			sstate_cq_carry_flush_all();
 			/* every sub-transaction has ended: one level at most remains */
 			while (cur_level != NULL)
 			{
@@ -801,11 +822,17 @@ static void
 capture_subxact_callback(SubXactEvent event, SubTransactionId mySubid,
 						 SubTransactionId parentSubid, void *arg)
 {
-	int			nest;
+	int			nest = GetCurrentTransactionNestLevel();
 
+	/*
+	 * Groups carried at this level go into it before it commits (while an
+	 * error can still roll the sub-transaction back), or away with it
+	 * (cq_capture.c).
+	 */
+	if (event == SUBXACT_EVENT_PRE_COMMIT_SUB || event == SUBXACT_EVENT_ABORT_SUB)
+		sstate_cq_carry_end_sub(nest, event == SUBXACT_EVENT_PRE_COMMIT_SUB);
 	if (cur_level == NULL)
 		return;
-	nest = GetCurrentTransactionNestLevel();
 	if (cur_level->nest_level != nest)
 		return;
 
@@ -915,6 +942,7 @@ sstate_capture_reset(int32 qid)
 		DeltaLevel *level = current_level();
 		MemoryContext old = MemoryContextSwitchTo(level->cxt);
 
+		sstate_cq_carry_discard(qid, level->nest_level);
 		level_truncate(level, qid);
 		level->truncated = list_append_unique_int(level->truncated, qid);
 		MemoryContextSwitchTo(old);

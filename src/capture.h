@@ -24,6 +24,7 @@ typedef struct StreamStateCapture
 
 extern void sstate_capture_begin(StreamStateCapture *cap,
 								 const StreamStateQueryInfo *info);
+extern void sstate_capture_defer_wal(bool defer);
 extern void sstate_capture_row(StreamStateCapture *cap, Datum key, bool key_null,
 							   Datum time, bool time_null);
 extern void sstate_capture_add(StreamStateCapture *cap, const char *img, uint32 len,

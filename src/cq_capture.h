@@ -28,4 +28,10 @@ extern bool sstate_cq_key_values(CqCompiled *c, const char *img, uint32 imglen,
 extern void sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 								   bool (*next) (void *arg, TupleTableSlot *slot), void *arg);
 
+/* groups carried between the statements of a (sub)transaction (cq_capture.c) */
+extern void sstate_cq_carry_flush_all(void);
+extern void sstate_cq_carry_end_sub(int nest, bool commit);
+extern void sstate_cq_carry_discard(int32 qid, int nest);
+extern void sstate_cq_carry_forget(void);
+
 #endif							/* STREAM_STATE_CQ_CAPTURE_H */

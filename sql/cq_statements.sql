@@ -167,6 +167,35 @@ ROLLBACK PREPARED 'st_2pc_b';
 SELECT * FROM ss_test.st_totals();
 SELECT * FROM ss_test.st_diff();
 
+-- capture_memory bounds the groups carried for all queries together: one
+-- query's groups of 4,000 keys (about 0.7 MB) fit in 1 MB, two queries' do
+-- not, so the second query's groups are written at the end of each of
+-- twenty statements (about 2 MB of partial states: more than one message)
+-- while the first's are carried to the commit
+SELECT stream_state.create_query('st_q3', 'SELECT k, min(v) FROM st_ev GROUP BY k',
+	time_column => 'ts', window_size => '1 hour');
+SET stream_state.capture_memory = '1MB';
+SELECT pg_current_wal_insert_lsn() AS st_from \gset
+BEGIN;
+SELECT format('INSERT INTO st_ev SELECT g, 1 + (g + %s) %% 7, ''2026-11-24 10:%s+00'' FROM generate_series(1, 4000) g',
+			  s, lpad((s + 10)::text, 2, '0'))
+  FROM generate_series(1, 20) s \gexec
+SELECT pg_current_xact_id()::xid AS st_xid \gset
+COMMIT;
+RESET stream_state.capture_memory;
+SELECT count(*) AS messages FROM pg_get_wal_records_info(:'st_from', pg_current_wal_flush_lsn())
+ WHERE resource_manager = 'LogicalMessage' AND xid = :'st_xid';
+SELECT * FROM ss_test.st_totals();
+SELECT * FROM ss_test.st_diff();
+SELECT count(*) AS diff FROM (
+	(SELECT * FROM stream_state.window_result('st_q3', '2026-11-24 10:30+00') AS t(k bigint, min int)
+	 EXCEPT ALL
+	 SELECT k, min(v) FROM st_ev WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00' GROUP BY k)
+	UNION ALL
+	(SELECT k, min(v) FROM st_ev WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00' GROUP BY k
+	 EXCEPT ALL
+	 SELECT * FROM stream_state.window_result('st_q3', '2026-11-24 10:30+00') AS t(k bigint, min int))) d;
+
 SELECT stream_state.drop_query(name) FROM stream_state.query_def WHERE name LIKE 'st\_%' ORDER BY name;
 DROP TABLE st_ev, st_other;
 DROP FUNCTION ss_test.st_diff(), ss_test.st_totals();

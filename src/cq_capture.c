@@ -974,6 +974,14 @@ sort_fold(CaptureRun *r, Tuplesortstate *sort)
 	tuplesort_end(sort);
 }
 
+/* What the groups of r take: their table, the arena and the states */
+static Size
+run_memory(CaptureRun *r)
+{
+	return MemoryContextMemAllocated(r->cx->states, true) + r->arena->used +
+		table_bytes(r->groups->mask + 1);
+}
+
 static void
 capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, TupleTableSlot *slot),
 			 void *arg, int level)
@@ -1037,8 +1045,7 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 				Size		used;
 
 				batch_fold(r);
-				used = MemoryContextMemAllocated(r->cx->states, true) + r->arena->used +
-					table_bytes(r->groups->mask + 1);
+				used = run_memory(r);
 				if (used > r->limit)
 				{
 					full = true;
@@ -1370,6 +1377,21 @@ sstate_cq_capture_rows(const StreamStateQueryInfo *info, TupleTableSlot *slot,
 
 	sstate_capture_begin(&r->cap, info);
 	capture_pass(r, slot, next, arg, 0);
+
+	/*
+	 * The groups carried for all queries together stay within
+	 * capture_memory: past it, this statement's go into the delta now (the
+	 * others' at their next statements), so a table with many queries does
+	 * not hold capture_memory for each until the commit.
+	 */
+	{
+		Size		total = 0;
+
+		for (Carry *o = carries; o != NULL; o = o->next)
+			total += run_memory(&o->r);
+		if (total > r->limit)
+			flush_groups(r);
+	}
 	ExecDropSingleTupleTableSlot(r->spillslot);
 	if (r->sortdesc != NULL)
 	{

@@ -151,8 +151,8 @@ sstate_guc_define(void)
 							NULL, NULL, NULL);
 
 	DefineCustomIntVariable("stream_state.capture_memory",
-							"Memory one statement may use per continuous query in SQL for its groups' partial states.",
-							"Past it, the rows of groups not in memory go to temporary files (by hash, or sorted when the states are large) and are folded in later passes.",
+							"Memory one statement may use per continuous query in SQL for its groups' partial states, and the groups carried between statements together.",
+							"Past it, the rows of groups not in memory go to temporary files (by hash, or sorted when the states are large) and are folded in later passes; carried groups past it are written at a statement's end.",
 							&sstate_capture_memory_kb,
 							64 * 1024, 64, MAX_KILOBYTES,
 							PGC_USERSET, GUC_UNIT_KB,

@@ -1160,11 +1160,22 @@ carry_flush(Carry *k, bool wal)
 {
 	if (k->r.groups->members == 0)
 		return;
-	if (!wal)
-		sstate_capture_defer_wal(true);
-	flush_groups(&k->r);
-	if (!wal)
+	if (wal)
+	{
+		flush_groups(&k->r);
+		return;
+	}
+	sstate_capture_defer_wal(true);
+	PG_TRY();
+	{
+		flush_groups(&k->r);
+	}
+	PG_FINALLY();
+	{
+		/* a failed sub-commit leaves the transaction going on */
 		sstate_capture_defer_wal(false);
+	}
+	PG_END_TRY();
 }
 
 static void

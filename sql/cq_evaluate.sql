@@ -40,6 +40,10 @@ SELECT ss_test.cq_diff(q, false) AS diff, ss_test.cq_diff(q, true) AS diff_worke
 	('SELECT user_id, count(*) AS c, count(a) AS ca, sum(a) AS sa, sum(s) AS ss, sum(b) AS sb, sum(amount) AS sm, sum(x) AS sx FROM cq_ev GROUP BY user_id'),
 	('SELECT user_id, avg(a) AS a1, avg(b) AS a2, avg(s) AS a3, avg(amount) AS a4, avg(x) AS a5 FROM cq_ev GROUP BY user_id'),
 	('SELECT kind, min(a) AS a1, max(a) AS a2, min(page) AS a3, max(page) AS a4, min(ts) AS a5, max(ts) AS a6, min(amount) AS a7, max(amount) AS a8, max(x) AS a9 FROM cq_ev GROUP BY kind'),
+	-- the transitions done inline (int2/int4/int8 min and max, int2/int4 sum):
+	-- negative values, and groups whose inputs are all NULL
+	('SELECT user_id, min(s) AS a1, max(s) AS a2, min(b - 300) AS a3, max(-b) AS a4, min(a - 8) AS a5, max(-a) AS a6, sum((s - 3)::int2) AS a7, sum(8 - a) AS a8 FROM cq_ev GROUP BY user_id'),
+	('SELECT a IS NULL AS none, sum(a) AS s, sum(s) FILTER (WHERE a IS NULL) AS s2, min(a) AS lo, max(-a) AS hi, max(s) FILTER (WHERE a IS NULL) AS m2 FROM cq_ev GROUP BY 1'),
 	('SELECT user_id, bool_and(ok) AS a1, bool_or(ok) AS a2, every(ok) AS a3, bit_and(a) AS a4, bit_or(a) AS a5, bit_xor(b) AS a6 FROM cq_ev GROUP BY user_id'),
 	-- statistics: numeric exactly; float8 ones rounded, since float addition
 	-- in another order differs in the last bit (as in a parallel aggregate)

@@ -54,6 +54,7 @@
 #include "utils/builtins.h"
 #include "utils/datum.h"
 #include "utils/expandeddatum.h"
+#include "utils/fmgroids.h"
 #include "utils/fmgrtab.h"
 #include "utils/lsyscache.h"
 #include "utils/memutils.h"
@@ -254,6 +255,27 @@ sstate_cq_agg_fns_backend(StreamStateCqAggFns *fns, const StreamStateCqAgg *agg,
 	fns->has_serial = OidIsValid(agg->serialfn);
 	fns->has_final = OidIsValid(agg->finalfn);
 
+	switch (agg->transfn)
+	{
+		case F_INT2LARGER:
+		case F_INT4LARGER:
+		case F_INT8LARGER:
+			fns->fastop = CQ_OP_MAX;
+			break;
+		case F_INT2SMALLER:
+		case F_INT4SMALLER:
+		case F_INT8SMALLER:
+			fns->fastop = CQ_OP_MIN;
+			break;
+		case F_INT2_SUM:
+			fns->fastop = CQ_OP_SUM_INT2;
+			break;
+		case F_INT4_SUM:
+			fns->fastop = CQ_OP_SUM_INT4;
+			break;
+		default:
+			fns->fastop = CQ_OP_NONE;
+	}
 	fmgr_info(agg->transfn, &fns->transfn);
 	build_aggregate_transfn_expr(agg->inputtypes, agg->ninputs, 0, false, agg->transtype,
 								 agg->inputcollid, agg->transfn, InvalidOid,
@@ -406,6 +428,70 @@ state_take(StreamStateCqAggContext *cx, const StreamStateCqAggFns *fns,
 	st->noinput = false;
 }
 
+/* An integer Datum of a type typlen bytes long */
+static inline int64
+int_datum(Datum d, int16 typlen)
+{
+	switch (typlen)
+	{
+		case sizeof(int16):
+			return DatumGetInt16(d);
+		case sizeof(int32):
+			return DatumGetInt32(d);
+		default:
+			return DatumGetInt64(d);
+	}
+}
+
+/*
+ * The transition fns->fastop names, on a state a strict function would be
+ * called with (not NULL, a non-NULL argument); int2_sum and int4_sum are
+ * not strict, and take any.  The same result as the function's:
+ * int4larger(state, x) is state > x ? state : x; int4_sum(NULL, NULL) is
+ * NULL, int4_sum(NULL, x) is x, int4_sum(s, NULL) is s, else s + x, as
+ * int8 without an overflow check (nor does the function check).
+ */
+static inline void
+advance_inline(const StreamStateCqAggFns *fns, StreamStateCqState *st, Datum arg, bool argnull)
+{
+	switch (fns->fastop)
+	{
+		case CQ_OP_MAX:
+			if (int_datum(arg, fns->transtyplen) > int_datum(st->value, fns->transtyplen))
+				st->value = arg;
+			break;
+		case CQ_OP_MIN:
+			if (int_datum(arg, fns->transtyplen) < int_datum(st->value, fns->transtyplen))
+				st->value = arg;
+			break;
+		case CQ_OP_SUM_INT2:
+		case CQ_OP_SUM_INT4:
+			if (!argnull)
+			{
+				int64		x = fns->fastop == CQ_OP_SUM_INT2 ?
+					DatumGetInt16(arg) : DatumGetInt32(arg);
+
+				st->value = Int64GetDatum(st->isnull ? x : DatumGetInt64(st->value) + x);
+				st->isnull = false;
+			}
+			break;
+	}
+	st->noinput = false;
+}
+
+/*
+ * The per-call memory emptied after a call: tested first, as
+ * MemoryContextReset would, because most transitions leave it empty.
+ */
+static inline void
+reset_tmp(StreamStateCqAggContext *cx)
+{
+	MemoryContext m = cx->tmp->ecxt_per_tuple_memory;
+
+	if (!m->isReset || m->firstchild != NULL)
+		MemoryContextReset(m);
+}
+
 /* Fold one row's arguments into st (a FILTER, if any, has passed). */
 void
 sstate_cq_state_advance(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
@@ -434,6 +520,11 @@ sstate_cq_state_advance(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 		if (st->isnull)
 			return;
 	}
+	if (fns->fastop != CQ_OP_NONE)
+	{
+		advance_inline(fns, st, args[0], nulls[0]);
+		return;
+	}
 	InitFunctionCallInfoData(*fcinfo, &fns->transfn, nargs + 1, fns->agg->inputcollid,
 							 (Node *) cx->shim, NULL);
 	fcinfo->args[0].value = st->value;
@@ -447,7 +538,7 @@ sstate_cq_state_advance(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 	newval = FunctionCallInvoke(fcinfo);
 	MemoryContextSwitchTo(old);
 	state_take(cx, fns, st, newval, fcinfo->isnull);
-	ResetExprContext(cx->tmp);
+	reset_tmp(cx);
 }
 
 /* into := combine(into, from) */

@@ -79,7 +79,19 @@ typedef struct StreamStateCqAggFns
 	Datum		initval;
 	bool		initval_null;
 	int			nfinalargs;
+	uint8		fastop;			/* CQ_OP_*: a transition done inline */
 } StreamStateCqAggFns;
+
+/*
+ * Transition functions sstate_cq_state_advance does itself, with the same
+ * result as the function: a statement folds millions of rows, and a call
+ * through fmgr costs more than the comparison or addition it makes.
+ */
+#define CQ_OP_NONE		0
+#define CQ_OP_MAX		1		/* int2larger, int4larger, int8larger */
+#define CQ_OP_MIN		2		/* int2smaller, int4smaller, int8smaller */
+#define CQ_OP_SUM_INT2	3		/* int2_sum: an int8 state */
+#define CQ_OP_SUM_INT4	4		/* int4_sum: an int8 state */
 
 /* One aggregate's partial state of one group */
 typedef struct StreamStateCqState

@@ -49,6 +49,9 @@
 #include "window.h"
 
 
+/* Key images of up to this many bytes are kept inline (CaptureKey) */
+#define CAPTURE_INLINE	16
+
 /* A query's compiled form, per backend (the analysis and its functions) */
 typedef struct CqCompiled
 {
@@ -65,6 +68,9 @@ typedef struct CqCompiled
 								 * none) */
 	bool	   *from_rows;		/* per aggregate: count(*) without FILTER,
 								 * whose state is the group's row count */
+	bool		key_inline;		/* every key by value, not normalised, and
+								 * the image at most CAPTURE_INLINE bytes:
+								 * written straight into a CaptureKey */
 } CqCompiled;
 
 static CqCompiled **compiled = NULL;	/* each allocated once: pointers to
@@ -145,10 +151,20 @@ sstate_cq_compiled(const StreamStateQueryInfo *info)
 		c->keylen = palloc(sizeof(int16) * Max(an->nkeys, 1));
 		c->keybyval = palloc(sizeof(bool) * Max(an->nkeys, 1));
 		c->keynorm = palloc(sizeof(uint8) * Max(an->nkeys, 1));
-		for (int i = 0; i < an->nkeys; i++)
 		{
-			get_typlenbyval(an->keys[i].type, &c->keylen[i], &c->keybyval[i]);
-			c->keynorm[i] = sstate_key_norm_for_type(an->keys[i].type);
+			int			imglen = 0;
+
+			c->key_inline = true;
+			for (int i = 0; i < an->nkeys; i++)
+			{
+				get_typlenbyval(an->keys[i].type, &c->keylen[i], &c->keybyval[i]);
+				c->keynorm[i] = sstate_key_norm_for_type(an->keys[i].type);
+				imglen += 1 + Max(c->keylen[i], 0);
+				if (!c->keybyval[i] || c->keynorm[i] != SSTATE_NORM_NONE)
+					c->key_inline = false;
+			}
+			if (imglen > CAPTURE_INLINE)
+				c->key_inline = false;
 		}
 		c->an = an;
 	}
@@ -297,8 +313,6 @@ typedef struct CaptureGroup
  * bigint key takes 9) are kept in the entry itself, zero-padded, and
  * compared as two words: a probe then touches no memory but the table's.
  */
-#define CAPTURE_INLINE	16
-
 typedef struct CaptureKey
 {
 	int64		pane;
@@ -1025,17 +1039,34 @@ capture_pass(CaptureRun *r, TupleTableSlot *slot, bool (*next) (void *arg, Tuple
 		}
 		for (int i = 0; i < an->nkeys; i++)
 			r->keyvals[i] = ExecEvalExpr(r->keyexprs[i], econtext, &r->keynulls[i]);
+		key.inl[0] = key.inl[1] = 0;
+		if (c->key_inline)
+		{
+			/* the bytes sstate_cq_key_image would write, in place */
+			char	   *p = (char *) key.inl;
+
+			for (int i = 0; i < an->nkeys; i++)
+			{
+				*p++ = r->keynulls[i] ? 0 : 1;
+				if (r->keynulls[i])
+					continue;
+				store_att_byval(p, r->keyvals[i], c->keylen[i]);
+				p += c->keylen[i];
+			}
+			key.len = p - (char *) key.inl;
+			key.img = NULL;
+		}
+		else
 		{
 			MemoryContext k = MemoryContextSwitchTo(econtext->ecxt_per_tuple_memory);
 
 			sstate_cq_key_image(c, r->keyvals, r->keynulls, &r->img);
 			MemoryContextSwitchTo(k);
+			key.len = r->img.len;
+			key.img = r->img.data;
+			if (key.len <= CAPTURE_INLINE)
+				memcpy(key.inl, r->img.data, key.len);
 		}
-		key.len = r->img.len;
-		key.img = r->img.data;
-		key.inl[0] = key.inl[1] = 0;
-		if (key.len <= CAPTURE_INLINE)
-			memcpy(key.inl, r->img.data, key.len);
 		hash = capture_key_hash(&key);
 		if (!full)
 		{

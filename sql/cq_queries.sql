@@ -207,6 +207,66 @@ SELECT (SELECT count(*) FROM truth) AS keys,
 							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
 SELECT stream_state.drop_query('cq_shared');
 
+-- sum(bigint) and avg(bigint) are folded without their internal state (a
+-- count and an int128 sum in the group, serialised as int8_avg_serialize
+-- would: cq_agg.c): NULLs, both signs, sums past 64 bits, a FILTER that
+-- leaves a group with no input, a statement whose groups spill, a savepoint
+-- rolled back; sliding and session windows
+CREATE TABLE cq_int8 (k int, v bigint, f bool, ts timestamptz);
+SELECT stream_state.create_query('cq_int8_sliding',
+	$$SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, sum(v) FILTER (WHERE f) AS sf,
+			 avg(v) FILTER (WHERE f) AS af, count(v) AS c FROM cq_int8 GROUP BY k$$,
+	time_column => 'ts', window_size => '1 hour', slide => '10 minutes');
+SELECT stream_state.create_query('cq_int8_sessions',
+	$$SELECT k, sum(v) AS s, avg(v) AS a, max(v) AS m FROM cq_int8 GROUP BY k$$,
+	time_column => 'ts', session_gap => '1 hour');
+CREATE FUNCTION ss_test.cq_int8_rows(g int) RETURNS cq_int8 LANGUAGE sql AS $$
+	SELECT g % 7,
+		   CASE WHEN g % 11 = 0 THEN NULL
+				WHEN g % 13 = 0 THEN 9223372036854775807
+				WHEN g % 17 = 0 THEN -9223372036854775808
+				ELSE (g * 7919) % 20001 - 10000 END,
+		   g % 7 <> 3 AND g % 4 = 0,	-- never for k = 3
+		   '2026-11-24 10:00+00'::timestamptz + (g % 500) * interval '7 seconds'
+$$;
+BEGIN;
+INSERT INTO cq_int8 SELECT (ss_test.cq_int8_rows(g)).* FROM generate_series(1, 500) g;
+SAVEPOINT s;
+INSERT INTO cq_int8 SELECT (ss_test.cq_int8_rows(g)).* FROM generate_series(501, 900) g;
+ROLLBACK TO SAVEPOINT s;
+-- 3,000 keys more, in 64 kB: the groups of this statement spill
+SET LOCAL stream_state.capture_memory = '64kB';
+INSERT INTO cq_int8 SELECT 7 + g % 3000, (ss_test.cq_int8_rows(g)).v, (ss_test.cq_int8_rows(g)).f,
+	   (ss_test.cq_int8_rows(g)).ts FROM generate_series(1, 9000) g;
+COMMIT;
+WITH truth AS (
+	SELECT k, count(*) AS n, sum(v) AS s, avg(v) AS a, sum(v) FILTER (WHERE f) AS sf,
+		   avg(v) FILTER (WHERE f) AS af, count(v) AS c
+	  FROM cq_int8 WHERE ts >= '2026-11-24 10:00+00' AND ts < '2026-11-24 11:00+00'
+	 GROUP BY k),
+got AS (
+	SELECT * FROM stream_state.window_result('cq_int8_sliding', '2026-11-24 10:55+00')
+		AS t(k int, n bigint, s numeric, a numeric, sf numeric, af numeric, c bigint))
+SELECT (SELECT count(*) FROM truth) AS keys,
+	   (SELECT count(*) FROM truth WHERE s > 9223372036854775807 OR s < -9223372036854775808) AS past_64_bits,
+	   (SELECT count(*) FROM truth WHERE sf IS NULL) AS no_filtered_input,
+	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
+-- every key's events are less than the gap apart: one session each
+WITH truth AS (
+	SELECT min(ts) AS window_start, max(ts) + interval '1 hour' AS window_end, k,
+		   sum(v) AS s, avg(v) AS a, max(v) AS m
+	  FROM cq_int8 GROUP BY k),
+got AS (
+	SELECT * FROM stream_state._session_result('cq_int8_sessions', NULL, 'infinity')
+		AS t(window_start timestamptz, window_end timestamptz, k int, s numeric, a numeric, m bigint))
+SELECT (SELECT count(*) FROM truth) AS sessions,
+	   (SELECT count(*) FROM ((SELECT * FROM got EXCEPT ALL SELECT * FROM truth)
+							  UNION ALL (SELECT * FROM truth EXCEPT ALL SELECT * FROM got)) d) AS diff;
+SELECT stream_state.drop_query('cq_int8_sliding'), stream_state.drop_query('cq_int8_sessions');
+DROP FUNCTION ss_test.cq_int8_rows(int);
+DROP TABLE cq_int8;
+
 -- GROUP BY keys whose equal values can differ in bytes (jsonb, text under a
 -- case-insensitive collation): kept per spelling, merged by reads as GROUP
 -- BY merges them (the smallest image shown)

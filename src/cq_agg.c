@@ -641,6 +641,139 @@ sstate_cq_state_serialize(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 		appendBinaryStringInfo(out, DatumGetPointer(st->value), fns->transtyplen);
 }
 
+/*
+ * The state of int8_avg_accum (sum(bigint), avg(bigint)) serialised as
+ * sstate_cq_state_serialize serialises it through int8_avg_serialize: the
+ * count, then the sum as numeric.c's numericvar_serialize writes an
+ * int128 made a NumericVar by int128_to_numericvar (ndigits, weight, sign,
+ * dscale, then base-10000 digits from the most significant, none dropped;
+ * all in network order, as pq_sendint* sends them).  Whether that is what
+ * this server's functions write is checked (sstate_cq_int8_avg_inline)
+ * before a capture uses it.
+ */
+#define INT8_AVG_NBASE		10000
+#define INT8_AVG_NEG		0x4000	/* numeric.c's NUMERIC_NEG */
+
+static void
+put_be(StringInfo out, uint64 v, int bytes)
+{
+	char		b[8];
+
+	for (int i = bytes - 1; i >= 0; i--)
+	{
+		b[i] = (char) (v & 0xff);
+		v >>= 8;
+	}
+	appendBinaryStringInfo(out, b, bytes);
+}
+
+void
+sstate_cq_int8_avg_serialize(const StreamStateCqState *st, const StreamStateCqInt8Avg *avg,
+							 StringInfo out)
+{
+	int128		sum = ((int128) avg->sum_hi << 64) | (int128) avg->sum_lo;
+	uint128		u = sum < 0 ? -(uint128) sum : (uint128) sum;
+	uint16		digits[12];
+	int			ndigits = 0;
+	uint32		len;
+
+	if (st->isnull)
+	{
+		appendStringInfoChar(out, st->noinput ? STATE_NO_INPUT : STATE_NULL);
+		return;
+	}
+	while (u != 0)
+	{
+		digits[ndigits++] = (uint16) (u % INT8_AVG_NBASE);
+		u /= INT8_AVG_NBASE;
+	}
+	appendStringInfoChar(out, STATE_VALUE);
+	len = sizeof(int64) + 4 * sizeof(int32) + ndigits * sizeof(int16);
+	appendBinaryStringInfo(out, (const char *) &len, sizeof(len));
+	put_be(out, (uint64) avg->n, 8);
+	put_be(out, (uint32) ndigits, 4);
+	put_be(out, (uint32) (ndigits > 0 ? ndigits - 1 : 0), 4);	/* weight */
+	put_be(out, sum < 0 ? INT8_AVG_NEG : 0, 4);
+	put_be(out, 0, 4);			/* dscale */
+	for (int i = ndigits - 1; i >= 0; i--)
+		put_be(out, digits[i], 2);
+}
+
+/*
+ * Whether fns (a backend's) is int8_avg_accum serialised by
+ * int8_avg_serialize, and sstate_cq_int8_avg_add and _serialize give what
+ * the functions give on this server: checked once per backend, by folding
+ * sample inputs both ways (no row, NULLs only, zero, both signs, carries
+ * across base-10000 digits, sums past 64 bits).
+ */
+bool
+sstate_cq_int8_avg_inline(StreamStateCqAggFns *fns)
+{
+	static int	checked = -1;
+	static const int64 samples[][4] = {
+		{0, 0, 0, 0},			/* first: the count of inputs to take */
+		{1, 0},
+		{1, 1},
+		{1, -1},
+		{2, 9999, 1},
+		{2, -20000, 10000},
+		{3, PG_INT64_MAX, PG_INT64_MAX, PG_INT64_MAX},
+		{3, PG_INT64_MIN, PG_INT64_MIN, -5},
+		{2, 123456789012345, -1}
+	};
+	MemoryContext tmp;
+	MemoryContext old;
+	StreamStateCqAggContext *cx;
+	StringInfoData theirs;
+	StringInfoData ours;
+	bool		same = true;
+
+	if (!fns->have_trans || fns->agg == NULL ||
+		fns->agg->transfn != F_INT8_AVG_ACCUM || fns->agg->serialfn != F_INT8_AVG_SERIALIZE)
+		return false;
+	if (checked >= 0)
+		return checked == 1;
+
+	tmp = AllocSetContextCreate(CurrentMemoryContext, "stream_state int8 avg check",
+								ALLOCSET_SMALL_SIZES);
+	old = MemoryContextSwitchTo(tmp);
+	cx = sstate_cq_agg_context_create(tmp);
+	initStringInfo(&theirs);
+	initStringInfo(&ours);
+	for (int s = 0; s < lengthof(samples) + 1 && same; s++)
+	{
+		StreamStateCqState a;
+		StreamStateCqState b;
+		StreamStateCqInt8Avg avg = {0};
+		int			n = s < lengthof(samples) ? (int) samples[s][0] : 1;
+
+		sstate_cq_state_init(cx, fns, &a);
+		sstate_cq_state_init(cx, fns, &b);
+		for (int i = 0; i < n; i++)
+		{
+			/* the last round: one NULL input */
+			bool		isnull = s == lengthof(samples);
+			Datum		x = isnull ? (Datum) 0 : Int64GetDatum(samples[s][i + 1]);
+
+			sstate_cq_state_advance(cx, fns, &a, &x, &isnull, 1);
+			sstate_cq_int8_avg_add(&b, &avg, x, isnull);
+		}
+		resetStringInfo(&theirs);
+		resetStringInfo(&ours);
+		sstate_cq_state_serialize(cx, fns, &a, &theirs);
+		sstate_cq_int8_avg_serialize(&b, &avg, &ours);
+		if (theirs.len != ours.len || memcmp(theirs.data, ours.data, ours.len) != 0)
+			same = false;
+	}
+	sstate_cq_agg_context_reset(cx);
+	MemoryContextSwitchTo(old);
+	MemoryContextDelete(tmp);
+	if (!same)
+		elog(DEBUG1, "stream_state: int8_avg_serialize differs from the inline form; not used");
+	checked = same ? 1 : 0;
+	return same;
+}
+
 static const char *
 get_len(const char *p, const char *end, uint32 *len)
 {

@@ -139,4 +139,37 @@ extern const char *sstate_cq_state_deserialize(StreamStateCqAggContext *cx,
 extern Datum sstate_cq_state_final(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 								   StreamStateCqState *st, bool *isnull);
 
+/*
+ * sum(bigint) and avg(bigint) folded without their internal state: a count
+ * and an int128 sum (the capture keeps them in its groups).
+ */
+typedef struct StreamStateCqInt8Avg
+{
+	int64		n;
+	uint64		sum_lo;			/* the sum's two halves: the group need not */
+	int64		sum_hi;			/* be 16-byte aligned */
+} StreamStateCqInt8Avg;
+
+extern bool sstate_cq_int8_avg_inline(StreamStateCqAggFns *fns);
+extern void sstate_cq_int8_avg_serialize(const StreamStateCqState *st,
+										 const StreamStateCqInt8Avg *avg, StringInfo out);
+
+/* x into avg, as int8_avg_accum adds it (st: the state's flags) */
+static inline void
+sstate_cq_int8_avg_add(StreamStateCqState *st, StreamStateCqInt8Avg *avg, Datum x, bool isnull)
+{
+	if (!isnull)
+	{
+		int128		sum = ((int128) avg->sum_hi << 64) | (int128) avg->sum_lo;
+
+		sum += (int128) DatumGetInt64(x);
+		avg->sum_lo = (uint64) sum;
+		avg->sum_hi = (int64) (sum >> 64);
+		avg->n++;
+	}
+	/* the function makes its state at its first call, a NULL input's too */
+	st->isnull = false;
+	st->noinput = false;
+}
+
 #endif							/* STREAM_STATE_CQ_AGG_H */

@@ -297,15 +297,20 @@ sstate_cq_key_values(CqCompiled *c, const char *img, uint32 imglen, Datum *value
  * One group of a statement: its (key image, pane), rows and states.  Only
  * the aggregates that keep a state of their own have one here (see
  * CaptureRun.owned): count(*) is the group's row count, and aggregates that
- * share a transition share its state.  A long key image lives in the same
- * allocation, after the states.
+ * share a transition share its state.
+ *
+ * The layout (CaptureRun.hdr, gsize): the row count, the first and last
+ * event (session windows only), the states, then a count and sum for each
+ * state folded inline (sum(bigint) and avg(bigint): CaptureRun.avgoff), a
+ * long key image last.  A group starts a cache line: count(*), sum, avg and
+ * max of a bigint take 64 bytes, one line, where the group and the state
+ * int8_avg_accum allocates took three, and every row touches its group.
  */
 typedef struct CaptureGroup
 {
 	int64		nrows;
-	int64		first;			/* session windows: first and last event */
+	int64		first;			/* session windows only: first and last event */
 	int64		last;
-	StreamStateCqState states[FLEXIBLE_ARRAY_MEMBER];
 } CaptureGroup;
 
 /*
@@ -550,7 +555,10 @@ typedef struct CaptureRun
 	StringInfoData img;
 	StringInfoData val;
 	Size		limit;
+	Size		hdr;			/* of a group: where its states start */
 	Size		gsize;			/* of a group, a long image not included */
+	Size	   *avgoff;			/* per state of a group: where its count and
+								 * sum are when it is folded inline, else 0 */
 	bool		session;
 	Datum	   *keyvals;
 	bool	   *keynulls;
@@ -576,6 +584,18 @@ typedef struct CaptureRun
 	StreamStateArena *arena;	/* their release callbacks outlive this */
 	MemoryContext batchcxt;		/* by-reference arguments and long images */
 } CaptureRun;
+
+static inline StreamStateCqState *
+group_states(const CaptureRun *r, CaptureGroup *g)
+{
+	return (StreamStateCqState *) ((char *) g + r->hdr);
+}
+
+static inline StreamStateCqInt8Avg *
+group_avg(const CaptureRun *r, CaptureGroup *g, int k)
+{
+	return (StreamStateCqInt8Avg *) ((char *) g + r->avgoff[k]);
+}
 
 /*
  * Rows are folded in batches of CAPTURE_BATCH (as long as the groups fit):
@@ -627,6 +647,7 @@ flush_group(CaptureRun *r, CaptureEntry *entry)
 	StreamStateCqAggFns *fns = r->fns;
 	StringInfo	val = &r->val;
 	CaptureGroup *g = entry->g;
+	StreamStateCqState *states = group_states(r, g);
 
 	resetStringInfo(val);
 	if (r->session)
@@ -646,8 +667,10 @@ flush_group(CaptureRun *r, CaptureEntry *entry)
 			rows.value = Int64GetDatum(g->nrows);
 			sstate_cq_state_serialize(cx, &fns[j], &rows, val);
 		}
+		else if (r->avgoff[r->slot[o]] != 0)
+			sstate_cq_int8_avg_serialize(&states[r->slot[o]], group_avg(r, g, r->slot[o]), val);
 		else
-			sstate_cq_state_serialize(cx, &fns[j], &g->states[r->slot[o]], val);
+			sstate_cq_state_serialize(cx, &fns[j], &states[r->slot[o]], val);
 	}
 	sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
 						 val->data, val->len);
@@ -701,14 +724,22 @@ next_spilled(void *arg, TupleTableSlot *slot)
 static CaptureGroup *
 new_group(CaptureRun *r, CaptureEntry *entry, const CaptureKey *key)
 {
-	CaptureGroup *g = sstate_arena_alloc(r->arena,
-								  r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
+	CaptureGroup *g = sstate_arena_alloc_line(r->arena,
+											  r->gsize + (key->len > CAPTURE_INLINE ? key->len : 0));
+	StreamStateCqState *states = group_states(r, g);
 
 	g->nrows = 0;
-	g->first = PG_INT64_MAX;
-	g->last = PG_INT64_MIN;
+	if (r->session)
+	{
+		g->first = PG_INT64_MAX;
+		g->last = PG_INT64_MIN;
+	}
 	for (int k = 0; k < r->nowned; k++)
-		sstate_cq_state_init(r->cx, &r->fns[r->owned[k]], &g->states[k]);
+	{
+		sstate_cq_state_init(r->cx, &r->fns[r->owned[k]], &states[k]);
+		if (r->avgoff[k] != 0)
+			memset(group_avg(r, g, k), 0, sizeof(StreamStateCqInt8Avg));
+	}
 	if (key->len > CAPTURE_INLINE)
 	{
 		char	   *copy = (char *) g + r->gsize;
@@ -775,20 +806,28 @@ static inline void
 fold_row(CaptureRun *r, PendingRow *p, CaptureGroup *g)
 {
 	StreamStateCqAnalysis *an = r->c->an;
+	StreamStateCqState *states = group_states(r, g);
 
 	g->nrows++;
-	if (p->event_us < g->first)
-		g->first = p->event_us;
-	if (p->event_us > g->last)
-		g->last = p->event_us;
+	if (r->session)
+	{
+		if (p->event_us < g->first)
+			g->first = p->event_us;
+		if (p->event_us > g->last)
+			g->last = p->event_us;
+	}
 	for (int k = 0; k < r->nowned; k++)
 	{
 		int			j = r->owned[k];
 
 		if (!p->pass[j])
 			continue;
-		sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[k], &p->args[r->argoff[j]],
-								&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
+		if (r->avgoff[k] != 0)
+			sstate_cq_int8_avg_add(&states[k], group_avg(r, g, k), p->args[r->argoff[j]],
+								   p->nulls[r->argoff[j]]);
+		else
+			sstate_cq_state_advance(r->cx, &r->fns[j], &states[k], &p->args[r->argoff[j]],
+									&p->nulls[r->argoff[j]], list_length(an->aggs[j].args));
 	}
 }
 
@@ -836,12 +875,16 @@ static void
 fold_slot_row(CaptureRun *r, CaptureGroup *g, int64 event_us, ExprContext *econtext)
 {
 	StreamStateCqAnalysis *an = r->c->an;
+	StreamStateCqState *states = group_states(r, g);
 
 	g->nrows++;
-	if (event_us < g->first)
-		g->first = event_us;
-	if (event_us > g->last)
-		g->last = event_us;
+	if (r->session)
+	{
+		if (event_us < g->first)
+			g->first = event_us;
+		if (event_us > g->last)
+			g->last = event_us;
+	}
 	for (int o = 0; o < r->nowned; o++)
 	{
 		int			j = r->owned[o];
@@ -853,7 +896,10 @@ fold_slot_row(CaptureRun *r, CaptureGroup *g, int64 event_us, ExprContext *econt
 			continue;
 		for (int k = 0; k < nargs; k++)
 			args[k] = ExecEvalExpr(r->argexprs[j][k], econtext, &nulls[k]);
-		sstate_cq_state_advance(r->cx, &r->fns[j], &g->states[o], args, nulls, nargs);
+		if (r->avgoff[o] != 0)
+			sstate_cq_int8_avg_add(&states[o], group_avg(r, g, o), args[0], nulls[0]);
+		else
+			sstate_cq_state_advance(r->cx, &r->fns[j], &states[o], args, nulls, nargs);
 	}
 }
 
@@ -1320,10 +1366,18 @@ carry_get(const StreamStateQueryInfo *info, CqCompiled *c)
 			r->owned[r->nowned++] = j;
 		}
 	}
-	r->gsize = offsetof(CaptureGroup, states) + sizeof(StreamStateCqState) * r->nowned;
+	r->hdr = r->session ? sizeof(CaptureGroup) : offsetof(CaptureGroup, first);
+	r->gsize = r->hdr + sizeof(StreamStateCqState) * r->nowned;
+	r->avgoff = palloc0(sizeof(Size) * Max(r->nowned, 1));
+	for (int o = 0; o < r->nowned; o++)
+		if (sstate_cq_int8_avg_inline(&r->fns[r->owned[o]]))
+		{
+			r->avgoff[o] = r->gsize;
+			r->gsize += sizeof(StreamStateCqInt8Avg);
+		}
 	r->span = r->gsize;
 	for (int o = 0; o < r->nowned; o++)
-		if (!r->fns[r->owned[o]].transtypbyval)
+		if (!r->fns[r->owned[o]].transtypbyval && r->avgoff[o] == 0)
 			r->span = r->gsize + 64;	/* a state's header and first line */
 	r->arena = sstate_arena_create(k->cxt);
 	r->cx = sstate_cq_agg_context_create_in(k->cxt,

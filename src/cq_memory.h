@@ -49,4 +49,25 @@ sstate_arena_alloc(StreamStateArena *a, Size size)
 	return p;
 }
 
+/* The same at the start of a cache line (64 bytes) */
+#define SSTATE_LINE			64
+
+static inline void *
+sstate_arena_alloc_line(StreamStateArena *a, Size size)
+{
+	size = MAXALIGN(size);
+	if (likely(a->free != NULL))
+	{
+		char	   *p = (char *) TYPEALIGN(SSTATE_LINE, a->free);
+
+		if (p + size <= a->end)
+		{
+			a->used += (p + size) - a->free;
+			a->free = p + size;
+			return p;
+		}
+	}
+	return (void *) TYPEALIGN(SSTATE_LINE, sstate_arena_block(a, size + SSTATE_LINE));
+}
+
 #endif							/* STREAM_STATE_CQ_MEMORY_H */

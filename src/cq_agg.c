@@ -654,17 +654,16 @@ sstate_cq_state_serialize(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 #define INT8_AVG_NBASE		10000
 #define INT8_AVG_NEG		0x4000	/* numeric.c's NUMERIC_NEG */
 
-static void
-put_be(StringInfo out, uint64 v, int bytes)
+/* v's low bytes bytes at p, most significant first (pq_sendint*) */
+static inline char *
+put_be(char *p, uint64 v, int bytes)
 {
-	char		b[8];
-
 	for (int i = bytes - 1; i >= 0; i--)
 	{
-		b[i] = (char) (v & 0xff);
+		p[i] = (char) (v & 0xff);
 		v >>= 8;
 	}
-	appendBinaryStringInfo(out, b, bytes);
+	return p + bytes;
 }
 
 void
@@ -676,27 +675,35 @@ sstate_cq_int8_avg_serialize(const StreamStateCqState *st, const StreamStateCqIn
 	uint16		digits[12];
 	int			ndigits = 0;
 	uint32		len;
+	char		buf[1 + sizeof(uint32) + 8 + 16 + 2 * lengthof(digits)];
+	char	   *p = buf;
 
 	if (st->isnull)
 	{
 		appendStringInfoChar(out, st->noinput ? STATE_NO_INPUT : STATE_NULL);
 		return;
 	}
-	while (u != 0)
+	/* base-10000 digits, least significant first; in 64 bits when it fits */
+	while (u > PG_UINT64_MAX)
 	{
 		digits[ndigits++] = (uint16) (u % INT8_AVG_NBASE);
 		u /= INT8_AVG_NBASE;
 	}
-	appendStringInfoChar(out, STATE_VALUE);
+	for (uint64 v = (uint64) u; v != 0; v /= INT8_AVG_NBASE)
+		digits[ndigits++] = (uint16) (v % INT8_AVG_NBASE);
+
+	*p++ = STATE_VALUE;
 	len = sizeof(int64) + 4 * sizeof(int32) + ndigits * sizeof(int16);
-	appendBinaryStringInfo(out, (const char *) &len, sizeof(len));
-	put_be(out, (uint64) avg->n, 8);
-	put_be(out, (uint32) ndigits, 4);
-	put_be(out, (uint32) (ndigits > 0 ? ndigits - 1 : 0), 4);	/* weight */
-	put_be(out, sum < 0 ? INT8_AVG_NEG : 0, 4);
-	put_be(out, 0, 4);			/* dscale */
+	memcpy(p, &len, sizeof(len));
+	p += sizeof(len);
+	p = put_be(p, (uint64) avg->n, 8);
+	p = put_be(p, (uint32) ndigits, 4);
+	p = put_be(p, (uint32) (ndigits > 0 ? ndigits - 1 : 0), 4);	/* weight */
+	p = put_be(p, sum < 0 ? INT8_AVG_NEG : 0, 4);
+	p = put_be(p, 0, 4);		/* dscale */
 	for (int i = ndigits - 1; i >= 0; i--)
-		put_be(out, digits[i], 2);
+		p = put_be(p, digits[i], 2);
+	appendBinaryStringInfo(out, buf, p - buf);
 }
 
 /*

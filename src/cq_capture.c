@@ -559,6 +559,8 @@ typedef struct CaptureRun
 	Size		gsize;			/* of a group, a long image not included */
 	Size	   *avgoff;			/* per state of a group: where its count and
 								 * sum are when it is folded inline, else 0 */
+	int		   *serpos;			/* per aggregate: where flush_group wrote its
+								 * state in val, then (naggs on) how long */
 	bool		session;
 	Datum	   *keyvals;
 	bool	   *keynulls;
@@ -659,7 +661,18 @@ flush_group(CaptureRun *r, CaptureEntry *entry)
 	{
 		int			o = c->share[j];
 
-		if (c->from_rows[o])
+		r->serpos[j] = val->len;
+		if (o != j && !c->from_rows[o])
+		{
+			/* the same state, serialised by the same function: its bytes */
+			int			len = r->serpos[o + c->an->naggs];
+
+			enlargeStringInfo(val, len);
+			memcpy(val->data + val->len, val->data + r->serpos[o], len);
+			val->len += len;
+			val->data[val->len] = '\0';
+		}
+		else if (c->from_rows[o])
 		{
 			StreamStateCqState rows;
 
@@ -671,6 +684,7 @@ flush_group(CaptureRun *r, CaptureEntry *entry)
 			sstate_cq_int8_avg_serialize(&states[r->slot[o]], group_avg(r, g, r->slot[o]), val);
 		else
 			sstate_cq_state_serialize(cx, &fns[j], &states[r->slot[o]], val);
+		r->serpos[j + c->an->naggs] = val->len - r->serpos[j];
 	}
 	sstate_capture_value(&r->cap, capture_key_bytes(&entry->key), entry->key.len, entry->key.pane, g->nrows,
 						 val->data, val->len);
@@ -1369,6 +1383,7 @@ carry_get(const StreamStateQueryInfo *info, CqCompiled *c)
 	r->hdr = r->session ? sizeof(CaptureGroup) : offsetof(CaptureGroup, first);
 	r->gsize = r->hdr + sizeof(StreamStateCqState) * r->nowned;
 	r->avgoff = palloc0(sizeof(Size) * Max(r->nowned, 1));
+	r->serpos = palloc0(sizeof(int) * 2 * Max(an->naggs, 1));
 	for (int o = 0; o < r->nowned; o++)
 		if (sstate_cq_int8_avg_inline(&r->fns[r->owned[o]]))
 		{

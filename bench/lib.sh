@@ -1,7 +1,7 @@
 # bench/lib.sh - what the bench scripts share: a throwaway PostgreSQL 15
 # server, its clean-up, and the helpers that time, compare and format.
 #
-# Sourced, not run, by bench/run.sh, bench/checkpoint.sh, bench/rocksdb.sh and
+# Sourced, not run, by bench/run.sh, bench/checkpoint.sh, bench/rocksdb.sh, bench/cq_ab.sh and
 # bench/cq.sh right after their `set -u -o pipefail`.  Sourcing sets HERE (bench/), ROOT,
 # PGBIN (${PGBIN:-/usr/lib/postgresql/15/bin}), STAMP, OUTDIR (bench/out,
 # created), T="" and SERVER_UP=0, and installs the EXIT/INT/TERM traps.

@@ -654,7 +654,7 @@ sstate_cq_state_serialize(StreamStateCqAggContext *cx, StreamStateCqAggFns *fns,
 #define INT8_AVG_NBASE		10000
 #define INT8_AVG_NEG		0x4000	/* numeric.c's NUMERIC_NEG */
 
-/* v's low bytes bytes at p, most significant first (pq_sendint*) */
+/* The low "bytes" bytes of v at p, most significant first (as pq_sendint*) */
 static inline char *
 put_be(char *p, uint64 v, int bytes)
 {

@@ -102,7 +102,7 @@ combine_in_worker(StreamStateCqAnalysis *an, StreamStateCqAggFns *fns,
 	Size		hdr = JOB_HEADER(an->naggs);
 	BackgroundWorker bgw;
 	BackgroundWorkerHandle *handle;
-	pid_t		pid;
+	bool		stopped;
 	const char *p;
 	const char *end;
 
@@ -130,8 +130,15 @@ combine_in_worker(StreamStateCqAnalysis *an, StreamStateCqAggFns *fns,
 				(errcode(ERRCODE_CONFIGURATION_LIMIT_EXCEEDED),
 				 errmsg("could not start a stream_state combiner"),
 				 errhint("Raise max_worker_processes.")));
-	if (WaitForBackgroundWorkerStartup(handle, &pid) != BGWH_STARTED ||
-		WaitForBackgroundWorkerShutdown(handle) != BGWH_STOPPED || !job->done)
+	/*
+	 * Only its end is waited for: a combiner can finish before the
+	 * postmaster tells its start, and WaitForBackgroundWorkerStartup then
+	 * answers BGWH_STOPPED, which is no failure.  One that never started
+	 * stops without having set done.
+	 */
+	stopped = WaitForBackgroundWorkerShutdown(handle) == BGWH_STOPPED;
+	pg_memory_barrier();
+	if (!stopped || !job->done)
 		ereport(ERROR,
 				(errcode(ERRCODE_INTERNAL_ERROR),
 				 errmsg("the stream_state combiner failed: %s",
